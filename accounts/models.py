@@ -1,0 +1,179 @@
+import hashlib
+import secrets
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class User(AbstractUser):
+    """A person, or a service account acting for an integrating hospital system."""
+
+    class Kind(models.TextChoices):
+        PERSON = "person", "Person"
+        SERVICE = "service", "Service account"
+
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PERSON)
+    display_name = models.CharField(max_length=150, blank=True)
+
+    @property
+    def is_service_account(self) -> bool:
+        return self.kind == self.Kind.SERVICE
+
+    def __str__(self) -> str:
+        return self.display_name or self.get_full_name() or self.username
+
+
+class OrgUnitQuerySet(models.QuerySet):
+    def subtree_of(self, units):
+        """Units inside any of ``units`` (each unit included)."""
+        q = Q(pk__in=[])
+        for unit in units:
+            q |= Q(path__startswith=unit.path)
+        return self.filter(q)
+
+
+class OrgUnit(models.Model):
+    """One node of the trust's tree: trust > division > specialty > ward/team.
+
+    ``path`` is a materialised path of codes ("RCP/SURG/ORTHO/") so that a whole
+    subtree is one indexed ``startswith`` query.
+    """
+
+    class Kind(models.TextChoices):
+        TRUST = "trust", "Trust"
+        DIVISION = "division", "Division / directorate"
+        SPECIALTY = "specialty", "Specialty"
+        WARD = "ward", "Ward"
+        TEAM = "team", "Team"
+
+    code = models.CharField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    path = models.CharField(max_length=500, unique=True, editable=False)
+
+    objects = OrgUnitQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [
+            models.CheckConstraint(
+                name="orgunit_only_trust_is_root",
+                condition=Q(parent__isnull=True, kind="trust") | Q(parent__isnull=False),
+            ),
+        ]
+        indexes = [models.Index(fields=["path"], name="orgunit_path_idx", opclasses=["varchar_pattern_ops"])]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+    @property
+    def depth(self) -> int:
+        return self.path.count("/") - 1
+
+    def compute_path(self) -> str:
+        return f"{self.parent.path if self.parent_id else ''}{self.code}/"
+
+    def is_within(self, other: "OrgUnit") -> bool:
+        return self.path.startswith(other.path)
+
+
+class Membership(models.Model):
+    """A user's role within an org unit (and so within the unit's subtree)."""
+
+    class Role(models.TextChoices):
+        CLINICIAN = "clinician", "Clinician"
+        CLINICAL_LEAD = "clinical_lead", "Clinical lead"
+        MANAGER = "manager", "Manager"
+        FINANCE = "finance", "Finance"
+        ADMIN = "admin", "Administrator"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    org_unit = models.ForeignKey(OrgUnit, on_delete=models.PROTECT, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "org_unit", "role"], name="membership_unique_role_in_unit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} - {self.get_role_display()} in {self.org_unit.code}"
+
+
+class ApiTokenQuerySet(models.QuerySet):
+    def usable(self):
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API. Only its SHA-256 is stored."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, blank=True)
+    prefix = models.CharField(max_length=12, editable=False)
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+    @staticmethod
+    def hash(raw: str) -> str:
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    @classmethod
+    def generate(cls) -> str:
+        return "cp_" + secrets.token_urlsafe(32)
+
+    @property
+    def is_usable(self) -> bool:
+        now = timezone.now()
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class AuditEvent(models.Model):
+    """Append-only, hash-chained record of who did what (see accounts/audit.py).
+
+    The database refuses UPDATE and DELETE on this table (migration 0002), so
+    neither the ORM nor raw SQL from the application can rewrite history.
+    """
+
+    class Outcome(models.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+        DENIED = "denied", "Denied"
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    role = models.CharField(max_length=20, blank=True)
+    action = models.CharField(max_length=60, db_index=True)
+    object_type = models.CharField(max_length=60, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    episode_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    source_address = models.GenericIPAddressField(null=True, blank=True)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.SUCCESS)
+    detail = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64, editable=False)
+    hash = models.CharField(max_length=64, editable=False, unique=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["object_type", "object_id"], name="audit_object_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_type}:{self.object_id}"

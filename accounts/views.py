@@ -1,0 +1,39 @@
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_not_required
+from django.urls import reverse_lazy
+from django.utils.decorators import method_decorator
+
+from .permissions import any_member
+
+
+@method_decorator(login_not_required, name="dispatch")
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+    redirect_authenticated_user = True
+
+
+LoginView.access_rule = ("public",)
+
+
+class LogoutView(auth_views.LogoutView):
+    pass
+
+
+LogoutView.access_rule = ("authenticated",)
+
+
+@method_decorator(any_member, name="dispatch")
+class PasswordChangeView(auth_views.PasswordChangeView):
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("accounts:password_change_done")
+
+
+PasswordChangeView.access_rule = ("roles", "any")
+
+
+@method_decorator(any_member, name="dispatch")
+class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):
+    template_name = "accounts/password_change_done.html"
+
+
+PasswordChangeDoneView.access_rule = ("roles", "any")
