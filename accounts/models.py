@@ -177,3 +177,42 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_type}:{self.object_id}"
+
+
+class IdempotencyKey(models.Model):
+    """One client's ``Idempotency-Key`` for an API POST, and the response it produced.
+
+    The unique constraint on (client, key) is what makes a retried or duplicated
+    request safe: concurrent requests race on the INSERT, and exactly one wins
+    (see ``accounts/api_support.py``). Rows are kept at least
+    ``IDEMPOTENCY_KEY_RETENTION_HOURS``, then purged.
+    """
+
+    class Status(models.TextChoices):
+        IN_FLIGHT = "in_flight", "In flight"
+        COMPLETED = "completed", "Completed"
+
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    # sha256 of method, path and the canonical JSON body: the same key with another body is refused.
+    request_hash = models.CharField(max_length=64)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.IN_FLIGHT)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="idempotency_unique_key_per_client"),
+            models.CheckConstraint(
+                name="idempotency_completed_has_response",
+                condition=Q(status="in_flight") | Q(response_status__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.client_id}:{self.key} ({self.status})"
