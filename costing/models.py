@@ -118,6 +118,15 @@ class ReportRun(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # The org unit the report covers (also in ``parameters``): dashboards find the
+    # latest run for a unit with one indexed query, and access is checked against it.
+    org_unit = models.ForeignKey(
+        "accounts.OrgUnit", null=True, blank=True, on_delete=models.PROTECT, related_name="report_runs"
+    )
+    # Bumped with every progress update of the attempt that holds the run. A running
+    # run whose heartbeat is older than REPORT_RUN_LEASE_SECONDS lost its worker and
+    # may be reclaimed (see costing/tasks.py).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-id"]
@@ -129,6 +138,121 @@ class ReportRun(models.Model):
             ),
             models.CheckConstraint(name="report_progress_0_100", condition=Q(progress__lte=100)),
         ]
+        indexes = [
+            models.Index(fields=["org_unit", "kind", "status", "-finished_at"], name="report_unit_kind_status_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+
+class EpisodeCost(models.Model):
+    """The cost of one closed episode, as the cost engine computed it: what reports aggregate.
+
+    Derived data, refreshed incrementally (``costing/summaries.py``): a summary is
+    stale when its episode changed after it was computed (``Episode.updated_at``,
+    bumped by every event, variance and outcome write) or when a rate changed. The
+    grouping dimensions (pathway, unit, clinician, month) are copied here so that a
+    report is one aggregate over one table, whatever the number of episodes.
+    """
+
+    class Cause(models.TextChoices):
+        PATIENT = "patient", "Patient"
+        CLINICIAN = "clinician", "Clinician / staff"
+        SYSTEM = "system", "System"
+        COMMUNITY = "community", "Community"
+        UNEXPLAINED = "unexplained", "Unexplained"
+
+    episode = models.OneToOneField(
+        "variances.Episode", primary_key=True, on_delete=models.CASCADE, related_name="cost_summary"
+    )
+    pathway = models.ForeignKey("pathways.Pathway", on_delete=models.CASCADE, related_name="+")
+    version = models.ForeignKey("pathways.PathwayVersion", on_delete=models.CASCADE, related_name="+")
+    org_unit = models.ForeignKey("accounts.OrgUnit", on_delete=models.CASCADE, related_name="+")
+    responsible_clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    status = models.CharField(max_length=10)
+    started_on = models.DateField()
+    month = models.DateField(help_text="First day of the month the episode started in (local time).")
+    ended_on = models.DateField()
+    los_days = models.PositiveIntegerField()
+    expected_los_days = models.DecimalField(max_digits=8, decimal_places=3)
+    readmitted_30d = models.BooleanField(null=True, blank=True)
+    complication = models.BooleanField(null=True, blank=True)
+    currency = models.CharField(max_length=3, default=settings.CURRENCY)
+    # Money at full precision: rate (6 dp) x quantity (3 dp) x expected count (3 dp)
+    # needs 12 places to stay exact; rounding is for display only (costing/money.py).
+    expected = models.DecimalField(max_digits=24, decimal_places=12)
+    actual = models.DecimalField(max_digits=24, decimal_places=12)
+    price_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    usage_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    los_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    # The part of usage and length-of-stay variance on salaried staff: capacity
+    # consumed, not cash.
+    capacity_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    # Total variance by the cause of the variance record that explains each line.
+    patient_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    clinician_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    system_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    community_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    unexplained_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    missing_rates = models.PositiveSmallIntegerField(
+        default=0, help_text="Resources costed at zero because no rate was in force on the date."
+    )
+    source_updated_at = models.DateTimeField(help_text="The episode's updated_at when this was computed.")
+    computed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["pathway", "started_on"], name="episode_cost_pathway_idx"),
+            models.Index(fields=["org_unit", "started_on"], name="episode_cost_unit_idx"),
+            models.Index(fields=["started_on"], name="episode_cost_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"cost of episode {self.episode_id}: {self.actual} vs {self.expected}"
+
+    @property
+    def total_variance(self):
+        return self.actual - self.expected
+
+
+class EpisodeCostLine(models.Model):
+    """One step x resource of an episode's cost: standard against actual, decomposed.
+
+    ``variance`` is the record that explains the line (or null: unexplained);
+    ``cause`` is copied from it so that "cost of system-caused variance" is a
+    single aggregate.
+    """
+
+    episode_cost = models.ForeignKey(EpisodeCost, on_delete=models.CASCADE, related_name="lines")
+    step = models.ForeignKey("pathways.Step", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # For an activity not on the pathway (an addition): the event that recorded it.
+    event = models.ForeignKey(
+        "variances.StepEvent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    resource = models.ForeignKey("pathways.Resource", on_delete=models.CASCADE, related_name="+")
+    salaried = models.BooleanField(default=False)
+    standard_quantity = models.DecimalField(max_digits=18, decimal_places=6)
+    actual_quantity = models.DecimalField(max_digits=18, decimal_places=6)
+    standard_rate = models.DecimalField(max_digits=14, decimal_places=6)
+    standard_cost = models.DecimalField(max_digits=24, decimal_places=12)
+    actual_cost = models.DecimalField(max_digits=24, decimal_places=12)
+    price_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    usage_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    los_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    variance = models.ForeignKey(
+        "variances.Variance", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    cause = models.CharField(max_length=12, choices=EpisodeCost.Cause.choices, blank=True)
+
+    class Meta:
+        ordering = ["episode_cost", "id"]
+        indexes = [
+            models.Index(fields=["step", "resource"], name="cost_line_step_resource_idx"),
+            models.Index(fields=["variance"], name="cost_line_variance_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"episode {self.episode_cost_id} {self.resource_id}: {self.actual_cost} vs {self.standard_cost}"
