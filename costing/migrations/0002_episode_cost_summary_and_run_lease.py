@@ -9,10 +9,10 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0003_idempotency_keys'),
+        ('accounts', '0001_initial'),
         ('costing', '0001_initial'),
         ('pathways', '0001_initial'),
-        ('variances', '0004_seed_reason_codes'),
+        ('variances', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
