@@ -289,4 +289,9 @@ LOGGING = {
 SMALL_CELL_MAX = env.int("SMALL_CELL_MAX", default=7)
 # Share of episodes with the same step and reason that signals a pathway revision.
 REVISION_SIGNAL_SHARE = env.float("REVISION_SIGNAL_SHARE", default=0.2)
+# A running report whose worker sent no progress for this long is presumed lost
+# and may be reclaimed by a re-delivered task or the sweeper (costing/tasks.py).
+REPORT_RUN_LEASE_SECONDS = env.int("REPORT_RUN_LEASE_SECONDS", default=120)
+# Episodes whose cost summaries are refreshed per transaction (and per progress update).
+REPORT_SUMMARY_BATCH_SIZE = env.int("REPORT_SUMMARY_BATCH_SIZE", default=500)
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="commonpath-demo")
