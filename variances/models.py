@@ -233,6 +233,10 @@ class Detection(models.Model):
         return f"{self.key} in episode {self.episode_id}"
 
 
+# Omitting a step at least this critical needs a clinical lead's review.
+CRITICAL_STEP_CRITICALITY = 4
+
+
 class VarianceQuerySet(models.QuerySet):
     def unexplained(self):
         return self.filter(status=Variance.Status.UNEXPLAINED)
@@ -245,6 +249,10 @@ class VarianceQuerySet(models.QuerySet):
 
     def for_clinician(self, user):
         return self.filter(episode__responsible_clinician=user)
+
+    def awaiting_review(self):
+        """Documented but not yet adjudicated: what a clinical lead's queue holds."""
+        return self.filter(status=Variance.Status.DOCUMENTED)
 
 
 class Variance(models.Model):
@@ -311,6 +319,9 @@ class Variance(models.Model):
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_comment = models.TextField(blank=True)
     withdrawn_reason = models.TextField(blank=True)
+    # Exits and omissions of critical steps (criticality >= 4) must be adjudicated
+    # by a clinical lead; set once, when the variance is created.
+    review_required = models.BooleanField(default=False)
     revision = models.PositiveIntegerField(default=1)
 
     objects = VarianceQuerySet.as_manager()

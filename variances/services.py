@@ -1,0 +1,694 @@
+"""Every write to episodes, events and variances. Browser, API and import share these.
+
+Each service is keyword-only, validates with ``full_clean()``, runs in one
+transaction with its audit event, and queues side effects (detection) only once
+the transaction has committed.
+
+Variances are amended, never overwritten: every change appends a
+``VarianceRevision`` holding the complete state after the change (``snapshot``),
+so any earlier state can be read back exactly (``variance_state``). Nothing here
+deletes a row; a variance is withdrawn with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from accounts.models import Membership, OrgUnit
+from pathways.models import Pathway, PathwayVersion, Resource, Step
+
+from .models import (
+    CRITICAL_STEP_CRITICALITY,
+    Episode,
+    EventQuantity,
+    ReasonCode,
+    StepEvent,
+    Variance,
+    VarianceRevision,
+)
+
+# A claimed time may run a little ahead of the server clock (device clocks drift).
+CLOCK_SKEW = timedelta(minutes=5)
+
+# Fields a clinician may change by amendment. Status, review and withdrawal have
+# their own services, so that each transition is named in the history.
+AMENDABLE_FIELDS = (
+    "variance_type",
+    "cause",
+    "reason",
+    "valence",
+    "level",
+    "rationale",
+    "action_taken",
+    "occurred_at",
+    "step",
+    "resource",
+)
+
+# Everything a revision snapshot holds: the variance's full state after a change.
+SNAPSHOT_FIELDS = (
+    "episode_id",
+    "step_id",
+    "resource_id",
+    "variance_type",
+    "cause",
+    "reason_id",
+    "valence",
+    "level",
+    "justified",
+    "avoidable",
+    "rationale",
+    "action_taken",
+    "occurred_at",
+    "recorded_at",
+    "recorded_by_id",
+    "documented_at",
+    "status",
+    "detection_id",
+    "reviewed_by_id",
+    "reviewed_at",
+    "review_comment",
+    "withdrawn_reason",
+    "review_required",
+    "revision",
+)
+_DATETIME_FIELDS = {"occurred_at", "recorded_at", "documented_at", "reviewed_at"}
+
+# Departures that only make sense against a planned step.
+STEP_TYPES = (
+    Variance.Type.OMISSION,
+    Variance.Type.DELAY,
+    Variance.Type.EARLY,
+    Variance.Type.SEQUENCE,
+    Variance.Type.SUBSTITUTION,
+)
+
+
+class StaleRevisionError(Exception):
+    """The variance changed since the caller read it (the API answers 412)."""
+
+    def __init__(self, *, expected: int, current: int):
+        self.expected = expected
+        self.current = current
+        super().__init__(
+            f"This variance was changed by someone else (now revision {current}, you edited revision {expected}). "
+            "Reload it and make your change again."
+        )
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def variance_snapshot(variance: Variance) -> dict[str, Any]:
+    """The variance's complete state as JSON-safe values (what a revision stores)."""
+    snapshot = {}
+    for name in SNAPSHOT_FIELDS:
+        value = getattr(variance, name)
+        if name in _DATETIME_FIELDS and value is not None:
+            value = value.isoformat()
+        snapshot[name] = value
+    return snapshot
+
+
+def variance_state(revision: VarianceRevision) -> dict[str, Any]:
+    """A revision's snapshot with datetimes parsed back: the variance as it was then."""
+    state = dict(revision.snapshot)
+    for name in _DATETIME_FIELDS:
+        if state.get(name):
+            state[name] = datetime.fromisoformat(state[name])
+    return state
+
+
+def requires_review(*, variance_type: str, step: Step | None) -> bool:
+    """Exits and omissions of critical steps must be adjudicated by a clinical lead."""
+    if variance_type == Variance.Type.EXIT:
+        return True
+    return (
+        variance_type == Variance.Type.OMISSION and step is not None and step.criticality >= CRITICAL_STEP_CRITICALITY
+    )
+
+
+def _append_revision(variance: Variance, *, actor, reason: str, at: datetime | None = None) -> VarianceRevision:
+    revision = VarianceRevision(
+        variance=variance,
+        number=variance.revision,
+        changed_by=_person(actor),
+        changed_at=at or timezone.now(),
+        reason=reason,
+        snapshot=variance_snapshot(variance),
+    )
+    revision.save(force_insert=True)
+    return revision
+
+
+def _person(actor):
+    return actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+
+
+def _touch_episode(episode_id: int, *, at: datetime | None = None) -> None:
+    """Bump the episode's change marker (ETags, incremental report refresh)."""
+    Episode.objects.filter(pk=episode_id).update(updated_at=at or timezone.now(), row_version=F("row_version") + 1)
+
+
+def _queue_detection(episode_id: int) -> None:
+    from .tasks import detect_episode
+
+    detect_episode.delay_on_commit(episode_id)
+
+
+def _check_step(episode: Episode, step: Step | None, field: str = "step") -> None:
+    if step is not None and step.version_id != episode.version_id:
+        raise ValidationError(
+            {field: f"Step {step.code} is not on this episode's pathway version ({episode.version})."}
+        )
+
+
+def _check_reason(episode: Episode, reason: ReasonCode | None) -> None:
+    if reason is None:
+        raise ValidationError({"reason": "Choose a reason."})
+    if reason.retired:
+        raise ValidationError({"reason": f"The reason '{reason.display}' has been retired; choose a current one."})
+    if reason.pathway_id is not None and reason.pathway_id != episode.version.pathway_id:
+        raise ValidationError({"reason": f"The reason '{reason.display}' belongs to another pathway."})
+
+
+def _check_not_future(value: datetime | None, field: str) -> None:
+    if value is not None and value > timezone.now() + CLOCK_SKEW:
+        raise ValidationError({field: "This time is in the future."})
+
+
+def _lock_variance(variance: Variance) -> Variance:
+    """Re-read the variance under a row lock so that concurrent changes serialise."""
+    return (
+        Variance.objects.select_for_update(of=("self",)).select_related("episode__version", "step").get(pk=variance.pk)
+    )
+
+
+# --- episodes --------------------------------------------------------------------------
+
+
+@transaction.atomic
+def episode_start(
+    *,
+    pathway_version: PathwayVersion | None = None,
+    pathway: Pathway | None = None,
+    patient_ref: str,
+    org_unit: OrgUnit,
+    responsible_clinician=None,
+    started_at: datetime,
+    actor,
+) -> Episode:
+    """Start a patient's episode on a pathway: the published version unless one is given."""
+    if pathway_version is None:
+        if pathway is None:
+            raise ValidationError({"pathway": "Choose a pathway."})
+        pathway_version = PathwayVersion.objects.published().filter(pathway=pathway).first()
+        if pathway_version is None:
+            raise ValidationError({"pathway": f"{pathway.code} has no published version to start an episode on."})
+    elif pathway is not None and pathway_version.pathway_id != pathway.pk:
+        raise ValidationError({"pathway_version": "This version belongs to another pathway."})
+    if pathway_version.status == PathwayVersion.Status.DRAFT:
+        raise ValidationError({"pathway_version": "Episodes follow published versions, not drafts."})
+    _check_not_future(started_at, "started_at")
+    episode = Episode(
+        patient_ref=(patient_ref or "").strip(),
+        version=pathway_version,
+        org_unit=org_unit,
+        responsible_clinician=responsible_clinician,
+        started_at=started_at,
+    )
+    episode.full_clean()
+    episode.save()
+    audit_record(
+        action="episode.start",
+        actor=actor,
+        obj=episode,
+        episode_ref=episode.patient_ref,
+        detail={"version": pathway_version.pk, "org_unit": org_unit.code},
+    )
+    _queue_detection(episode.pk)
+    return episode
+
+
+def _end_episode(episode: Episode, *, ended_at: datetime, status: str) -> Episode:
+    episode = Episode.objects.select_for_update(of=("self",)).select_related("version").get(pk=episode.pk)
+    if episode.status != Episode.Status.ACTIVE:
+        raise ValidationError(f"This episode is already {episode.get_status_display().lower()}.")
+    _check_not_future(ended_at, "ended_at")
+    if ended_at < episode.started_at:
+        raise ValidationError({"ended_at": "The end cannot be before the start of the episode."})
+    episode.status = status
+    episode.ended_at = ended_at
+    return episode
+
+
+@transaction.atomic
+def episode_close(
+    *,
+    episode: Episode,
+    ended_at: datetime,
+    discharge_destination: str = "",
+    readmitted_30d: bool | None = None,
+    complication: bool | None = None,
+    actor,
+) -> Episode:
+    """Complete an episode (discharge) with its outcomes; omissions are then detected."""
+    episode = _end_episode(episode, ended_at=ended_at, status=Episode.Status.COMPLETED)
+    episode.discharge_destination = discharge_destination.strip()
+    episode.readmitted_30d = readmitted_30d
+    episode.complication = complication
+    episode.updated_at = timezone.now()
+    episode.row_version += 1
+    episode.full_clean()
+    episode.save()
+    audit_record(
+        action="episode.close",
+        actor=actor,
+        obj=episode,
+        episode_ref=episode.patient_ref,
+        detail={"ended_at": ended_at.isoformat(), "discharge_destination": episode.discharge_destination},
+    )
+    _queue_detection(episode.pk)
+    return episode
+
+
+@transaction.atomic
+def episode_exit(
+    *,
+    episode: Episode,
+    ended_at: datetime,
+    reason: str,
+    actor,
+    reason_code: ReasonCode | None = None,
+    cause: str = "",
+) -> Episode:
+    """Take the patient off the pathway. Records an ``exit`` variance that a lead must review.
+
+    With a coded reason (and cause) the exit variance is documented at once;
+    without one it lands unexplained in the clinician's inbox, the free-text
+    reason kept as its rationale.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": "Say why the patient left the pathway."})
+    episode = _end_episode(episode, ended_at=ended_at, status=Episode.Status.EXITED)
+    episode.exit_reason = reason
+    episode.updated_at = timezone.now()
+    episode.row_version += 1
+    episode.full_clean()
+    episode.save()
+    if reason_code is not None:
+        _check_reason(episode, reason_code)
+    now = timezone.now()
+    documented = reason_code is not None
+    variance = Variance(
+        episode=episode,
+        variance_type=Variance.Type.EXIT,
+        cause=cause or (reason_code.default_cause if reason_code else ""),
+        reason=reason_code,
+        valence=Variance.Valence.NEUTRAL if documented else "",
+        level=Variance.Level.PROCESS,
+        rationale=reason,
+        occurred_at=ended_at,
+        recorded_at=now,
+        recorded_by=_person(actor),
+        documented_at=now if documented else None,
+        status=Variance.Status.DOCUMENTED if documented else Variance.Status.UNEXPLAINED,
+        review_required=True,
+    )
+    variance.full_clean()
+    variance.save()
+    _append_revision(variance, actor=actor, reason="episode exited", at=now)
+    audit_record(
+        action="episode.exit",
+        actor=actor,
+        obj=episode,
+        episode_ref=episode.patient_ref,
+        detail={"ended_at": ended_at.isoformat(), "variance": variance.pk},
+    )
+    _queue_detection(episode.pk)
+    return episode
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def _resolve_resource(value) -> Resource:
+    if isinstance(value, Resource):
+        return value
+    resource = Resource.objects.filter(code=value).first() if isinstance(value, str) else None
+    if resource is None:
+        raise ValidationError({"quantities": f"Unknown resource {value!r}."})
+    return resource
+
+
+@transaction.atomic
+def event_record(
+    *,
+    episode: Episode,
+    step: Step | None = None,
+    activity: str = "",
+    occurred_at: datetime,
+    performed_by: str = "",
+    source: str,
+    external_id: str = "",
+    quantities: Iterable[Mapping[str, Any]] = (),
+    actor,
+) -> StepEvent:
+    """Record that a step was done (or an activity off the pathway happened).
+
+    Idempotent on ``(source, external_id)``: sending the same external id again
+    returns the event already stored, unchanged (``event.created`` is False).
+    Detection runs after commit.
+    """
+    external_id = (external_id or "").strip()
+    if external_id:
+        existing = StepEvent.objects.filter(source=source, external_id=external_id).first()
+        if existing is not None:
+            return _existing_event(existing, episode)
+    _check_step(episode, step)
+    _check_not_future(occurred_at, "occurred_at")
+    if step is None and not (activity or "").strip():
+        raise ValidationError({"step": "Choose the pathway step, or name the activity if it is not on the pathway."})
+    event = StepEvent(
+        episode=episode,
+        step=step,
+        activity=(activity or "").strip(),
+        occurred_at=occurred_at,
+        recorded_by=_person(actor),
+        performed_by=(performed_by or "").strip(),
+        source=source,
+        external_id=external_id,
+    )
+    event.full_clean()
+    rows = []
+    for item in quantities:
+        row = EventQuantity(
+            resource=_resolve_resource(item.get("resource")),
+            quantity=Decimal(str(item.get("quantity"))),
+            headcount=item.get("headcount", 1) or 1,
+            unit_cost=None if item.get("unit_cost") in (None, "") else Decimal(str(item["unit_cost"])),
+        )
+        rows.append(row)
+    if len({row.resource.pk for row in rows}) != len(rows):
+        raise ValidationError({"quantities": "Give each resource once."})
+    try:
+        with transaction.atomic():
+            event.save()
+    except IntegrityError:
+        # A concurrent request stored the same external id first: it wins.
+        if external_id:
+            existing = StepEvent.objects.filter(source=source, external_id=external_id).first()
+            if existing is not None:
+                return _existing_event(existing, episode)
+        raise
+    for row in rows:
+        row.event = event
+        row.full_clean()
+    EventQuantity.objects.bulk_create(rows)
+    _touch_episode(episode.pk)
+    audit_record(
+        action="event.record",
+        actor=actor,
+        obj=event,
+        episode_ref=episode.patient_ref,
+        detail={"step": step.code if step else None, "activity": event.activity, "source": source},
+    )
+    _queue_detection(episode.pk)
+    event.created = True
+    return event
+
+
+def _existing_event(existing: StepEvent, episode: Episode) -> StepEvent:
+    if existing.episode_id != episode.pk:
+        raise ValidationError({"external_id": "This external id was already used for another episode."})
+    existing.created = False
+    return existing
+
+
+# --- variances -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def variance_record(
+    *,
+    episode: Episode,
+    step: Step | None = None,
+    variance_type: str,
+    cause: str,
+    reason: ReasonCode | None,
+    valence: str,
+    level: str = Variance.Level.PROCESS,
+    rationale: str = "",
+    action_taken: str = "",
+    occurred_at: datetime,
+    resource: Resource | None = None,
+    actor,
+) -> Variance:
+    """A clinician documents a departure: it starts ``documented`` (revision 1)."""
+    if variance_type == Variance.Type.EXIT:
+        raise ValidationError({"variance_type": "Use 'Exit pathway' on the episode: it ends the episode too."})
+    if step is None and variance_type in STEP_TYPES:
+        raise ValidationError({"step": "Choose the pathway step this departure concerns."})
+    _check_step(episode, step)
+    _check_reason(episode, reason)
+    _check_not_future(occurred_at, "occurred_at")
+    now = timezone.now()
+    variance = Variance(
+        episode=episode,
+        step=step,
+        resource=resource,
+        variance_type=variance_type,
+        cause=cause,
+        reason=reason,
+        valence=valence,
+        level=level or Variance.Level.PROCESS,
+        rationale=(rationale or "").strip(),
+        action_taken=(action_taken or "").strip(),
+        occurred_at=occurred_at,
+        recorded_at=now,
+        recorded_by=_person(actor),
+        documented_at=now,
+        status=Variance.Status.DOCUMENTED,
+        review_required=requires_review(variance_type=variance_type, step=step),
+    )
+    _require_axes(variance)
+    variance.full_clean()
+    variance.save()
+    _append_revision(variance, actor=actor, reason="recorded", at=now)
+    _touch_episode(episode.pk, at=now)
+    audit_record(
+        action="variance.record",
+        actor=actor,
+        obj=variance,
+        episode_ref=episode.patient_ref,
+        detail={"type": variance_type, "step": step.code if step else None, "reason": reason.code},
+    )
+    return variance
+
+
+def _require_axes(variance: Variance) -> None:
+    """A documented variance states its cause and valence as well as its reason."""
+    errors = {}
+    if not variance.cause:
+        errors["cause"] = "Choose who or what caused the departure."
+    if not variance.valence:
+        errors["valence"] = "Say whether the departure was positive, negative or neutral for the patient."
+    if errors:
+        raise ValidationError(errors)
+
+
+@transaction.atomic
+def variance_explain(
+    *,
+    variance: Variance,
+    cause: str,
+    reason: ReasonCode | None,
+    valence: str,
+    rationale: str = "",
+    action_taken: str = "",
+    actor,
+) -> Variance:
+    """Give a detected (unexplained) variance its reason: it becomes documented.
+
+    The detection that raised it stays untouched.
+    """
+    variance = _lock_variance(variance)
+    if variance.status != Variance.Status.UNEXPLAINED:
+        raise ValidationError(
+            f"This variance is already {variance.get_status_display().lower()}; amend it to change it."
+        )
+    _check_reason(variance.episode, reason)
+    now = timezone.now()
+    variance.cause = cause
+    variance.reason = reason
+    variance.valence = valence
+    variance.rationale = (rationale or "").strip()
+    variance.action_taken = (action_taken or "").strip()
+    variance.status = Variance.Status.DOCUMENTED
+    variance.documented_at = now
+    if variance.recorded_by_id is None:
+        variance.recorded_by = _person(actor)
+    variance.revision += 1
+    _require_axes(variance)
+    variance.full_clean()
+    variance.save()
+    _append_revision(variance, actor=actor, reason="explained", at=now)
+    _touch_episode(variance.episode_id, at=now)
+    audit_record(
+        action="variance.explain",
+        actor=actor,
+        obj=variance,
+        episode_ref=variance.episode.patient_ref,
+        detail={"reason": reason.code, "revision": variance.revision},
+    )
+    return variance
+
+
+@transaction.atomic
+def variance_amend(
+    *,
+    variance: Variance,
+    changes: dict[str, Any],
+    reason: str,
+    actor,
+    expected_revision: int | None = None,
+) -> Variance:
+    """Change a documented variance: a new revision with who, when and why.
+
+    ``expected_revision`` guards against lost updates: if the variance moved on
+    since the caller read it, ``StaleRevisionError`` is raised and nothing changes.
+    Amending a reviewed variance returns it to ``documented``: the lead judged the
+    earlier content, which stays readable in its revision.
+    """
+    variance = _lock_variance(variance)
+    if expected_revision is not None and expected_revision != variance.revision:
+        raise StaleRevisionError(expected=expected_revision, current=variance.revision)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"amend_reason": "Say why you are changing this variance."})
+    if variance.status not in (Variance.Status.DOCUMENTED, Variance.Status.REVIEWED):
+        raise ValidationError(
+            f"Only documented or reviewed variances are amended; this one is {variance.get_status_display().lower()}."
+        )
+    unknown = set(changes) - set(AMENDABLE_FIELDS)
+    if unknown:
+        raise ValidationError(f"These cannot be amended: {', '.join(sorted(unknown))}.")
+    changed = {}
+    for name, value in changes.items():
+        if isinstance(value, str):
+            value = value.strip()
+        if getattr(variance, name) != value:
+            changed[name] = value
+            setattr(variance, name, value)
+    if not changed:
+        raise ValidationError("Nothing changed: edit at least one field.")
+    if "step" in changed:
+        _check_step(variance.episode, variance.step)
+    if "reason" in changed:
+        _check_reason(variance.episode, variance.reason)
+    if "occurred_at" in changed:
+        _check_not_future(variance.occurred_at, "occurred_at")
+    _require_axes(variance)
+    was_reviewed = variance.status == Variance.Status.REVIEWED
+    if was_reviewed:
+        variance.status = Variance.Status.DOCUMENTED
+        variance.justified = None
+        variance.avoidable = None
+        variance.reviewed_by = None
+        variance.reviewed_at = None
+        variance.review_comment = ""
+    if {"variance_type", "step"} & set(changed):
+        variance.review_required = variance.review_required or requires_review(
+            variance_type=variance.variance_type, step=variance.step
+        )
+    variance.revision += 1
+    variance.full_clean()
+    variance.save()
+    _append_revision(variance, actor=actor, reason=reason)
+    _touch_episode(variance.episode_id)
+    audit_record(
+        action="variance.amend",
+        actor=actor,
+        obj=variance,
+        episode_ref=variance.episode.patient_ref,
+        detail={"fields": sorted(changed), "revision": variance.revision, "reopened_review": was_reviewed},
+    )
+    return variance
+
+
+@transaction.atomic
+def variance_withdraw(*, variance: Variance, reason: str, actor) -> Variance:
+    """Withdraw a variance recorded in error. It stays, with its history, marked withdrawn."""
+    variance = _lock_variance(variance)
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"withdraw_reason": "Say why you are withdrawing this variance."})
+    if variance.status == Variance.Status.WITHDRAWN:
+        raise ValidationError("This variance is already withdrawn.")
+    variance.status = Variance.Status.WITHDRAWN
+    variance.withdrawn_reason = reason
+    variance.revision += 1
+    variance.full_clean()
+    variance.save()
+    _append_revision(variance, actor=actor, reason=f"withdrawn: {reason}")
+    _touch_episode(variance.episode_id)
+    audit_record(
+        action="variance.withdraw",
+        actor=actor,
+        obj=variance,
+        episode_ref=variance.episode.patient_ref,
+        detail={"reason": reason, "revision": variance.revision},
+    )
+    return variance
+
+
+def can_review(user, episode: Episode) -> bool:
+    """Only a clinical lead whose units include the episode's unit adjudicates its variances."""
+    from accounts.permissions import unit_ids_for
+
+    return episode.org_unit_id in unit_ids_for(user, Membership.Role.CLINICAL_LEAD)
+
+
+@transaction.atomic
+def variance_review(*, variance: Variance, justified: bool, avoidable: bool, comment: str, actor) -> Variance:
+    """A clinical lead adjudicates a documented variance (justified? avoidable?)."""
+    variance = _lock_variance(variance)
+    if not can_review(actor, variance.episode):
+        raise PermissionDenied("Only a clinical lead of this episode's unit can review its variances.")
+    if variance.status != Variance.Status.DOCUMENTED:
+        raise ValidationError(
+            f"Only documented variances are reviewed; this one is {variance.get_status_display().lower()}."
+        )
+    comment = (comment or "").strip()
+    if justified is False and not comment:
+        raise ValidationError({"comment": "Say why the departure was not justified, so the team can learn from it."})
+    now = timezone.now()
+    variance.justified = justified
+    variance.avoidable = avoidable
+    variance.review_comment = comment
+    variance.reviewed_by = actor
+    variance.reviewed_at = now
+    variance.status = Variance.Status.REVIEWED
+    variance.revision += 1
+    variance.full_clean()
+    variance.save()
+    _append_revision(variance, actor=actor, reason="reviewed", at=now)
+    _touch_episode(variance.episode_id, at=now)
+    audit_record(
+        action="variance.review",
+        actor=actor,
+        obj=variance,
+        episode_ref=variance.episode.patient_ref,
+        detail={"justified": justified, "avoidable": avoidable, "revision": variance.revision},
+    )
+    return variance
