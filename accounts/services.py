@@ -1,6 +1,11 @@
-from django.db import transaction
+from datetime import timedelta
 
-from .models import OrgUnit
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from .audit import audit_record
+from .models import ApiToken, OrgUnit, User
 
 
 @transaction.atomic
@@ -10,3 +15,41 @@ def org_unit_create(*, code: str, name: str, kind: str, parent: OrgUnit | None =
     unit.full_clean()
     unit.save()
     return unit
+
+
+@transaction.atomic
+def api_token_create(
+    *, user: User, name: str = "", expires_days: int | None = None, actor=None
+) -> tuple[ApiToken, str]:
+    """Mint a bearer token for ``user``. Returns the row and the secret, which is never stored."""
+    if expires_days is not None and expires_days < 1:
+        raise ValidationError({"expires_days": "A token must last at least one day (or omit it to never expire)."})
+    if not user.is_active:
+        raise ValidationError({"user": f"{user.username} is deactivated; a token for it would never work."})
+    raw = ApiToken.generate()
+    token = ApiToken(
+        user=user,
+        name=name.strip(),
+        prefix=raw[:12],
+        digest=ApiToken.hash(raw),
+        expires_at=timezone.now() + timedelta(days=expires_days) if expires_days else None,
+    )
+    token.full_clean()
+    token.save()
+    audit_record(
+        action="api_token.create",
+        actor=actor,
+        obj=token,
+        detail={"user": user.username, "expires_at": token.expires_at.isoformat() if token.expires_at else None},
+    )
+    return token, raw
+
+
+@transaction.atomic
+def api_token_revoke(*, token: ApiToken, actor) -> ApiToken:
+    """Revoke a token at once; revoking twice keeps the first revocation time."""
+    now = timezone.now()
+    if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=now):
+        audit_record(action="api_token.revoke", actor=actor, obj=token, detail={"user": token.user.username})
+    token.refresh_from_db(fields=["revoked_at"])
+    return token

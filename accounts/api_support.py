@@ -1,0 +1,656 @@
+"""What every REST endpoint shares: errors, access, limits, idempotency and versions.
+
+- Errors are ``application/problem+json`` (RFC 9457) with a specific ``detail``,
+  per-field ``errors`` and the request's correlation id; never a stack trace,
+  SQL or a setting (``problem_exception_handler``).
+- Access is denied by default: a view names the roles that may use it
+  (``ApiMixin.access_roles``) and scopes its querysets to the caller's units;
+  an object outside the caller's scope answers 404 exactly like a missing one.
+- ``Idempotency-Key`` on POST: the (client, key) unique constraint decides which
+  of several concurrent requests runs; the others wait for nothing and get 409
+  (still running), the stored response (finished, same body) or 422 (other body).
+- ``ETag`` / ``If-Match`` for optimistic concurrency on PATCH (428 without, 412 stale).
+- Limits: page size, body size, report requests per client.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from http import HTTPStatus
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.http import Http404, JsonResponse
+from django.utils import timezone
+from rest_framework import exceptions, serializers
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.parsers import JSONParser
+from rest_framework.permissions import BasePermission
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.throttling import SimpleRateThrottle
+
+from .audit import audit_record
+from .context import RequestContext, current_request_context, set_request_context
+from .models import AuditEvent, IdempotencyKey
+from .permissions import has_role
+
+logger = logging.getLogger("commonpath.api")
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "urn:commonpath:problem:"
+
+
+# --- Problems (RFC 9457) -------------------------------------------------------------
+
+
+class Problem(exceptions.APIException):
+    """An API error with its own problem type (a URN naming the kind of failure)."""
+
+    problem_type = "about:blank"
+    headers: dict[str, str] = {}
+
+    def __init__(self, detail=None, *, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.headers = headers or {}
+
+
+class PreconditionRequired(Problem):
+    status_code = 428
+    default_detail = "Send If-Match with the ETag of the version you are changing (from your last GET)."
+    problem_type = PROBLEM_BASE + "precondition-required"
+
+
+class PreconditionFailed(Problem):
+    status_code = 412
+    default_detail = "The record has changed since you read it. GET it again, re-apply your change and resend."
+    problem_type = PROBLEM_BASE + "stale-version"
+
+
+class IdempotencyKeyInFlight(Problem):
+    status_code = 409
+    default_detail = "A request with this Idempotency-Key is still being processed. Retry in a moment."
+    problem_type = PROBLEM_BASE + "idempotency-key-in-flight"
+
+
+class IdempotencyKeyReused(Problem):
+    status_code = 422
+    default_detail = (
+        "This Idempotency-Key was already used for a different request (another body or URL). "
+        "Use a new key for a new request."
+    )
+    problem_type = PROBLEM_BASE + "idempotency-key-reused"
+
+
+class Conflict(Problem):
+    status_code = 409
+    default_detail = "The request conflicts with the current state of the record."
+    problem_type = PROBLEM_BASE + "conflict"
+
+
+class PayloadTooLarge(Problem):
+    status_code = 413
+    problem_type = PROBLEM_BASE + "payload-too-large"
+
+
+class ServiceUnavailable(Problem):
+    status_code = 503
+    default_detail = (
+        "The service is briefly unavailable. Retry shortly; requests with an Idempotency-Key are safe to retry."
+    )
+    problem_type = PROBLEM_BASE + "service-unavailable"
+
+
+_DETAIL_OVERRIDES = {
+    exceptions.NotAuthenticated: "Authentication is required: send 'Authorization: Bearer <token>' or sign in.",
+    exceptions.NotFound: "Not found, or not available to you.",
+}
+
+
+def _flatten_errors(detail, prefix: tuple = ()) -> list[dict]:
+    """DRF's nested error structure as a flat list of {field, pointer, detail, code}."""
+    if isinstance(detail, Mapping):
+        items = []
+        for key, value in detail.items():
+            path = prefix if key in ("non_field_errors", "__all__") else (*prefix, str(key))
+            items.extend(_flatten_errors(value, path))
+        return items
+    if isinstance(detail, list):
+        items = []
+        nested = any(isinstance(v, Mapping | list) for v in detail)
+        for index, value in enumerate(detail):
+            if nested:
+                if value:  # an empty entry means "this list item was valid"
+                    items.extend(_flatten_errors(value, (*prefix, str(index))))
+            else:
+                items.extend(_flatten_errors(value, prefix))
+        return items
+    field = ".".join(prefix)
+    pointer = "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in prefix) if prefix else "#"
+    return [{"field": field, "pointer": pointer, "detail": str(detail), "code": getattr(detail, "code", "invalid")}]
+
+
+def _validation_summary(errors: list[dict]) -> str:
+    if len(errors) == 1:
+        error = errors[0]
+        return f"{error['field']}: {error['detail']}" if error["field"] else error["detail"]
+    fields = sorted({e["field"] for e in errors if e["field"]})
+    general = [e["detail"] for e in errors if not e["field"]]
+    parts = []
+    if fields:
+        parts.append(f"{len(errors)} problems; check {', '.join(fields)}")
+    if general:
+        parts.append(" ".join(general))
+    return ". ".join(parts) + ("" if parts[-1].endswith(".") else ".")
+
+
+def django_validation_detail(exc: DjangoValidationError):
+    """A Django ValidationError (from a service's ``full_clean``) in DRF's error shape."""
+    if hasattr(exc, "error_dict"):
+        return {field: [str(m) for m in messages] for field, messages in exc.message_dict.items()}
+    return {"non_field_errors": [str(m) for m in exc.messages]}
+
+
+def problem_response(
+    request,
+    *,
+    status_code: int,
+    detail: str,
+    problem_type: str = "about:blank",
+    title: str | None = None,
+    errors: list[dict] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = {
+        "type": problem_type,
+        "title": title or HTTPStatus(status_code).phrase,
+        "status": status_code,
+        "detail": detail,
+        "instance": request.path if request is not None else "",
+        "request_id": current_request_context().request_id,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def problem_exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every error the API returns goes through here."""
+    request = context.get("request")
+    if isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(django_validation_detail(exc))
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(str(exc) or None)
+    elif isinstance(exc, OperationalError | InterfaceError):
+        # Database unreachable or restarting: a clean 503 the client can retry, never a trace.
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        exc = ServiceUnavailable(headers={"Retry-After": "5"})
+
+    if not isinstance(exc, exceptions.APIException):
+        logger.error("unhandled API error on %s", request.path if request else "?", exc_info=exc)
+        return problem_response(
+            request,
+            status_code=500,
+            detail="Something went wrong on the server. The error has been logged; quote the request_id if you report it.",
+        )
+
+    headers = dict(getattr(exc, "headers", {}) or {})
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(max(1, int(exc.wait + 0.999)))
+
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten_errors(exc.detail)
+        return problem_response(
+            request,
+            status_code=400,
+            detail=_validation_summary(errors) if errors else "The request is invalid.",
+            problem_type=PROBLEM_BASE + "validation-error",
+            title="Invalid request",
+            errors=errors,
+            headers=headers,
+        )
+
+    if isinstance(exc, exceptions.AuthenticationFailed):
+        audit_record(
+            action="api.authenticate",
+            actor=None,
+            object_type="api",
+            object_id=request.path[:64] if request else "",
+            outcome=AuditEvent.Outcome.FAILURE,
+            detail={"reason": str(exc.detail)},
+        )
+    elif isinstance(exc, exceptions.PermissionDenied) and request is not None:
+        audit_record(
+            action="api.denied",
+            object_type="api",
+            object_id=request.path[:64],
+            outcome=AuditEvent.Outcome.DENIED,
+            detail={"method": request.method},
+        )
+
+    detail = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
+    for klass, text in _DETAIL_OVERRIDES.items():
+        if type(exc) is klass and str(exc.detail) == str(klass.default_detail):
+            detail = text
+    return problem_response(
+        request,
+        status_code=exc.status_code,
+        detail=str(detail),
+        problem_type=getattr(exc, "problem_type", "about:blank"),
+        headers=headers,
+    )
+
+
+# --- Parsing, rendering, pagination --------------------------------------------------
+
+
+class LimitedJSONParser(JSONParser):
+    """JSON bodies up to ``API_MAX_BODY_BYTES``; larger bodies get 413 before any parsing."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.API_MAX_BODY_BYTES
+        request = (parser_context or {}).get("request")
+        declared = request.META.get("CONTENT_LENGTH") if request is not None else None
+        too_large = PayloadTooLarge(f"The request body is larger than the limit of {limit:,} bytes.")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise too_large
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise too_large
+        encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
+        try:
+            return json.loads(raw.decode(encoding), parse_constant=_refuse_constant)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from None
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class FhirJSONRenderer(JSONRenderer):
+    media_type = "application/fhir+json"
+    format = "fhir"
+
+
+class FhirContentNegotiation(BaseContentNegotiation):
+    """FHIR resources are always served as application/fhir+json (also to Accept: application/json)."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class Pagination(LimitOffsetPagination):
+    """``?limit=&offset=``; limits above ``API_MAX_PAGE_SIZE`` are reduced to it."""
+
+    default_limit = 50
+
+    @property
+    def max_limit(self) -> int:
+        return settings.API_MAX_PAGE_SIZE
+
+    def _int_param(self, request, name: str, minimum: int) -> int | None:
+        raw = request.query_params.get(name)
+        if raw is None:
+            return None
+        if not re.fullmatch(r"\d{1,18}", raw) or int(raw) < minimum:
+            raise exceptions.ValidationError({name: [f"Must be a whole number of at least {minimum}."]})
+        return int(raw)
+
+    def get_limit(self, request):
+        value = self._int_param(request, self.limit_query_param, 1)
+        return self.default_limit if value is None else min(value, self.max_limit)
+
+    def get_offset(self, request):
+        return self._int_param(request, self.offset_query_param, 0) or 0
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": self.limit_query_param,
+                "required": False,
+                "in": "query",
+                "description": f"Results per page (default {self.default_limit}; values above "
+                f"{settings.API_MAX_PAGE_SIZE} are reduced to {settings.API_MAX_PAGE_SIZE}).",
+                "schema": {"type": "integer", "minimum": 1},
+            },
+            {
+                "name": self.offset_query_param,
+                "required": False,
+                "in": "query",
+                "description": "Index of the first result to return.",
+                "schema": {"type": "integer", "minimum": 0},
+            },
+        ]
+
+
+# --- Access --------------------------------------------------------------------------
+
+
+class RoleRequired(BasePermission):
+    """Deny by default: the view must name its roles in ``access_roles`` and the caller hold one."""
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not getattr(user, "is_authenticated", False):
+            return False
+        roles = getattr(view, "access_roles", ())
+        if not roles:
+            return False
+        if has_role(user, *roles):
+            return True
+        self.message = "Your role does not allow this. It needs one of: " + ", ".join(
+            str(r).replace("_", " ") for r in roles
+        )
+        return False
+
+
+class ApiMixin:
+    """Base behaviour of every CommonPath API view.
+
+    - ``access_roles``: who may call it at all (deny by default when empty).
+    - the request context (read by the audit trail and the logs) learns the user
+      as soon as DRF has authenticated the request, so token callers are audited
+      under their own name.
+    - ``as_view`` labels the view with its access rule for the URL-walking test.
+    """
+
+    access_roles: tuple[str, ...] = ()
+    permission_classes = [RoleRequired]
+
+    @classmethod
+    def as_view(cls, *args, **initkwargs):
+        view = super().as_view(*args, **initkwargs)
+        view.access_rule = ("roles", tuple(cls.access_roles))
+        return view
+
+    def perform_authentication(self, request):
+        user = request.user
+        ctx = current_request_context()
+        set_request_context(RequestContext(request_id=ctx.request_id, address=ctx.address, user=user))
+
+
+def object_in_scope_or_404(scoped_queryset, *, label: str, **lookup):
+    """The object from the caller's scoped queryset, or 404 (audited as a denial when it exists)."""
+    obj = scoped_queryset.filter(**lookup).first()
+    if obj is not None:
+        return obj
+    if scoped_queryset.model._default_manager.filter(**lookup).exists():
+        audit_record(
+            action="api.denied",
+            object_type=scoped_queryset.model._meta.label_lower,
+            object_id=str(next(iter(lookup.values())))[:64],
+            outcome=AuditEvent.Outcome.DENIED,
+            detail={"reason": "out of scope"},
+        )
+    raise exceptions.NotFound(f"No {label} with this identifier is available to you.")
+
+
+# --- Strict input ----------------------------------------------------------------------
+
+SERVER_SET_FIELDS = frozenset(
+    {
+        "id",
+        "recorded_at",
+        "recorded_by",
+        "status",
+        "revision",
+        "created_at",
+        "updated_at",
+        "updated_by",
+        "documented_at",
+        "reviewed_by",
+        "reviewed_at",
+        "detection",
+        "source",
+        "expected_cost",
+        "actual_cost",
+        "costs",
+        "cost",
+        "progress",
+        "result",
+        "requested_by",
+        "requested_at",
+        "etag",
+    }
+)
+
+
+class StrictInputMixin:
+    """Reject fields the serializer does not accept, naming them (mass-assignment guard)."""
+
+    def to_internal_value(self, data):
+        unknown = {}
+        if isinstance(data, Mapping):
+            writable = {name for name, field in self.fields.items() if not field.read_only}
+            for name in data:
+                if name in writable:
+                    continue
+                if name in SERVER_SET_FIELDS or name in self.fields:
+                    unknown[name] = [f"'{name}' is set by the server and cannot be sent."]
+                else:
+                    unknown[name] = [f"Unknown field. Accepted fields: {', '.join(sorted(writable))}."]
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, Mapping):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class StrictSerializer(StrictInputMixin, serializers.Serializer):
+    pass
+
+
+class StrictDateTimeField(serializers.DateTimeField):
+    """ISO 8601 with a time zone only: a naive time at a hospital boundary is ambiguous."""
+
+    def to_internal_value(self, value):
+        if not isinstance(value, str):
+            self.fail("invalid", format="ISO 8601 with a UTC offset, e.g. 2025-03-01T09:30:00Z")
+        result = super().to_internal_value(value)
+        if timezone.is_naive(result) or not re.search(r"(Z|[+-]\d\d:?\d\d)$", value.strip()):
+            raise serializers.ValidationError("Give a time zone, e.g. 2025-03-01T09:30:00Z or +01:00.")
+        return result
+
+
+# --- ETags -------------------------------------------------------------------------------
+
+
+def etag(token: str) -> str:
+    return f'"{token}"'
+
+
+def check_if_match(request, current: str, *, required: bool = True) -> None:
+    """428 without If-Match (when required), 412 when it names another version."""
+    header = request.headers.get("If-Match")
+    if not header:
+        if required:
+            raise PreconditionRequired()
+        return
+    tags = [t.strip() for t in header.split(",") if t.strip()]
+    if tags == ["*"]:
+        raise PreconditionRequired("If-Match: * is not enough here: send the ETag of the version you read.")
+    if current not in tags:
+        raise PreconditionFailed(
+            f"The record has changed since you read it (your If-Match {header.strip()[:80]}, now {current}). "
+            "GET it again, re-apply your change and resend."
+        )
+
+
+# --- Idempotency ---------------------------------------------------------------------------
+
+_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+# A request still "in flight" this long after it started has died with its process.
+IN_FLIGHT_TIMEOUT = timedelta(minutes=2)
+_REPLAYED_HEADERS = ("Location", "ETag", "Content-Type")
+
+
+def _request_hash(request) -> str:
+    payload = json.dumps(
+        [request.method, request.get_full_path(), request.data], sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _claim(request, key: str) -> tuple[IdempotencyKey | None, IdempotencyKey | None]:
+    """(row we now own, None) or (None, completed row to replay); raises 409/422 otherwise."""
+    request_hash = _request_hash(request)
+    client = request.user
+    for _attempt in range(3):
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                row = IdempotencyKey.objects.create(
+                    client=client,
+                    key=key,
+                    method=request.method,
+                    path=request.get_full_path()[:500],
+                    request_hash=request_hash,
+                    created_at=now,
+                )
+            return row, None
+        except IntegrityError:
+            pass
+        existing = IdempotencyKey.objects.filter(client=client, key=key).first()
+        if existing is None:
+            continue  # purged between our insert and our read: try the insert again
+        retention = timedelta(hours=settings.IDEMPOTENCY_KEY_RETENTION_HOURS)
+        if existing.created_at < now - retention:
+            IdempotencyKey.objects.filter(pk=existing.pk, created_at=existing.created_at).delete()
+            continue
+        if existing.request_hash != request_hash:
+            raise IdempotencyKeyReused()
+        if existing.status == IdempotencyKey.Status.COMPLETED:
+            return None, existing
+        if existing.created_at < now - IN_FLIGHT_TIMEOUT:
+            # The first attempt died without finishing (its transaction rolled back): take it over.
+            taken = IdempotencyKey.objects.filter(
+                pk=existing.pk, status=IdempotencyKey.Status.IN_FLIGHT, created_at=existing.created_at
+            ).update(created_at=now)
+            if taken:
+                existing.created_at = now
+                return existing, None
+            continue
+        raise IdempotencyKeyInFlight(headers={"Retry-After": "1"})
+    raise IdempotencyKeyInFlight(headers={"Retry-After": "1"})
+
+
+def _complete(row: IdempotencyKey, response: Response) -> None:
+    body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
+    headers = {name: response[name] for name in _REPLAYED_HEADERS if response.has_header(name)}
+    if response.content_type:
+        headers["Content-Type"] = response.content_type
+    IdempotencyKey.objects.filter(pk=row.pk).update(
+        status=IdempotencyKey.Status.COMPLETED,
+        response_status=response.status_code,
+        response_body=body,
+        response_headers=headers,
+        completed_at=timezone.now(),
+    )
+
+
+def _release(row: IdempotencyKey) -> None:
+    try:
+        IdempotencyKey.objects.filter(pk=row.pk, status=IdempotencyKey.Status.IN_FLIGHT).delete()
+    except DatabaseError:
+        # The database is what failed; the row is taken over after IN_FLIGHT_TIMEOUT.
+        logger.warning("could not release idempotency key %s", row.pk)
+
+
+def _replay(stored: IdempotencyKey) -> Response:
+    headers = dict(stored.response_headers)
+    content_type = headers.pop("Content-Type", None)
+    headers["Idempotent-Replayed"] = "true"
+    return Response(stored.response_body, status=stored.response_status, headers=headers, content_type=content_type)
+
+
+def idempotent(view, request, action: Callable[[], Response]) -> Response:
+    """Run ``action`` at most once per (client, Idempotency-Key).
+
+    The key row is marked completed inside the same transaction as the write, so
+    a crash can never leave a committed write behind a key that looks unfinished.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return action()
+    if not _KEY_RE.match(key):
+        raise exceptions.ValidationError(
+            {"Idempotency-Key": ["Use 1-255 visible ASCII characters (a UUID is a good choice)."]}
+        )
+    row, stored = _claim(request, key)
+    if stored is not None:
+        return _replay(stored)
+    try:
+        with transaction.atomic():
+            response = action()
+            if response.status_code < 500:
+                _complete(row, response)
+    except Exception as exc:  # handled below: the client gets a problem response, the key is kept or freed
+        response = view.handle_exception(exc)
+        if response.status_code < 500 and response.status_code not in (409, 429):
+            # A rejected request is rejected the same way when retried: remember the answer.
+            with transaction.atomic():
+                _complete(row, response)
+        else:
+            _release(row)
+        return response
+    if response.status_code >= 500:
+        _release(row)
+    return response
+
+
+# --- Throttling ---------------------------------------------------------------------------
+
+
+class ReportRequestThrottle(SimpleRateThrottle):
+    """Report requests per client (user or service account), e.g. ``10/min``: 429 with Retry-After."""
+
+    scope = "reports"
+
+    def allow_request(self, request, view):
+        if request.method != "POST":
+            return True
+        return super().allow_request(request, view)
+
+    def get_cache_key(self, request, view):
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+# --- Unknown endpoints -----------------------------------------------------------------
+
+
+@login_not_required
+def endpoint_not_found(request, *args, **kwargs):
+    """Unknown paths under /api/v1/ answer in problem+json like the rest of the API."""
+    body = {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "There is no such API endpoint. See /api/v1/docs/ for the list.",
+        "instance": request.path,
+        "request_id": current_request_context().request_id,
+    }
+    return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
+
+
+endpoint_not_found.access_rule = ("public",)
