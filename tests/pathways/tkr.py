@@ -1,0 +1,102 @@
+"""The elective total knee replacement of DOMAIN.md section 4, built exactly.
+
+``build_tkr(org_unit)`` returns a dict; its keys are stable (other tests use them):
+
+- ``"pathway"``: the ``Pathway`` (code ``TKR``); ``"version"``: its ``PathwayVersion`` 1
+  (published unless ``publish=False``)
+- ``"stages"``: ``{"PRE-OP": Stage, "THEATRE": Stage, "WARD": Stage}``
+- steps by code: ``"PREOP"`` (pre-op assessment, cost 49.125), ``"SURGERY"`` (3,017.75),
+  ``"WARD-STAY"`` (per day, 348.00 x 3 expected days = 1,044.00),
+  ``"PHYSIO"`` (28.125 x 2 expected sessions = 56.25)
+- resources by code: ``"CONSULTANT"`` 1.875/min, ``"THEATRE-NURSE"`` 0.80/min,
+  ``"WARD-NURSE"`` 0.70/min, ``"PHYSIOTHERAPIST"`` 0.625/min, ``"THEATRE"`` (room + kit)
+  4.50/min, ``"BED-DAY"`` 180/day, ``"IMPLANT"`` 2,000/item, ``"CONSUMABLES"`` 300/item
+- ``"rates"``: ``{resource code: CostRate}`` for ``financial_year``
+
+E = 4,167.125 (displayed 4,167.13). Resources are shared (get-or-create by code);
+rates for the year are set (created or replaced); the pathway is new, so call it
+once per test database.
+"""
+
+from decimal import Decimal
+
+from django.utils import timezone
+
+from costing.rates import cost_rate_set
+from pathways.models import Pathway, PathwayVersion, PlannedResource, Resource, Stage, Step
+
+Kind = Resource.Kind
+Unit = Resource.Unit
+
+# code, name, kind, unit, salaried, rate
+RESOURCES = [
+    ("CONSULTANT", "Consultant surgeon", Kind.STAFF, Unit.MINUTE, True, "1.875"),
+    ("THEATRE-NURSE", "Theatre nurse", Kind.STAFF, Unit.MINUTE, True, "0.80"),
+    ("WARD-NURSE", "Ward nurse", Kind.STAFF, Unit.MINUTE, True, "0.70"),
+    ("PHYSIOTHERAPIST", "Physiotherapist", Kind.STAFF, Unit.MINUTE, True, "0.625"),
+    ("THEATRE", "Theatre (room and kit)", Kind.ROOM, Unit.MINUTE, False, "4.50"),
+    ("BED-DAY", "Ward bed-day", Kind.BED_DAY, Unit.DAY, False, "180"),
+    ("IMPLANT", "Knee implant (cemented total knee)", Kind.CONSUMABLE, Unit.ITEM, False, "2000"),
+    ("CONSUMABLES", "Theatre consumables pack", Kind.CONSUMABLE, Unit.ITEM, False, "300"),
+]
+
+STAGES = [("PRE-OP", "Pre-operative"), ("THEATRE", "Theatre"), ("WARD", "Ward and rehabilitation")]
+
+# stage, code, name, type, per_day, expected_count, planned [(resource, quantity, headcount)]
+STEPS = [
+    ("PRE-OP", "PREOP", "Pre-operative assessment", Step.Type.ASSESSMENT, False, "1",
+     [("WARD-NURSE", "30", 1), ("CONSULTANT", "15", 1)]),
+    ("THEATRE", "SURGERY", "Total knee replacement", Step.Type.PROCEDURE, False, "1",
+     [("THEATRE", "90", 1), ("CONSULTANT", "90", 1), ("THEATRE-NURSE", "90", 2),
+      ("IMPLANT", "1", 1), ("CONSUMABLES", "1", 1)]),
+    ("WARD", "WARD-STAY", "Ward stay", Step.Type.STAY, True, "3",
+     [("BED-DAY", "1", 1), ("WARD-NURSE", "240", 1)]),
+    ("WARD", "PHYSIO", "Physiotherapy session", Step.Type.THERAPY, False, "2",
+     [("PHYSIOTHERAPIST", "45", 1)]),
+]  # fmt: skip
+
+
+def build_tkr(org_unit, financial_year: int = 2025, publish: bool = True, user=None) -> dict:
+    objects: dict = {"stages": {}, "rates": {}}
+    for code, name, kind, unit, salaried, rate in RESOURCES:
+        resource, _ = Resource.objects.get_or_create(
+            code=code, defaults={"name": name, "kind": kind, "unit": unit, "salaried": salaried}
+        )
+        objects[code] = resource
+        objects["rates"][code], _ = cost_rate_set(
+            resource=resource,
+            financial_year=financial_year,
+            rate=Decimal(rate),
+            price_year=financial_year,
+            source="DOMAIN.md worked example (elective knee replacement)",
+        )
+    pathway = Pathway.objects.create(
+        code="TKR", name="Elective total knee replacement", specialty="Orthopaedics", owner_unit=org_unit
+    )
+    version = PathwayVersion.objects.create(pathway=pathway, number=1, created_by=user, change_note="First version")
+    for order, (code, name) in enumerate(STAGES, start=1):
+        objects["stages"][code] = Stage.objects.create(version=version, order=order, name=name)
+    for order, (stage, code, name, step_type, per_day, count, planned) in enumerate(STEPS, start=1):
+        step = Step.objects.create(
+            version=version,
+            stage=objects["stages"][stage],
+            order=order,
+            code=code,
+            name=name,
+            step_type=step_type,
+            per_day=per_day,
+            expected_count=Decimal(count),
+        )
+        for resource_code, quantity, headcount in planned:
+            PlannedResource.objects.create(
+                step=step, resource=objects[resource_code], quantity=Decimal(quantity), headcount=headcount
+            )
+        objects[code] = step
+    if publish:
+        version.status = PathwayVersion.Status.PUBLISHED
+        version.published_at = timezone.now()
+        version.published_by = user
+        version.save()
+    objects["pathway"] = pathway
+    objects["version"] = version
+    return objects
