@@ -7,6 +7,7 @@ with a transaction-scoped advisory lock on PostgreSQL; SQLite serialises writes
 by itself.
 """
 
+import contextvars
 import hashlib
 import json
 
@@ -14,9 +15,32 @@ from django.db import connection, transaction
 
 from .context import current_request_context
 from .models import AuditEvent
+from .permissions import primary_role
 
 GENESIS = "0" * 64
 _LOCK_KEY = 0x436F6D50  # "ComP": any constant shared by every writer
+
+
+class _DenialTally:
+    """How many denials the current request has audited (mutable, so nested contexts share it)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self):
+        self.count = 0
+
+
+_denials: contextvars.ContextVar[_DenialTally | None] = contextvars.ContextVar("commonpath_denials", default=None)
+
+
+def start_denial_tally() -> tuple[_DenialTally, contextvars.Token]:
+    """Begin counting audited denials for one request (``RequestIdMiddleware``)."""
+    tally = _DenialTally()
+    return tally, _denials.set(tally)
+
+
+def end_denial_tally(token: contextvars.Token) -> None:
+    _denials.reset(token)
 
 
 def event_digest(event: AuditEvent) -> str:
@@ -64,6 +88,9 @@ def audit_record(
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
+    if actor is not None and not role:
+        # The role the actor acts in: the most senior they hold (callers may be more precise).
+        role = primary_role(actor) or ""
     event = AuditEvent(
         actor=actor,
         actor_name=actor.username if actor else "",
@@ -85,6 +112,10 @@ def audit_record(
         event.prev_hash = last or GENESIS
         event.hash = event_digest(event)
         event.save(force_insert=True)
+    if outcome == AuditEvent.Outcome.DENIED:
+        tally = _denials.get()
+        if tally is not None:
+            tally.count += 1
     return event
 
 

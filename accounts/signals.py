@@ -1,10 +1,14 @@
-"""Sign-in events go to the audit trail (Django's own auth signals, not business logic)."""
+"""Sign-in events go to the audit trail (Django's and django-axes' signals, not business logic)."""
 
+from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from .audit import audit_record
 from .models import AuditEvent
+
+# Only the attempted username is kept for failures; the password never reaches the trail.
+_USERNAME_MAX = 64
 
 
 @receiver(user_logged_in)
@@ -20,11 +24,21 @@ def _logged_out(sender, request, user, **kwargs):
 
 @receiver(user_login_failed)
 def _login_failed(sender, credentials, request=None, **kwargs):
-    # Only the attempted username is kept; the password never reaches the trail.
     audit_record(
         action="login",
         actor=None,
         object_type="accounts.user",
-        object_id=str(credentials.get("username", ""))[:64],
+        object_id=str(credentials.get("username", ""))[:_USERNAME_MAX],
         outcome=AuditEvent.Outcome.FAILURE,
+    )
+
+
+@receiver(user_locked_out)
+def _locked_out(sender, request=None, username=None, ip_address=None, **kwargs):
+    audit_record(
+        action="login.locked_out",
+        actor=None,
+        object_type="accounts.user",
+        object_id=str(username or "")[:_USERNAME_MAX],
+        outcome=AuditEvent.Outcome.DENIED,
     )
