@@ -307,3 +307,7 @@ REPORT_RUN_LEASE_SECONDS = env.int("REPORT_RUN_LEASE_SECONDS", default=120)
 # Episodes whose cost summaries are refreshed per transaction (and per progress update).
 REPORT_SUMMARY_BATCH_SIZE = env.int("REPORT_SUMMARY_BATCH_SIZE", default=500)
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="commonpath-demo")
+# Key of the hash that turns imported case ids into patient references (see
+# variances/importers/loader.py). Set it once and keep it: a different key gives
+# different references, so a re-import would no longer find its episodes.
+PSEUDONYM_KEY = env.str("PSEUDONYM_KEY", default="")
