@@ -1,0 +1,471 @@
+"""The cost engine: what an episode actually cost, against what its pathway expected.
+
+DOMAIN.md section 4, per episode:
+
+- **Expected** E: each step's planned resources x its expected count ``f`` at the
+  *standard* rate, the rate in force on the day the episode started.
+- **Actual** A: each performed step at its actual quantities (the planned ones
+  where an event gave none), each at the rate in force on the *event's* date, or
+  at the event's own ``unit_cost`` where it gave one (a dearer implant); per-day
+  steps (a ward stay) at the actual length of stay, each day at the rate in force
+  that day; activities off the pathway (additions) with the resources they used.
+- **Decomposition** per step x resource, so that ``A - E = PV + EV + LV`` exactly:
+  price/rate ``PV = actual cost - actual qty x standard rate`` (cash), usage
+  ``EV = (actual qty - standard qty) x standard rate`` (capacity consumed when
+  the resource is salaried staff, cash otherwise) and, on per-day steps, length of
+  stay ``LV = (actual LOS - expected LOS) x standard daily quantity x standard
+  rate`` (the rest of a per-day step's usage stays in EV).
+
+Each line with a variance is linked to the variance record that explains it: a
+current variance on the same step about the same resource; else one on the same
+step about no particular resource; else any on the same step; for an addition,
+the variance detected for that event, else an addition variance; a step not done
+(actual below standard) on an exited episode falls back to the exit variance.
+Otherwise the line is *unexplained*. The linked variance's cause lets reports
+show the cost of system-caused variance on its own line.
+
+Money stays ``Decimal`` at full precision; rounding is for display only.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.db.models import Prefetch
+from django.utils import timezone
+
+from pathways.models import PlannedResource, Resource, Step
+from variances.models import Episode, EventQuantity, StepEvent, Variance
+
+from .models import EpisodeCost, financial_year_of
+from .rates import rates_in_force
+
+ZERO = Decimal("0")
+UNEXPLAINED = EpisodeCost.Cause.UNEXPLAINED
+CAUSES = [c.value for c in EpisodeCost.Cause]
+
+
+class Component:
+    PRICE = "price"
+    USAGE = "usage"
+    LOS = "los"
+
+    LABELS = {PRICE: "Price / rate", USAGE: "Usage / efficiency", LOS: "Length of stay"}
+
+
+class Nature:
+    CASH = "cash"
+    CAPACITY = "capacity"
+
+    LABELS = {CASH: "cash", CAPACITY: "capacity consumed"}
+
+
+def direction(amount: Decimal) -> str:
+    """U (adverse: costs more than expected), F (favourable) or '' for none."""
+    if amount > 0:
+        return "U"
+    if amount < 0:
+        return "F"
+    return ""
+
+
+# --- rates -------------------------------------------------------------------------------
+
+
+class RateBook:
+    """Rates in force, looked up once per financial year for all resources of a batch.
+
+    Rates are set per financial year (April-March), so the rate in force on any
+    day is the one in force on the first day of that day's financial year.
+    """
+
+    def __init__(self, resource_ids: Iterable[int]):
+        self.resource_ids = sorted(set(resource_ids))
+        self._by_year: dict[int, dict[int, Decimal]] = {}
+
+    def rate(self, resource_id: int, on: date) -> Decimal | None:
+        fy = financial_year_of(on)
+        rates = self._by_year.get(fy)
+        if rates is None:
+            found = rates_in_force(self.resource_ids, date(fy, 4, 1))
+            rates = {rid: _rate_value(value) for rid, value in found.items()}
+            self._by_year[fy] = rates
+        return rates.get(resource_id)
+
+
+def _rate_value(value) -> Decimal:
+    return value if isinstance(value, Decimal) else value.rate
+
+
+# --- results -------------------------------------------------------------------------------
+
+
+@dataclass
+class CostLine:
+    """One step x resource of an episode (or one resource of an addition event)."""
+
+    step: Step | None
+    resource: Resource
+    event: StepEvent | None = None
+    standard_quantity: Decimal = ZERO
+    actual_quantity: Decimal = ZERO
+    standard_rate: Decimal = ZERO
+    standard_cost: Decimal = ZERO
+    actual_cost: Decimal = ZERO
+    price_variance: Decimal = ZERO
+    usage_variance: Decimal = ZERO
+    los_variance: Decimal = ZERO
+    variance: Variance | None = None
+    rate_missing: bool = False
+
+    @property
+    def total_variance(self) -> Decimal:
+        return self.actual_cost - self.standard_cost
+
+    @property
+    def salaried(self) -> bool:
+        return self.resource.salaried
+
+    @property
+    def cause(self) -> str:
+        if self.variance is None or not self.variance.cause:
+            return UNEXPLAINED
+        return self.variance.cause
+
+    @property
+    def label(self) -> str:
+        if self.step is not None:
+            return self.step.name
+        return self.event.activity if self.event is not None else ""
+
+
+@dataclass
+class VarianceLine:
+    """One component of a line's variance, as a report or an episode page shows it."""
+
+    component: str
+    nature: str
+    amount: Decimal
+    line: CostLine
+
+    @property
+    def direction(self) -> str:
+        return direction(self.amount)
+
+    @property
+    def component_label(self) -> str:
+        return Component.LABELS[self.component]
+
+    @property
+    def nature_label(self) -> str:
+        return Nature.LABELS[self.nature]
+
+    @property
+    def variance(self) -> Variance | None:
+        return self.line.variance
+
+    @property
+    def cause(self) -> str:
+        return self.line.cause
+
+
+@dataclass
+class EpisodeCosting:
+    episode: Episode
+    lines: list[CostLine] = field(default_factory=list)
+    los_days: int = 0
+    expected_los_days: Decimal = ZERO
+    as_of: datetime | None = None
+
+    @property
+    def expected(self) -> Decimal:
+        return sum((line.standard_cost for line in self.lines), ZERO)
+
+    @property
+    def actual(self) -> Decimal:
+        return sum((line.actual_cost for line in self.lines), ZERO)
+
+    @property
+    def total_variance(self) -> Decimal:
+        return self.actual - self.expected
+
+    @property
+    def price_variance(self) -> Decimal:
+        return sum((line.price_variance for line in self.lines), ZERO)
+
+    @property
+    def usage_variance(self) -> Decimal:
+        return sum((line.usage_variance for line in self.lines), ZERO)
+
+    @property
+    def los_variance(self) -> Decimal:
+        return sum((line.los_variance for line in self.lines), ZERO)
+
+    @property
+    def capacity_variance(self) -> Decimal:
+        """Usage and length-of-stay variance on salaried staff: capacity consumed, not cash."""
+        return sum((line.usage_variance + line.los_variance for line in self.lines if line.salaried), ZERO)
+
+    @property
+    def missing_rates(self) -> int:
+        return len({line.resource.pk for line in self.lines if line.rate_missing})
+
+    def by_cause(self) -> dict[str, Decimal]:
+        totals = dict.fromkeys(CAUSES, ZERO)
+        for line in self.lines:
+            if line.total_variance:
+                totals[line.cause] += line.total_variance
+        return totals
+
+    def decomposition(self) -> list[VarianceLine]:
+        """Every non-zero variance component, largest adverse first."""
+        out = []
+        for line in self.lines:
+            usage_nature = Nature.CAPACITY if line.salaried else Nature.CASH
+            for component, nature, amount in (
+                (Component.PRICE, Nature.CASH, line.price_variance),
+                (Component.USAGE, usage_nature, line.usage_variance),
+                (Component.LOS, usage_nature, line.los_variance),
+            ):
+                if amount:
+                    out.append(VarianceLine(component=component, nature=nature, amount=amount, line=line))
+        out.sort(key=lambda v: -v.amount)
+        return out
+
+    def component_totals(self) -> dict[tuple[str, str], Decimal]:
+        """Variance by (component, nature): the episode's waterfall."""
+        totals: dict[tuple[str, str], Decimal] = defaultdict(lambda: ZERO)
+        for v in self.decomposition():
+            totals[(v.component, v.nature)] += v.amount
+        return dict(totals)
+
+
+# --- computation ------------------------------------------------------------------------------
+
+
+def local_date(value: datetime) -> date:
+    return timezone.localtime(value).date()
+
+
+def length_of_stay(episode: Episode, as_of: datetime | None = None) -> int:
+    """Nights from the start's date to the end's (or to ``as_of`` for an active episode)."""
+    if episode.ended_at is not None:
+        return episode.length_of_stay_days
+    end = local_date(as_of or timezone.now())
+    return max((end - local_date(episode.started_at)).days, 0)
+
+
+class _Batch:
+    """Everything needed to cost a set of episodes, loaded with a fixed number of queries."""
+
+    def __init__(self, episodes: list[Episode]):
+        self.episodes = episodes
+        episode_ids = [e.pk for e in episodes]
+        version_ids = {e.version_id for e in episodes}
+        planned = PlannedResource.objects.select_related("resource").order_by("id")
+        steps = (
+            Step.objects.filter(version_id__in=version_ids)
+            .select_related("stage")
+            .prefetch_related(Prefetch("planned_resources", queryset=planned))
+            .order_by("version_id", "stage__order", "order", "id")
+        )
+        self.steps_by_version: dict[int, list[Step]] = defaultdict(list)
+        for step in steps:
+            self.steps_by_version[step.version_id].append(step)
+        quantities = EventQuantity.objects.select_related("resource").order_by("id")
+        events = (
+            StepEvent.objects.filter(episode_id__in=episode_ids)
+            .prefetch_related(Prefetch("quantities", queryset=quantities))
+            .order_by("occurred_at", "id")
+        )
+        self.events_by_episode: dict[int, list[StepEvent]] = defaultdict(list)
+        for event in events:
+            self.events_by_episode[event.episode_id].append(event)
+        variances = (
+            Variance.objects.current()
+            .filter(episode_id__in=episode_ids)
+            .select_related("detection")
+            .order_by("occurred_at", "id")
+        )
+        self.variances_by_episode: dict[int, list[Variance]] = defaultdict(list)
+        for variance in variances:
+            self.variances_by_episode[variance.episode_id].append(variance)
+        resource_ids = {
+            pr.resource_id
+            for steps in self.steps_by_version.values()
+            for s in steps
+            for pr in s.planned_resources.all()
+        }
+        resource_ids |= {
+            q.resource_id for evs in self.events_by_episode.values() for e in evs for q in e.quantities.all()
+        }
+        self.rates = RateBook(resource_ids)
+
+
+def cost_episodes(episodes: Iterable[Episode], *, as_of: datetime | None = None) -> dict[int, EpisodeCosting]:
+    """Cost many episodes with a fixed number of queries (whatever their number)."""
+    episodes = list(episodes)
+    if not episodes:
+        return {}
+    batch = _Batch(episodes)
+    return {episode.pk: _cost_one(episode, batch, as_of) for episode in episodes}
+
+
+def cost_episode(episode: Episode, *, as_of: datetime | None = None) -> EpisodeCosting:
+    """Expected and actual cost of one episode, with its variance decomposed and explained."""
+    return cost_episodes([episode], as_of=as_of)[episode.pk]
+
+
+def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> EpisodeCosting:
+    start = local_date(episode.started_at)
+    los = length_of_stay(episode, as_of)
+    result = EpisodeCosting(episode=episode, los_days=los, as_of=as_of)
+    events = batch.events_by_episode.get(episode.pk, [])
+    by_step: dict[int, list[StepEvent]] = defaultdict(list)
+    additions = []
+    for event in events:
+        if event.step_id is None:
+            additions.append(event)
+        else:
+            by_step[event.step_id].append(event)
+    rates = batch.rates
+
+    def rate(resource_id: int, on: date, line: CostLine) -> Decimal:
+        value = rates.rate(resource_id, on)
+        if value is None:
+            line.rate_missing = True
+            return ZERO
+        return value
+
+    for step in batch.steps_by_version.get(episode.version_id, []):
+        f = step.expected_count
+        if step.per_day:
+            result.expected_los_days += f
+        step_events = by_step.get(step.pk, [])
+        planned_ids = set()
+        for planned in step.planned_resources.all():
+            planned_ids.add(planned.resource_id)
+            line = CostLine(step=step, resource=planned.resource)
+            per_occurrence = planned.quantity * planned.headcount
+            line.standard_rate = rate(planned.resource_id, start, line)
+            line.standard_quantity = f * per_occurrence
+            line.standard_cost = line.standard_quantity * line.standard_rate
+            if step.per_day:
+                _per_day_actual(line, per_occurrence, start, los, step_events, rate)
+                base_quantity = los * per_occurrence
+                line.los_variance = (los - f) * per_occurrence * line.standard_rate
+                line.usage_variance = (line.actual_quantity - base_quantity) * line.standard_rate
+            else:
+                for event in step_events:
+                    quantity = _quantity_for(event, planned.resource_id)
+                    if quantity is None:
+                        qty, price = per_occurrence, None
+                    else:
+                        qty, price = quantity.quantity * quantity.headcount, quantity.unit_cost
+                    if price is None:
+                        price = rate(planned.resource_id, local_date(event.occurred_at), line)
+                    line.actual_quantity += qty
+                    line.actual_cost += qty * price
+                line.usage_variance = (line.actual_quantity - line.standard_quantity) * line.standard_rate
+            line.price_variance = line.actual_cost - line.actual_quantity * line.standard_rate
+            result.lines.append(line)
+        # Resources an event used that the step did not plan: all usage (and price).
+        extra: dict[int, CostLine] = {}
+        for event in step_events:
+            for quantity in event.quantities.all():
+                if quantity.resource_id in planned_ids:
+                    continue
+                line = extra.get(quantity.resource_id)
+                if line is None:
+                    line = extra[quantity.resource_id] = CostLine(step=step, resource=quantity.resource)
+                    line.standard_rate = rate(quantity.resource_id, start, line)
+                _add_unplanned(line, quantity, local_date(event.occurred_at), rate)
+        result.lines.extend(_finish_unplanned(line) for line in extra.values())
+    for event in additions:
+        for quantity in event.quantities.all():
+            line = CostLine(step=None, resource=quantity.resource, event=event)
+            line.standard_rate = rate(quantity.resource_id, start, line)
+            _add_unplanned(line, quantity, local_date(event.occurred_at), rate)
+            result.lines.append(_finish_unplanned(line))
+    _explain(result.lines, batch.variances_by_episode.get(episode.pk, []))
+    return result
+
+
+def _quantity_for(event: StepEvent, resource_id: int) -> EventQuantity | None:
+    for quantity in event.quantities.all():
+        if quantity.resource_id == resource_id:
+            return quantity
+    return None
+
+
+def _per_day_actual(line: CostLine, per_day: Decimal, start: date, los: int, events, rate) -> None:
+    """A per-day step: ``los`` days of its daily plan, each day at that day's rate.
+
+    An event on the step that gives a quantity for this resource replaces that
+    day's planned quantity (e.g. extra nursing minutes on one day); its
+    ``unit_cost``, if any, replaces that day's rate.
+    """
+    days_by_year: dict[int, tuple[date, int]] = {}
+    for offset in range(los):
+        day = start + timedelta(days=offset)
+        fy = financial_year_of(day)
+        first, count = days_by_year.get(fy, (day, 0))
+        days_by_year[fy] = (first, count + 1)
+    resource_id = line.resource.pk
+    for first, count in days_by_year.values():
+        line.actual_quantity += count * per_day
+        line.actual_cost += count * per_day * rate(resource_id, first, line)
+    for event in events:
+        quantity = _quantity_for(event, resource_id)
+        if quantity is None:
+            continue
+        day = local_date(event.occurred_at)
+        day_rate = rate(resource_id, day, line)
+        price = quantity.unit_cost if quantity.unit_cost is not None else day_rate
+        actual = quantity.quantity * quantity.headcount
+        line.actual_quantity += actual - per_day
+        line.actual_cost += actual * price - per_day * day_rate
+
+
+def _add_unplanned(line: CostLine, quantity: EventQuantity, on: date, rate) -> None:
+    qty = quantity.quantity * quantity.headcount
+    price = quantity.unit_cost if quantity.unit_cost is not None else rate(quantity.resource_id, on, line)
+    line.actual_quantity += qty
+    line.actual_cost += qty * price
+
+
+def _finish_unplanned(line: CostLine) -> CostLine:
+    line.usage_variance = line.actual_quantity * line.standard_rate
+    line.price_variance = line.actual_cost - line.usage_variance
+    return line
+
+
+def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
+    """Link each line that has a variance to the variance record that explains it."""
+    by_step: dict[int, list[Variance]] = defaultdict(list)
+    unstepped: list[Variance] = []
+    for variance in variances:
+        (by_step[variance.step_id] if variance.step_id else unstepped).append(variance)
+    exit_variance = next((v for v in unstepped if v.variance_type == Variance.Type.EXIT), None)
+    additions = [v for v in unstepped if v.variance_type == Variance.Type.ADDITION]
+    for line in lines:
+        if not line.total_variance:
+            continue
+        if line.step is not None:
+            candidates = by_step.get(line.step.pk, [])
+        else:
+            # The addition detected for this very event, else one recorded by hand
+            # (not detected for some other event).
+            detected = [v for v in additions if v.detection_id and v.detection.event_id == line.event.pk]
+            candidates = detected or [v for v in additions if not (v.detection_id and v.detection.event_id)]
+        line.variance = (
+            next((v for v in candidates if v.resource_id == line.resource.pk), None)
+            or next((v for v in candidates if v.resource_id is None), None)
+            or next(iter(candidates), None)
+        )
+        if line.variance is None and exit_variance is not None and line.actual_quantity < line.standard_quantity:
+            line.variance = exit_variance

@@ -1,0 +1,108 @@
+"""The DOMAIN.md knee replacement, costed and its variance decomposed exactly."""
+
+from decimal import Decimal
+
+import pytest
+import time_machine
+
+from costing.engine import Component, Nature, cost_episode
+from costing.money import display
+from costing.standard import expected_episode_cost
+from tests.costing.factories import at, record_knee_actuals
+from tests.pathways.tkr import build_tkr
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def knee(org, alice):
+    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    with time_machine.travel(at(2025, 7, 1), tick=False):
+        episode = record_knee_actuals(tkr, unit=org["ORTHO-W7"], clinician=alice, started_at=at(2025, 6, 2, 8))
+    return tkr, episode
+
+
+def _sum(lines, **match):
+    total = Decimal("0")
+    for v in lines:
+        if all(getattr(v, k) == value for k, value in match.items()):
+            total += v.amount
+    return total
+
+
+def test_it_costs_the_knee_episode_exactly_as_domain_md(knee):
+    tkr, episode = knee
+    costing = cost_episode(episode)
+
+    assert costing.expected == Decimal("4167.125")
+    assert costing.expected == expected_episode_cost(tkr["version"], on=episode.started_at.date())
+    assert costing.actual == Decimal("5330.50")
+    assert costing.total_variance == Decimal("1163.375")
+    assert display(costing.expected) == "4,167.13"
+    assert display(costing.actual) == "5,330.50"
+    assert display(costing.total_variance) == "1,163.38"
+    assert costing.los_days == 5
+    assert costing.expected_los_days == 3
+
+
+def test_it_decomposes_the_knee_variance_into_price_minutes_stay_and_physio(knee):
+    tkr, episode = knee
+    costing = cost_episode(episode)
+    lines = costing.decomposition()
+
+    implant_price = _sum(lines, component=Component.PRICE)
+    surgery_minutes = sum(
+        (v.amount for v in lines if v.component == Component.USAGE and v.line.step == tkr["SURGERY"]), Decimal("0")
+    )
+    stay = _sum(lines, component=Component.LOS)
+    physio = sum(
+        (v.amount for v in lines if v.component == Component.USAGE and v.line.step == tkr["PHYSIO"]), Decimal("0")
+    )
+
+    assert implant_price == Decimal("200.00")
+    assert surgery_minutes == Decimal("239.25")
+    assert stay == Decimal("696.00")
+    assert display(physio) == "28.13"
+    assert implant_price + surgery_minutes + stay + physio == costing.total_variance
+    assert {v.direction for v in lines} == {"U"}
+    assert costing.price_variance + costing.usage_variance + costing.los_variance == costing.total_variance
+
+
+def test_it_links_each_line_to_the_variance_that_explains_it(knee):
+    tkr, episode = knee
+    costing = cost_episode(episode)
+    substitution = episode.variances.get(variance_type="substitution")
+    override = episode.variances.get(variance_type="override")
+    delay = episode.variances.get(variance_type="delay")
+
+    by_resource = {(line.step.code, line.resource.code): line for line in costing.lines}
+    assert by_resource[("SURGERY", "IMPLANT")].variance == substitution  # same step, same resource
+    assert by_resource[("SURGERY", "THEATRE")].variance == override  # same step, no particular resource
+    assert by_resource[("SURGERY", "CONSULTANT")].variance == override
+    assert by_resource[("WARD-STAY", "BED-DAY")].variance == delay
+    assert by_resource[("PHYSIO", "PHYSIOTHERAPIST")].variance is None  # an extra session nobody explained
+    assert by_resource[("PHYSIO", "PHYSIOTHERAPIST")].cause == "unexplained"
+    assert by_resource[("PREOP", "CONSULTANT")].variance is None  # went to plan: nothing to explain
+
+    causes = costing.by_cause()
+    assert causes["system"] == Decimal("896.00")  # implant 200 + stay 696
+    assert causes["clinician"] == Decimal("239.25")
+    assert causes["unexplained"] == Decimal("28.125")
+    assert causes["patient"] == causes["community"] == 0
+
+
+def test_it_labels_price_as_cash_and_salaried_minutes_as_capacity_consumed(knee):
+    tkr, episode = knee
+    lines = cost_episode(episode).decomposition()
+
+    implant = next(v for v in lines if v.line.resource == tkr["IMPLANT"])
+    assert (implant.component, implant.nature, implant.nature_label) == ("price", "cash", "cash")
+    consultant = next(v for v in lines if v.line.resource == tkr["CONSULTANT"])
+    assert (consultant.nature, consultant.nature_label) == (Nature.CAPACITY, "capacity consumed")
+    assert consultant.amount == Decimal("56.25")  # 30 extra minutes x 1.875
+    theatre = next(v for v in lines if v.line.resource == tkr["THEATRE"])
+    assert theatre.nature == Nature.CASH  # the room is not salaried staff
+    bed = next(v for v in lines if v.line.resource == tkr["BED-DAY"])
+    nurse_stay = next(v for v in lines if v.line.resource == tkr["WARD-NURSE"] and v.component == "los")
+    assert (bed.amount, bed.nature) == (Decimal("360"), "cash")
+    assert (nurse_stay.amount, nurse_stay.nature) == (Decimal("336"), "capacity")
