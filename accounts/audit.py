@@ -14,7 +14,7 @@ import json
 from django.db import connection, transaction
 
 from .context import current_request_context
-from .models import AuditEvent
+from .models import AuditEvent, OrgUnit
 from .permissions import primary_role
 
 GENESIS = "0" * 64
@@ -54,6 +54,7 @@ def event_digest(event: AuditEvent) -> str:
             event.object_type,
             str(event.object_id),
             event.episode_ref,
+            event.org_unit_id,
             event.request_id,
             event.source_address,
             event.outcome,
@@ -67,6 +68,20 @@ def event_digest(event: AuditEvent) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _unit_id_of(obj) -> int | None:
+    if obj is None:
+        return None
+    if isinstance(obj, OrgUnit):
+        return obj.pk
+    for attname in ("org_unit_id", "owner_unit_id"):
+        unit_id = getattr(obj, attname, None)
+        if unit_id is not None:
+            return unit_id
+    if getattr(obj, "episode_id", None) is not None:
+        return obj.episode.org_unit_id
+    return None
+
+
 def audit_record(
     *,
     action: str,
@@ -77,9 +92,15 @@ def audit_record(
     episode_ref: str = "",
     outcome: str = AuditEvent.Outcome.SUCCESS,
     role: str = "",
+    org_unit=None,
     detail: dict | None = None,
 ) -> AuditEvent:
-    """Append one audit event. Call inside the transaction of the change it records."""
+    """Append one audit event. Call inside the transaction of the change it records.
+
+    ``org_unit`` defaults to the unit ``obj`` belongs to (its ``org_unit``, its
+    ``owner_unit`` or its episode's unit): it decides which clinical leads may
+    read the event in the audit reports.
+    """
     ctx = current_request_context()
     if actor is None:
         actor = ctx.user
@@ -88,6 +109,7 @@ def audit_record(
     if obj is not None:
         object_type = object_type or obj._meta.label_lower
         object_id = object_id or str(obj.pk)
+    org_unit_id = org_unit.pk if org_unit is not None else _unit_id_of(obj)
     if actor is not None and not role:
         # The role the actor acts in: the most senior they hold (callers may be more precise).
         role = primary_role(actor) or ""
@@ -99,6 +121,7 @@ def audit_record(
         object_type=object_type,
         object_id=str(object_id),
         episode_ref=episode_ref,
+        org_unit_id=org_unit_id,
         request_id=ctx.request_id,
         source_address=ctx.address,
         outcome=outcome,

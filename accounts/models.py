@@ -164,6 +164,8 @@ class AuditEvent(models.Model):
     object_type = models.CharField(max_length=60, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     episode_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    # The org unit the object belongs to: what scopes the audit reports a clinical lead may read.
+    org_unit = models.ForeignKey("OrgUnit", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     request_id = models.CharField(max_length=64, blank=True)
     source_address = models.GenericIPAddressField(null=True, blank=True)
     outcome = models.CharField(max_length=10, choices=Outcome.choices, default=Outcome.SUCCESS)
@@ -177,6 +179,52 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.object_type}:{self.object_id}"
+
+
+class AuditCheck(models.Model):
+    """One run of the audit-chain verification (nightly, or asked for by an administrator).
+
+    The check runs on a worker (``accounts.verify_audit_chain``) so that tampering
+    is noticed without anyone remembering to run ``manage.py verify_audit``.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for a worker"
+        RUNNING = "running", "Running"
+        PASSED = "passed", "Chain intact"
+        FAILED = "failed", "Chain broken"
+
+    requested_at = models.DateTimeField(default=timezone.now)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    events_checked = models.PositiveBigIntegerField(default=0)
+    # An id, not a foreign key: the bad event may be the one that was deleted.
+    first_bad_event_id = models.BigIntegerField(null=True, blank=True)
+    reason = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                name="auditcheck_finished_has_time",
+                condition=Q(status__in=["pending", "running"]) | Q(finished_at__isnull=False),
+            ),
+            models.CheckConstraint(
+                name="auditcheck_failed_names_event",
+                condition=~Q(status="failed") | Q(first_bad_event_id__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Audit check {self.pk}: {self.get_status_display()}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.PASSED, self.Status.FAILED)
 
 
 class IdempotencyKey(models.Model):

@@ -5,7 +5,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from .audit import audit_record
-from .models import ApiToken, OrgUnit, User
+from .models import ApiToken, AuditCheck, OrgUnit, User
+from .tasks import verify_audit_chain
 
 
 @transaction.atomic
@@ -53,3 +54,14 @@ def api_token_revoke(*, token: ApiToken, actor) -> ApiToken:
         audit_record(action="api_token.revoke", actor=actor, obj=token, detail={"user": token.user.username})
     token.refresh_from_db(fields=["revoked_at"])
     return token
+
+
+@transaction.atomic
+def audit_check_request(*, requested_by: User | None = None) -> AuditCheck:
+    """Ask a worker to verify the audit chain; the result lands on the returned row."""
+    check = AuditCheck(requested_by=requested_by)
+    check.full_clean()
+    check.save()
+    audit_record(action="audit.verify_requested", actor=requested_by, obj=check)
+    verify_audit_chain.delay_on_commit(check.pk)
+    return check

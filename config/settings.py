@@ -232,6 +232,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "costing.nightly_reports",
         "schedule": timedelta(hours=24),
     },
+    "verify-audit-chain": {
+        "task": "accounts.nightly_audit_check",
+        "schedule": timedelta(hours=24),
+    },
     "sweep-report-runs": {
         "task": "costing.sweep_report_runs",
         "schedule": timedelta(minutes=1),

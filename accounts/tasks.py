@@ -1,0 +1,48 @@
+"""Background work of accounts: verifying the audit chain (nightly, and on request)."""
+
+import logging
+
+from celery import shared_task
+from django.utils import timezone
+
+from .audit import verify_chain
+from .models import AuditCheck
+
+logger = logging.getLogger("commonpath.audit")
+
+
+@shared_task(name="accounts.verify_audit_chain")
+def verify_audit_chain(check_id: int) -> str:
+    """Walk the chain and store the verdict on ``AuditCheck`` ``check_id``.
+
+    Idempotent: a finished check is left alone; a check still "running" (its worker
+    was lost and the broker re-delivered the task) is simply run again, which is
+    safe because verifying only reads.
+    """
+    claimed = AuditCheck.objects.filter(
+        pk=check_id, status__in=[AuditCheck.Status.PENDING, AuditCheck.Status.RUNNING]
+    ).update(status=AuditCheck.Status.RUNNING, started_at=timezone.now())
+    if not claimed:
+        return "already finished"
+    count, bad, reason = verify_chain()
+    if bad is None:
+        status, bad_id = AuditCheck.Status.PASSED, None
+    else:
+        status, bad_id = AuditCheck.Status.FAILED, bad.pk
+        logger.error("audit chain broken at event %s: %s", bad.pk, reason)
+    AuditCheck.objects.filter(pk=check_id, status=AuditCheck.Status.RUNNING).update(
+        status=status,
+        finished_at=timezone.now(),
+        events_checked=count,
+        first_bad_event_id=bad_id,
+        reason=reason[:200],
+    )
+    return status
+
+
+@shared_task(name="accounts.nightly_audit_check")
+def nightly_audit_check() -> int:
+    """Beat: verify the chain every night, so tampering is noticed within a day."""
+    from .services import audit_check_request  # services queue this module's tasks
+
+    return audit_check_request().pk
