@@ -21,8 +21,10 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
+from decimal import Decimal
 from http import HTTPStatus
 
+import django_filters
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -30,6 +32,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.http import Http404, JsonResponse
 from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
@@ -41,7 +44,7 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from .audit import audit_record
 from .context import RequestContext, current_request_context, set_request_context
-from .models import AuditEvent, IdempotencyKey
+from .models import AuditEvent, IdempotencyKey, OrgUnit
 from .permissions import has_role
 
 logger = logging.getLogger("commonpath.api")
@@ -471,6 +474,51 @@ class StrictDateTimeField(serializers.DateTimeField):
         if timezone.is_naive(result) or not re.search(r"(Z|[+-]\d\d:?\d\d)$", value.strip()):
             raise serializers.ValidationError("Give a time zone, e.g. 2025-03-01T09:30:00Z or +01:00.")
         return result
+
+
+@extend_schema_field({"type": "string", "format": "decimal", "example": "4167.125"})
+class MoneyField(serializers.Field):
+    """A Decimal amount as a string at full precision ("4167.125"): clients round, never the API."""
+
+    def __init__(self, **kwargs):
+        kwargs["read_only"] = True
+        super().__init__(**kwargs)
+
+    def to_representation(self, value):
+        return money_str(value)
+
+
+def money_str(value) -> str | None:
+    if value is None:
+        return None
+    text = format(Decimal(value), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+@extend_schema_field({"type": "string"})
+class CodeFilter(django_filters.ModelChoiceFilter):
+    """``?org_unit=ORTHO``: a record named by its code; an unknown code is a 400, not an empty page."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("to_field_name", "code")
+        super().__init__(*args, **kwargs)
+
+
+class UnitFilter(CodeFilter):
+    """``?org_unit=CODE``: records of that unit or any unit below it."""
+
+    def __init__(self, *args, field_name: str = "org_unit", **kwargs):
+        self.path_field = f"{field_name}__path__startswith"
+        kwargs.setdefault("queryset", OrgUnit.objects.all())
+        kwargs.setdefault("help_text", "Org unit code: records of that unit and the units below it.")
+        super().__init__(*args, field_name=field_name, **kwargs)
+
+    def filter(self, qs, value):
+        if value in ([], (), {}, "", None):
+            return qs
+        return qs.filter(**{self.path_field: value.path})
 
 
 # --- ETags -------------------------------------------------------------------------------

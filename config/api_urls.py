@@ -1,14 +1,20 @@
 """The REST API under /api/v1/: each app's endpoints live in its api.py (and fhir.py).
 
 Endpoints that show another app's figures get them wired in here, so that the
-apps keep importing one way (accounts <- pathways <- variances <- costing):
-the pathway detail shows the expected cost that ``costing`` computes.
+apps keep importing one way (accounts <- pathways <- variances <- costing): the
+pathway detail shows the expected cost and the episode detail the expected and
+actual cost that ``costing`` computes.
 """
 
 from django.urls import path, re_path
 
 from accounts import api as accounts_api
 from accounts.api_support import endpoint_not_found
+from costing import api as costing_api
+from pathways import api as pathways_api
+from pathways import fhir as pathways_fhir
+
+standard_cost = {"standard_cost": costing_api.pathway_standard_cost}
 
 urlpatterns = [
     path("schema/", accounts_api.SchemaView.as_view(), name="api-schema"),
@@ -16,6 +22,16 @@ urlpatterns = [
     path("org-units/", accounts_api.OrgUnitList.as_view(), name="api-org-units"),
     path("tokens/", accounts_api.ApiTokenList.as_view(), name="api-tokens"),
     path("tokens/<int:pk>/revoke/", accounts_api.ApiTokenRevoke.as_view(), name="api-token-revoke"),
+    path("pathways/", pathways_api.PathwayList.as_view(), name="api-pathways"),
+    path("pathways/<str:code>/", pathways_api.PathwayDetail.as_view(**standard_cost), name="api-pathway"),
+    path(
+        "pathways/<str:code>/versions/<int:number>/",
+        pathways_api.PathwayVersionDetail.as_view(**standard_cost),
+        name="api-pathway-version",
+    ),
+    path("cost-rates/", costing_api.CostRateListCreate.as_view(), name="api-cost-rates"),
+    path("cost-rates/<int:pk>/", costing_api.CostRateDetail.as_view(), name="api-cost-rate"),
+    path("fhir/PlanDefinition/<str:code>", pathways_fhir.PlanDefinitionView.as_view(), name="api-fhir-plandefinition"),
     # Anything else under /api/v1/ answers 404 in problem+json, not the HTML error page.
     re_path(r"^.*$", endpoint_not_found),
 ]

@@ -1,0 +1,291 @@
+"""API: cost rates (finance), report runs, and the cost figures other apps' endpoints show.
+
+``pathway_standard_cost`` and ``episode_costs`` are handed by ``config/api_urls.py``
+to the pathway and episode endpoints, which cannot import ``costing`` themselves
+(apps import one way: accounts <- pathways <- variances <- costing).
+"""
+
+from datetime import date
+
+import django_filters
+from django.conf import settings
+from django.db import transaction
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.response import Response
+
+from accounts.api_support import (
+    ApiMixin,
+    Conflict,
+    MoneyField,
+    StrictSerializer,
+    check_if_match,
+    etag,
+    idempotent,
+    money_str,
+    object_in_scope_or_404,
+)
+from accounts.permissions import FINANCE_ROLES
+from pathways.models import PathwayVersion, Resource
+from variances.models import Episode
+
+from .engine import cost_episode, direction
+from .models import CostRate, financial_year_label, financial_year_of
+from .rates import capacity_cost_rate, cost_rate_set
+from .standard import version_standard_cost
+
+# --- figures for other apps' endpoints -------------------------------------------------------
+
+
+def pathway_standard_cost(version: PathwayVersion, *, on: date | None = None) -> dict:
+    """Expected cost E of one episode on ``version``, with the rates in force today."""
+    cost = version_standard_cost(version, on=on)
+    return {
+        "amount": cost.expected_cost,
+        "currency": cost.currency,
+        "costed_on": cost.on,
+        "financial_year": financial_year_label(cost.financial_year),
+        "missing_rates": [r.code for r in cost.missing_rates],
+        "steps": {sc.step.code: {"cost": sc.cost, "expected_cost": sc.expected_cost} for sc in cost.steps},
+    }
+
+
+def episode_costs(episode: Episode) -> dict:
+    """Expected and actual cost of one episode (to date, for an active one) and its variance."""
+    costing = cost_episode(episode)
+    by_cause = costing.by_cause()
+    return {
+        "currency": settings.CURRENCY,
+        "expected": costing.expected,
+        "actual": costing.actual,
+        "variance": costing.total_variance,
+        "direction": direction(costing.total_variance),
+        "price_variance": costing.price_variance,
+        "usage_variance": costing.usage_variance,
+        "los_variance": costing.los_variance,
+        "capacity_variance": costing.capacity_variance,
+        "variance_by_cause": {cause: money_str(amount) for cause, amount in by_cause.items()},
+        "missing_rates": costing.missing_rates,
+        "final": episode.status != Episode.Status.ACTIVE,
+    }
+
+
+# --- cost rates ------------------------------------------------------------------------------------
+
+
+def rate_etag(rate: CostRate) -> str:
+    return etag(f"rate-{rate.pk}-{int(rate.updated_at.timestamp() * 1_000_000)}")
+
+
+class CostRateSerializer(serializers.ModelSerializer):
+    resource = serializers.CharField(source="resource.code")
+    resource_name = serializers.CharField(source="resource.name")
+    unit = serializers.CharField(source="resource.unit", help_text="The rate is per minute, item or day.")
+    financial_year_label = serializers.SerializerMethodField()
+    rate = MoneyField(help_text="Standard rate per unit, full precision.")
+    capacity_cost = MoneyField(allow_null=True)
+    theoretical_capacity_minutes = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    practical_factor = serializers.DecimalField(max_digits=4, decimal_places=3, allow_null=True)
+    updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+    class Meta:
+        model = CostRate
+        fields = [
+            "id",
+            "resource",
+            "resource_name",
+            "unit",
+            "financial_year",
+            "financial_year_label",
+            "rate",
+            "currency",
+            "price_year",
+            "source",
+            "includes",
+            "capacity_cost",
+            "theoretical_capacity_minutes",
+            "practical_factor",
+            "updated_at",
+            "updated_by",
+        ]
+
+    def get_financial_year_label(self, rate) -> str:
+        return financial_year_label(rate.financial_year)
+
+
+class CostRateWriteSerializer(StrictSerializer):
+    """A rate, given directly (``rate``) or through the capacity cost rate calculator."""
+
+    resource = serializers.SlugRelatedField(slug_field="code", queryset=Resource.objects.all())
+    financial_year = serializers.IntegerField(min_value=2000, max_value=2100, help_text="2025 means FY 2025/26.")
+    rate = serializers.DecimalField(max_digits=14, decimal_places=6, min_value=0, required=False)
+    capacity_cost = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0, required=False)
+    theoretical_capacity_minutes = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, required=False
+    )
+    practical_factor = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
+    price_year = serializers.IntegerField(min_value=2000, max_value=2100, required=False)
+    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+    source = serializers.CharField(max_length=300)
+    includes = serializers.CharField(max_length=300, required=False, allow_blank=True)
+    reason = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, help_text="Why the rate changes (kept in the audit trail)."
+    )
+
+    CCR_FIELDS = ("capacity_cost", "theoretical_capacity_minutes")
+
+    def validate(self, attrs):
+        ccr_given = [f for f in self.CCR_FIELDS if f in attrs]
+        if ccr_given and "rate" in attrs:
+            raise serializers.ValidationError(
+                {"rate": "Give either the rate, or the capacity cost and theoretical minutes to calculate it."}
+            )
+        if ccr_given and len(ccr_given) < len(self.CCR_FIELDS):
+            missing = [f for f in self.CCR_FIELDS if f not in attrs]
+            raise serializers.ValidationError(dict.fromkeys(missing, "Needed to calculate the capacity cost rate."))
+        if "practical_factor" in attrs and not ccr_given:
+            raise serializers.ValidationError(
+                {"practical_factor": "Only used with capacity_cost and theoretical_capacity_minutes."}
+            )
+        if not self.partial and not ccr_given and "rate" not in attrs:
+            raise serializers.ValidationError(
+                {"rate": "Give the rate, or the capacity cost and theoretical minutes to calculate it."}
+            )
+        return attrs
+
+
+class CostRatePatchSerializer(CostRateWriteSerializer):
+    """The fields of a rate that may change; resource and financial year identify it."""
+
+    resource = None
+    financial_year = None
+    source = serializers.CharField(max_length=300, required=False)
+
+
+def _apply_rate(*, resource, financial_year, data, current: CostRate | None, actor):
+    ccr = None
+    if "capacity_cost" in data:
+        ccr = capacity_cost_rate(
+            capacity_cost=data["capacity_cost"],
+            theoretical_minutes=data["theoretical_capacity_minutes"],
+            **({"practical_factor": data["practical_factor"]} if "practical_factor" in data else {}),
+        )
+    elif current is not None and "rate" not in data and current.capacity_cost is not None:
+        # A PATCH of the wording only keeps the calculator's working.
+        ccr = capacity_cost_rate(
+            capacity_cost=current.capacity_cost,
+            theoretical_minutes=current.theoretical_capacity_minutes,
+            practical_factor=current.practical_factor,
+        )
+
+    def keep(name, default=None):
+        return data[name] if name in data else (getattr(current, name) if current is not None else default)
+
+    return cost_rate_set(
+        resource=resource,
+        financial_year=financial_year,
+        rate=data.get("rate", current.rate if current is not None and ccr is None else 0),
+        price_year=keep("price_year"),
+        source=keep("source"),
+        includes=keep("includes", ""),
+        currency=keep("currency"),
+        ccr=ccr,
+        actor=actor,
+        reason=data.get("reason", ""),
+    )
+
+
+class CostRateFilter(django_filters.FilterSet):
+    resource = django_filters.CharFilter(field_name="resource__code", help_text="Resource code.")
+    financial_year = django_filters.NumberFilter(help_text="Start year of the financial year: 2025 is FY 2025/26.")
+    in_force_on = django_filters.DateFilter(method="filter_in_force", help_text="Only the rates in force on this date.")
+
+    class Meta:
+        model = CostRate
+        fields = ["resource", "financial_year", "in_force_on"]
+
+    def filter_in_force(self, queryset, name, value):
+        ids = {}
+        for rate_id, resource_id in (
+            queryset.filter(financial_year__lte=financial_year_of(value))
+            .order_by("resource_id", "-financial_year")
+            .values_list("id", "resource_id")
+        ):
+            ids.setdefault(resource_id, rate_id)
+        return queryset.filter(pk__in=ids.values())
+
+
+class CostRateListCreate(ApiMixin, generics.ListCreateAPIView):
+    """Standard rates per resource and financial year (finance). Changes are audited with before and after."""
+
+    access_roles = FINANCE_ROLES
+    queryset = CostRate.objects.select_related("resource", "updated_by").order_by("resource__code", "-financial_year")
+    serializer_class = CostRateSerializer
+    filterset_class = CostRateFilter
+
+    def get_serializer_class(self):
+        return CostRateWriteSerializer if self.request.method == "POST" else CostRateSerializer
+
+    @extend_schema(request=CostRateWriteSerializer, responses={201: CostRateSerializer})
+    def post(self, request):
+        def create():
+            serializer = CostRateWriteSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            resource, year = data["resource"], data["financial_year"]
+            existing = CostRate.objects.filter(resource=resource, financial_year=year).first()
+            if existing is not None:
+                raise Conflict(
+                    f"{resource.code} already has a rate for FY {financial_year_label(year)} (id {existing.pk}); "
+                    "PATCH it with If-Match to change it."
+                )
+            rate, _outcome = _apply_rate(
+                resource=resource, financial_year=year, data=data, current=None, actor=request.user
+            )
+            return _rate_response(request, rate, status.HTTP_201_CREATED)
+
+        return idempotent(self, request, create)
+
+
+def _rate_response(request, rate: CostRate, status_code=status.HTTP_200_OK) -> Response:
+    rate = CostRate.objects.select_related("resource", "updated_by").get(pk=rate.pk)
+    headers = {"ETag": rate_etag(rate)}
+    if status_code == status.HTTP_201_CREATED:
+        headers["Location"] = reverse("api-cost-rate", args=[rate.pk])
+    return Response(CostRateSerializer(rate).data, status=status_code, headers=headers)
+
+
+class CostRateDetail(ApiMixin, generics.GenericAPIView):
+    """One rate. PATCH changes it (If-Match required) and is audited as a rate change."""
+
+    access_roles = FINANCE_ROLES
+    queryset = CostRate.objects.select_related("resource", "updated_by")
+    serializer_class = CostRateSerializer
+    filter_backends = []
+
+    @extend_schema(responses=CostRateSerializer)
+    def get(self, request, pk: int):
+        return _rate_response(request, object_in_scope_or_404(self.get_queryset(), label="cost rate", pk=pk))
+
+    @extend_schema(
+        request=CostRatePatchSerializer,
+        responses={200: OpenApiResponse(CostRateSerializer, "The rate after the change.")},
+    )
+    def patch(self, request, pk: int):
+        serializer = CostRatePatchSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        with transaction.atomic():
+            current = CostRate.objects.select_for_update().filter(pk=pk).first()
+            if current is None:
+                raise exceptions.NotFound("No cost rate with this identifier is available to you.")
+            # Checked under the row lock: two finance users cannot both win with the same ETag.
+            check_if_match(request, rate_etag(current))
+            rate, _outcome = _apply_rate(
+                resource=current.resource,
+                financial_year=current.financial_year,
+                data=serializer.validated_data,
+                current=current,
+                actor=request.user,
+            )
+        return _rate_response(request, rate)
