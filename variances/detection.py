@@ -96,6 +96,37 @@ def addition_key(activity: str) -> str:
     return f"addition:{name[:88]}:{digest}"
 
 
+def window(
+    step: StepSpec, *, started_at: datetime, first: dict[int, EventFact]
+) -> tuple[datetime | None, datetime | None]:
+    """When a step is due: ``(due_from, due_by)``; unknown while its anchor step has not happened."""
+    if step.anchor_id is None:
+        anchor_at = started_at
+    else:
+        anchor_event = first.get(step.anchor_id)
+        if anchor_event is None:
+            return None, None
+        anchor_at = anchor_event.occurred_at
+    due_from = anchor_at + timedelta(minutes=step.window_min) if step.window_min is not None else None
+    due_by = anchor_at + timedelta(minutes=step.window_max) if step.window_max is not None else None
+    return due_from, due_by
+
+
+def first_events(steps: Sequence[StepSpec], events: Iterable[EventFact]) -> dict[int, EventFact]:
+    """The event that satisfies each step: its first (ties broken by id)."""
+    step_ids = {s.id for s in steps}
+    first: dict[int, EventFact] = {}
+    for event in sorted(events, key=lambda e: (e.occurred_at, e.id)):
+        if event.step_id in step_ids:
+            first.setdefault(event.step_id, event)
+    return first
+
+
+def omission_due(step: StepSpec, *, due_by, ended_at, status, now) -> bool:
+    """Whether a missing mandatory step is now an omission (see the module docstring)."""
+    return step.mandatory and _omission_due(due_by, None, ended_at, status, now)
+
+
 def detect(
     steps: Sequence[StepSpec],
     *,
@@ -117,19 +148,7 @@ def detect(
 
     findings: list[Finding] = []
     for step in steps:
-        anchor_at: datetime | None
-        if step.anchor_id is None:
-            anchor_at = started_at
-        else:
-            anchor_event = first.get(step.anchor_id)
-            anchor_at = anchor_event.occurred_at if anchor_event else None
-        due_from = due_by = None
-        if anchor_at is not None:
-            if step.window_min is not None:
-                due_from = anchor_at + timedelta(minutes=step.window_min)
-            if step.window_max is not None:
-                due_by = anchor_at + timedelta(minutes=step.window_max)
-
+        due_from, due_by = window(step, started_at=started_at, first=first)
         event = first.get(step.id)
         if event is None:
             if step.mandatory and _omission_due(due_by, started_at, ended_at, status, now):

@@ -345,6 +345,18 @@ class Variance(models.Model):
     def __str__(self) -> str:
         return f"{self.get_variance_type_display()} {self.step.code if self.step_id else ''} ({self.status})"
 
+    @property
+    def subject(self) -> str:
+        """What the departure is about: the step, or the unplanned activity that was detected.
+
+        Select ``step`` and ``detection__event`` with the variance to keep lists N+1-free.
+        """
+        if self.step_id:
+            return self.step.name
+        if self.detection_id and self.detection.event_id:
+            return self.detection.event.activity
+        return self.get_variance_type_display()
+
 
 class VarianceRevision(models.Model):
     """One state of a variance, as it was after each change. Append-only in the database."""

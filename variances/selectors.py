@@ -1,17 +1,278 @@
-from accounts.permissions import EPISODE_ROLES, has_role
+"""Reads of episodes and variances, scoped to who is asking.
 
-from .models import Episode, Variance
+Privacy (DOMAIN.md section 1, "individual figures are private by default"):
+- a clinician sees the episodes they are responsible for and every episode of
+  their unit's subtree;
+- a clinical lead sees their team's (units where they lead, with subtrees);
+- an administrator sees the units where they administer (the whole trust);
+- managers and finance see no individual episode at all: no patient reference,
+  no clinician name, no free-text rationale. Their lens is the aggregate reports
+  (costing), with small cells suppressed.
+Every view and API endpoint goes through ``episodes_for``/``variances_for`` so
+an out-of-scope object is simply not found (404), never "forbidden".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from accounts.models import Membership
+from accounts.permissions import EPISODE_ROLES, has_role, unit_ids_for
+from pathways.models import Step
+
+from .detection import EventFact, StepSpec, addition_key, first_events, omission_due, window
+from .models import Episode, ReasonCode, StepEvent, Variance
+from .reasons import category_labels
+
+Role = Membership.Role
+
+INBOX_PREVIEW = 10
 
 
-def unexplained_for(user):
+def _episode_scope(user, prefix: str = "") -> Q:
+    if not has_role(user, *EPISODE_ROLES):
+        return Q(pk__in=[])
+    return Q(**{f"{prefix}responsible_clinician": user}) | Q(
+        **{f"{prefix}org_unit_id__in": unit_ids_for(user, *EPISODE_ROLES)}
+    )
+
+
+def episodes_for(user) -> QuerySet[Episode]:
+    return Episode.objects.filter(_episode_scope(user))
+
+
+def variances_for(user) -> QuerySet[Variance]:
+    return Variance.objects.filter(_episode_scope(user, "episode__"))
+
+
+def unexplained_for(user) -> QuerySet[Variance]:
     """The clinician's inbox: unexplained variances on episodes they are responsible for."""
     return Variance.objects.unexplained().for_clinician(user)
+
+
+def review_queue_for(user) -> QuerySet[Variance]:
+    """Documented variances of the lead's team, those that must be reviewed first."""
+    units = unit_ids_for(user, Role.CLINICAL_LEAD)
+    return (
+        Variance.objects.awaiting_review()
+        .for_units(units)
+        .select_related(
+            "episode__version__pathway",
+            "episode__responsible_clinician",
+            "step",
+            "reason",
+            "recorded_by",
+            "detection__event",
+        )
+        .order_by("-review_required", "documented_at", "id")
+    )
+
+
+def can_change_variance(user, variance: Variance) -> bool:
+    """Amend or withdraw: whoever recorded it, the responsible clinician, or a lead/admin over the unit."""
+    if user.pk in (variance.recorded_by_id, variance.episode.responsible_clinician_id):
+        return True
+    return variance.episode.org_unit_id in unit_ids_for(user, Role.CLINICAL_LEAD, Role.ADMIN)
+
+
+def ranked_reasons(*, pathway_id: int, step_code: str | None, variance_type: str | None = None) -> list[ReasonCode]:
+    """Usable reasons, most used first for this step (by code, across the pathway's versions).
+
+    One query: the usage count is annotated. Without a step, usage for the
+    variance type across the pathway ranks them instead.
+    """
+    usage = Q(
+        variances__episode__version__pathway_id=pathway_id,
+        variances__status__in=[Variance.Status.DOCUMENTED, Variance.Status.REVIEWED],
+    )
+    if step_code:
+        usage &= Q(variances__step__code=step_code)
+    elif variance_type:
+        usage &= Q(variances__variance_type=variance_type)
+    return list(
+        ReasonCode.objects.filter(retired=False)
+        .filter(Q(pathway__isnull=True) | Q(pathway_id=pathway_id))
+        .annotate(uses=Count("variances", filter=usage))
+        .order_by("-uses", "category", "display")
+    )
+
+
+def reason_groups(reasons: list[ReasonCode], *, top: int = 5) -> list[tuple[str, list[ReasonCode]]]:
+    """Option groups for the reason select: most used here first, then the catalogue by category."""
+    labels = category_labels()
+    used = [r for r in reasons if getattr(r, "uses", 0)][:top]
+    groups: list[tuple[str, list[ReasonCode]]] = []
+    if used:
+        groups.append(("Most used for this step", used))
+    by_category: dict[str, list[ReasonCode]] = {}
+    for reason in sorted(reasons, key=lambda r: (r.pathway_id is None, r.category, r.display)):
+        label = (
+            "Local to this pathway" if reason.pathway_id else labels.get(reason.category, reason.category or "Other")
+        )
+        by_category.setdefault(label, []).append(reason)
+    groups.extend(by_category.items())
+    return groups
 
 
 def home_panel(user) -> dict:
     if not has_role(user, *EPISODE_ROLES):
         return {}
-    return {
+    inbox = list(
+        unexplained_for(user)
+        .select_related("episode__version__pathway", "step", "detection__event")
+        .order_by("occurred_at", "id")[:INBOX_PREVIEW]
+    )
+    panel = {
         "my_unexplained": unexplained_for(user).count(),
+        "my_inbox": inbox,
         "my_active_episodes": Episode.objects.active().filter(responsible_clinician=user).count(),
     }
+    if has_role(user, Role.CLINICAL_LEAD):
+        panel["review_waiting"] = review_queue_for(user).count()
+    return panel
+
+
+# --- the episode timeline ------------------------------------------------------------
+
+
+@dataclass
+class TimelineRow:
+    """One line of the episode page: a planned step, or an activity not on the pathway."""
+
+    state: str  # on-time, late, early, missing, due, not-done, done, unplanned
+    label: str
+    step: Step | None = None
+    event: StepEvent | None = None
+    due_from: datetime | None = None
+    due_by: datetime | None = None
+    repeats: int = 0
+    variances: list[Variance] = field(default_factory=list)
+
+    @property
+    def sort_at(self):
+        return self.event.occurred_at if self.event else (self.due_by or self.due_from)
+
+    @property
+    def state_label(self) -> str:
+        return STATE_LABELS[self.state]
+
+
+STATE_LABELS = {
+    "on-time": "Done on time",
+    "late": "Done late",
+    "early": "Done early",
+    "done": "Done",
+    "missing": "Missing",
+    "due": "Not yet due",
+    "not-done": "Not done (optional)",
+    "unplanned": "Not on the pathway",
+}
+
+
+def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
+    """The pathway's steps against what happened, in time order, with variances attached.
+
+    Three queries: steps, events and variances (with their reasons). Sequence
+    departures are shown through their variances, as detection found them.
+    """
+    now = now or timezone.now()
+    steps = list(Step.objects.filter(version_id=episode.version_id).select_related("stage"))
+    events = list(
+        StepEvent.objects.filter(episode=episode).select_related("step", "recorded_by").order_by("occurred_at", "id")
+    )
+    variances = list(
+        Variance.objects.filter(episode=episode)
+        .select_related("reason", "step", "recorded_by", "reviewed_by", "detection__event")
+        .order_by("occurred_at", "id")
+    )
+    specs = [
+        StepSpec(
+            id=s.id,
+            code=s.code,
+            anchor_id=s.anchor_id,
+            window_min=s.window_min_minutes,
+            window_max=s.window_max_minutes,
+            mandatory=s.mandatory,
+            per_day=s.per_day,
+            criticality=s.criticality,
+        )
+        for s in steps
+    ]
+    facts = [EventFact(e.id, e.step_id, e.activity, e.occurred_at) for e in events]
+    first = first_events(specs, facts)
+    events_by_id = {e.id: e for e in events}
+    repeats: dict[int, int] = {}
+    for e in events:
+        if e.step_id:
+            repeats[e.step_id] = repeats.get(e.step_id, 0) + 1
+
+    by_step: dict[int, list[Variance]] = {}
+    additions: dict[str, list[Variance]] = {}
+    other: list[Variance] = []
+    for v in variances:
+        if v.step_id:
+            by_step.setdefault(v.step_id, []).append(v)
+        elif v.detection_id and v.detection.key.startswith("addition:"):
+            additions.setdefault(v.detection.key, []).append(v)
+        else:
+            other.append(v)
+
+    rows: list[TimelineRow] = []
+    for spec, step in zip(specs, steps, strict=True):
+        due_from, due_by = window(spec, started_at=episode.started_at, first=first)
+        fact = first.get(spec.id)
+        if fact is None:
+            if omission_due(spec, due_by=due_by, ended_at=episode.ended_at, status=episode.status, now=now):
+                state = "missing"
+            elif not spec.mandatory:
+                state = "not-done"
+            else:
+                state = "due"
+            event = None
+        else:
+            event = events_by_id[fact.id]
+            if spec.per_day or (due_from is None and due_by is None):
+                state = "done"
+            elif due_by is not None and fact.occurred_at > due_by:
+                state = "late"
+            elif due_from is not None and fact.occurred_at < due_from:
+                state = "early"
+            else:
+                state = "on-time"
+        rows.append(
+            TimelineRow(
+                state=state,
+                label=step.name,
+                step=step,
+                event=event,
+                due_from=due_from,
+                due_by=due_by,
+                repeats=max(repeats.get(spec.id, 0) - 1, 0),
+                variances=by_step.get(spec.id, []),
+            )
+        )
+    seen_additions: set[str] = set()
+    for e in events:
+        if e.step_id is None:
+            key = addition_key(e.activity)
+            first_of_kind = key not in seen_additions
+            seen_additions.add(key)
+            rows.append(
+                TimelineRow(
+                    state="unplanned",
+                    label=e.activity,
+                    event=e,
+                    variances=additions.get(key, []) if first_of_kind else [],
+                )
+            )
+    far = datetime.max.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: (r.sort_at or far, r.step.order if r.step else 0))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.state] = counts.get(row.state, 0) + 1
+    summary = [(state, label, counts[state]) for state, label in STATE_LABELS.items() if counts.get(state)]
+    return {"rows": rows, "other_variances": other, "state_counts": summary, "variances": variances}

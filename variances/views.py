@@ -1,1 +1,525 @@
+"""Clinicians' pages: my work, episodes, recording and explaining variances, review.
 
+Every view states its access rule (``role_required``) and reads through the
+scoped selectors, so an episode outside the user's units is a 404. Managers and
+finance hold none of these roles: they see no individual episode (see
+``selectors.py``). Writes go through ``services.py``, the same path as the API.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.models import Membership
+from accounts.permissions import EPISODE_ROLES, role_required
+from pathways.models import Step
+
+from . import selectors, services
+from .forms import (
+    AmendForm,
+    EpisodeCloseForm,
+    EpisodeExitForm,
+    EpisodeStartForm,
+    EventForm,
+    ReviewForm,
+    VarianceForm,
+    WithdrawForm,
+)
+from .models import Episode, StepEvent, Variance
+
+Role = Membership.Role
+PAGE_SIZE = 50
+
+
+# --- helpers ------------------------------------------------------------------------
+
+
+def _episode_or_404(request, pk: int) -> Episode:
+    queryset = selectors.episodes_for(request.user).select_related(
+        "version__pathway", "org_unit", "responsible_clinician"
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _variance_or_404(request, pk: int) -> Variance:
+    queryset = selectors.variances_for(request.user).select_related(
+        "episode__version__pathway",
+        "episode__org_unit",
+        "episode__responsible_clinician",
+        "step",
+        "reason",
+        "recorded_by",
+        "reviewed_by",
+        "detection__event",
+    )
+    return get_object_or_404(queryset, pk=pk)
+
+
+def _form_errors(form, exc: ValidationError) -> None:
+    """Show a service's validation errors next to the matching field, else at the top."""
+    if hasattr(exc, "error_dict"):
+        for name, errors in exc.message_dict.items():
+            form.add_error(name if name in form.fields else None, errors)
+    else:
+        form.add_error(None, exc.messages)
+
+
+def _next_url(request, default: str) -> str:
+    candidate = request.POST.get("next") or request.GET.get("next")
+    if candidate and url_has_allowed_host_and_scheme(candidate, {request.get_host()}, request.is_secure()):
+        return candidate
+    return default
+
+
+def _reasons_for(episode: Episode, *, step: Step | None, variance_type: str | None):
+    return selectors.ranked_reasons(
+        pathway_id=episode.version.pathway_id, step_code=step.code if step else None, variance_type=variance_type
+    )
+
+
+# --- my work and episodes ------------------------------------------------------------
+
+
+@role_required(*EPISODE_ROLES)
+def inbox(request):
+    """Everything waiting for me: unexplained variances on my patients, my active episodes."""
+    unexplained = (
+        selectors.unexplained_for(request.user)
+        .select_related("episode__version__pathway", "step", "detection__event")
+        .order_by("occurred_at", "id")
+    )
+    episodes = (
+        Episode.objects.active()
+        .filter(responsible_clinician=request.user)
+        .select_related("version__pathway", "org_unit")
+        .annotate(open_count=Count("variances", filter=Q(variances__status=Variance.Status.UNEXPLAINED)))
+        .order_by("started_at", "id")
+    )
+    return render(request, "variances/inbox.html", {"unexplained": unexplained, "episodes": episodes})
+
+
+@role_required(*EPISODE_ROLES)
+def episode_list(request):
+    status = request.GET.get("status", Episode.Status.ACTIVE)
+    mine = request.GET.get("mine") == "1"
+    query = (request.GET.get("q") or "").strip().upper()
+    episodes = (
+        selectors.episodes_for(request.user)
+        .select_related("version__pathway", "org_unit", "responsible_clinician")
+        .annotate(open_count=Count("variances", filter=Q(variances__status=Variance.Status.UNEXPLAINED)))
+        .order_by("-started_at", "-id")
+    )
+    if status in Episode.Status.values:
+        episodes = episodes.filter(status=status)
+    if mine:
+        episodes = episodes.filter(responsible_clinician=request.user)
+    if query:
+        episodes = episodes.filter(patient_ref__startswith=query)
+    page = Paginator(episodes, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "variances/episode_list.html",
+        {
+            "page": page,
+            "status": status,
+            "mine": mine,
+            "q": query,
+            "statuses": [("", "All"), *Episode.Status.choices],
+        },
+    )
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def episode_start(request):
+    form = EpisodeStartForm(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            episode = services.episode_start(
+                pathway=data["pathway"],
+                patient_ref=data["patient_ref"],
+                org_unit=data["org_unit"],
+                responsible_clinician=data["responsible_clinician"],
+                started_at=data["started_at"],
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, f"Episode started for {episode.patient_ref} on {episode.version}.")
+            return redirect("variances:episode_detail", pk=episode.pk)
+    return render(request, "variances/episode_start.html", {"form": form})
+
+
+@role_required(*EPISODE_ROLES)
+def episode_detail(request, pk: int):
+    episode = _episode_or_404(request, pk)
+    timeline = selectors.episode_timeline(episode)
+    return render(
+        request,
+        "variances/episode_detail.html",
+        {
+            "episode": episode,
+            "event_form": EventForm(episode=episode) if episode.status == Episode.Status.ACTIVE else None,
+            **timeline,
+        },
+    )
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def episode_close(request, pk: int):
+    episode = _episode_or_404(request, pk)
+    if episode.status != Episode.Status.ACTIVE:
+        messages.info(request, f"This episode is already {episode.get_status_display().lower()}.")
+        return redirect("variances:episode_detail", pk=pk)
+    form = EpisodeCloseForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.episode_close(
+                episode=episode,
+                ended_at=form.cleaned_data["ended_at"],
+                discharge_destination=form.cleaned_data["discharge_destination"],
+                readmitted_30d=form.outcome("readmitted_30d"),
+                complication=form.outcome("complication"),
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "Episode completed. Any step still missing is now listed as an omission.")
+            return redirect("variances:episode_detail", pk=pk)
+    return render(request, "variances/episode_close.html", {"episode": episode, "form": form})
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def episode_exit(request, pk: int):
+    episode = _episode_or_404(request, pk)
+    if episode.status != Episode.Status.ACTIVE:
+        messages.info(request, f"This episode is already {episode.get_status_display().lower()}.")
+        return redirect("variances:episode_detail", pk=pk)
+    reasons = _reasons_for(episode, step=None, variance_type=Variance.Type.EXIT)
+    form = EpisodeExitForm(request.POST or None, reasons=reasons)
+    if request.method == "POST" and form.is_valid():
+        code = form.cleaned_data["reason_code"]
+        try:
+            services.episode_exit(
+                episode=episode,
+                ended_at=form.cleaned_data["ended_at"],
+                reason=form.cleaned_data["reason"],
+                reason_code=code,
+                cause=code.default_cause if code else "",
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "The patient has left the pathway. A clinical lead will review the exit.")
+            return redirect("variances:episode_detail", pk=pk)
+    return render(request, "variances/episode_exit.html", {"episode": episode, "form": form})
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def event_record(request, pk: int):
+    episode = _episode_or_404(request, pk)
+    form = EventForm(request.POST or None, episode=episode)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.event_record(
+                episode=episode,
+                step=data["step"],
+                activity=data["activity"] if not data["step"] else "",
+                occurred_at=data["occurred_at"],
+                performed_by=data["performed_by"],
+                source=StepEvent.Source.MANUAL,
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            label = data["step"].name if data["step"] else data["activity"]
+            messages.success(request, f"Recorded: {label}.")
+            return redirect("variances:episode_detail", pk=pk)
+    return render(request, "variances/event_form.html", {"episode": episode, "form": form})
+
+
+# --- variances ------------------------------------------------------------------------
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def variance_record(request, pk: int):
+    episode = _episode_or_404(request, pk)
+    step = None
+    step_id = request.POST.get("step") or request.GET.get("step")
+    if step_id and str(step_id).isdigit():
+        step = Step.objects.filter(version_id=episode.version_id, pk=step_id).first()
+    variance_type = request.GET.get("type") or request.POST.get("variance_type")
+    if variance_type not in Variance.Type.values:
+        variance_type = None
+    reasons = _reasons_for(episode, step=step, variance_type=variance_type)
+    form = VarianceForm(request.POST or None, episode=episode, reasons=reasons, step=step, variance_type=variance_type)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            variance = services.variance_record(
+                episode=episode,
+                step=data["step"],
+                variance_type=data["variance_type"],
+                cause=data["cause"],
+                reason=data["reason"],
+                valence=data["valence"],
+                rationale=data["rationale"],
+                action_taken=data["action_taken"],
+                occurred_at=data["occurred_at"],
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, f"{variance.get_variance_type_display()} recorded with its reason.")
+            return redirect("variances:episode_detail", pk=pk)
+    return render(
+        request,
+        "variances/variance_form.html",
+        {"episode": episode, "form": form, "step": step, "variance_type": variance_type},
+    )
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def variance_explain(request, pk: int):
+    variance = _variance_or_404(request, pk)
+    episode = variance.episode
+    if variance.status != Variance.Status.UNEXPLAINED:
+        messages.info(request, "This variance already has its reason.")
+        return redirect("variances:variance_detail", pk=pk)
+    reasons = _reasons_for(episode, step=variance.step, variance_type=variance.variance_type)
+    form = VarianceForm(
+        request.POST or None,
+        episode=episode,
+        reasons=reasons,
+        step=variance.step,
+        variance_type=variance.variance_type,
+        explaining=True,
+    )
+    if variance.rationale and not form.is_bound:
+        form.initial["rationale"] = variance.rationale
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.variance_explain(
+                variance=variance,
+                cause=data["cause"],
+                reason=data["reason"],
+                valence=data["valence"],
+                rationale=data["rationale"],
+                action_taken=data["action_taken"],
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "Thank you: the departure is documented with its reason.")
+            return HttpResponseRedirect(_next_url(request, reverse("home")))
+    return render(
+        request,
+        "variances/variance_explain.html",
+        {"variance": variance, "episode": episode, "form": form, "next": _next_url(request, "")},
+    )
+
+
+@role_required(*EPISODE_ROLES)
+def variance_detail(request, pk: int):
+    """The variance now, and every revision it went through (who, when, why, what)."""
+    variance = _variance_or_404(request, pk)
+    revisions = list(variance.revisions.select_related("changed_by").order_by("number"))
+    history = _history(revisions)
+    return render(
+        request,
+        "variances/variance_detail.html",
+        {
+            "variance": variance,
+            "episode": variance.episode,
+            "history": history,
+            "can_change": selectors.can_change_variance(request.user, variance),
+            "can_review": services.can_review(request.user, variance.episode),
+        },
+    )
+
+
+HISTORY_FIELDS = [
+    ("status", "Status"),
+    ("variance_type", "Type"),
+    ("step_id", "Step"),
+    ("reason_id", "Reason"),
+    ("cause", "Cause"),
+    ("valence", "Valence"),
+    ("level", "Level"),
+    ("rationale", "Rationale"),
+    ("action_taken", "Action taken"),
+    ("occurred_at", "Occurred"),
+    ("justified", "Justified"),
+    ("avoidable", "Avoidable"),
+    ("review_comment", "Review comment"),
+    ("withdrawn_reason", "Withdrawn because"),
+]
+
+
+def _history(revisions) -> list[dict]:
+    """Each revision with the fields it changed (old -> new), names resolved in two queries."""
+    from .models import ReasonCode
+
+    states = [services.variance_state(r) for r in revisions]
+    step_ids = {s.get("step_id") for s in states} - {None}
+    reason_ids = {s.get("reason_id") for s in states} - {None}
+    steps = dict(Step.objects.filter(pk__in=step_ids).values_list("pk", "name")) if step_ids else {}
+    reasons = dict(ReasonCode.objects.filter(pk__in=reason_ids).values_list("pk", "display")) if reason_ids else {}
+
+    labels = {
+        "status": dict(Variance.Status.choices),
+        "variance_type": dict(Variance.Type.choices),
+        "cause": dict(Variance.Cause.choices),
+        "valence": dict(Variance.Valence.choices),
+        "level": dict(Variance.Level.choices),
+    }
+
+    def show(name, value):
+        if value is None or value == "":
+            return "—"
+        if name == "step_id":
+            return steps.get(value, value)
+        if name == "reason_id":
+            return reasons.get(value, value)
+        if isinstance(value, bool):
+            return "Yes" if value else "No"
+        if isinstance(value, datetime):
+            return timezone.localtime(value).strftime("%-d %b %Y %H:%M")
+        return labels.get(name, {}).get(value, value)
+
+    history = []
+    previous: dict = {}
+    for revision, state in zip(revisions, states, strict=True):
+        changes = [
+            {
+                "label": label,
+                "old": show(name, previous.get(name)) if previous else None,
+                "new": show(name, state.get(name)),
+            }
+            for name, label in HISTORY_FIELDS
+            if not previous or previous.get(name) != state.get(name)
+        ]
+        history.append({"revision": revision, "changes": changes, "state": state})
+        previous = state
+    return history
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def variance_amend(request, pk: int):
+    variance = _variance_or_404(request, pk)
+    if not selectors.can_change_variance(request.user, variance):
+        raise PermissionDenied
+    reasons = _reasons_for(variance.episode, step=variance.step, variance_type=variance.variance_type)
+    form = AmendForm(request.POST or None, variance=variance, reasons=reasons)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.variance_amend(
+                variance=variance,
+                changes=form.changes(),
+                reason=form.cleaned_data["amend_reason"],
+                expected_revision=form.cleaned_data["expected_revision"],
+                actor=request.user,
+            )
+        except services.StaleRevisionError as exc:
+            form.add_error(None, str(exc))
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "Amended. The earlier version stays in the history below.")
+            return redirect("variances:variance_detail", pk=pk)
+    return render(
+        request, "variances/variance_amend.html", {"variance": variance, "episode": variance.episode, "form": form}
+    )
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def variance_withdraw(request, pk: int):
+    variance = _variance_or_404(request, pk)
+    if not selectors.can_change_variance(request.user, variance):
+        raise PermissionDenied
+    form = WithdrawForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.variance_withdraw(variance=variance, reason=form.cleaned_data["reason"], actor=request.user)
+        except ValidationError as exc:
+            _form_errors(form, exc)
+        else:
+            messages.success(request, "Withdrawn. It stays readable in the history, marked withdrawn.")
+            return redirect("variances:variance_detail", pk=pk)
+    return render(
+        request, "variances/variance_withdraw.html", {"variance": variance, "episode": variance.episode, "form": form}
+    )
+
+
+# --- clinical lead's review -------------------------------------------------------------
+
+
+@role_required(Role.CLINICAL_LEAD)
+def review_queue(request):
+    queue = selectors.review_queue_for(request.user)
+    required_only = request.GET.get("required") == "1"
+    if required_only:
+        queue = queue.filter(review_required=True)
+    page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "variances/review_queue.html",
+        {"page": page, "required_only": required_only, "form": ReviewForm()},
+    )
+
+
+@role_required(Role.CLINICAL_LEAD)
+@require_POST
+def variance_review(request, pk: int):
+    variance = _variance_or_404(request, pk)
+    if not services.can_review(request.user, variance.episode):
+        raise PermissionDenied
+    form = ReviewForm(request.POST)
+    if form.is_valid():
+        try:
+            variance = services.variance_review(variance=variance, actor=request.user, **form.verdict())
+        except ValidationError as exc:
+            _form_errors(form, exc)
+    reviewed = not form.errors
+    if request.htmx:
+        return render(
+            request,
+            "variances/partials/review_item.html",
+            {"variance": variance, "form": form, "reviewed": reviewed},
+        )
+    if reviewed:
+        messages.success(request, f"Reviewed: {variance.episode.patient_ref}, {variance.get_variance_type_display()}.")
+        return redirect(_next_url(request, reverse("variances:review_queue")))
+    return render(
+        request,
+        "variances/review_single.html",
+        {"variance": variance, "episode": variance.episode, "form": form},
+        status=400,
+    )

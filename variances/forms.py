@@ -1,0 +1,322 @@
+"""Forms for the point of care: few choices, sensible defaults, errors by the field.
+
+Forms only collect and check input; the services in ``services.py`` do the writing.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils import timezone
+
+from accounts.models import Membership, OrgUnit, User
+from accounts.permissions import EPISODE_ROLES, units_for
+from pathways.models import Pathway, PathwayVersion, Step
+
+from .models import ReasonCode, Variance, validate_patient_ref
+from .selectors import reason_groups
+
+Role = Membership.Role
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
+
+DISCHARGE_DESTINATIONS = [
+    ("", "Choose…"),
+    ("usual-residence", "Usual place of residence"),
+    ("care-home", "Care home"),
+    ("rehabilitation", "Rehabilitation unit"),
+    ("other-hospital", "Transfer to another hospital"),
+    ("hospice", "Hospice"),
+    ("died", "Died in hospital"),
+    ("other", "Other"),
+]
+YES_NO_UNKNOWN = [("", "Not known yet"), ("yes", "Yes"), ("no", "No")]
+YES_NO = [("yes", "Yes"), ("no", "No")]
+# The valence most departures of a type have; the clinician changes it in one tap.
+DEFAULT_VALENCE = {
+    Variance.Type.OMISSION: Variance.Valence.NEGATIVE,
+    Variance.Type.DELAY: Variance.Valence.NEGATIVE,
+    Variance.Type.SEQUENCE: Variance.Valence.NEGATIVE,
+}
+
+
+def _when(label: str, *, required: bool = True, help_text: str = "") -> forms.DateTimeField:
+    return forms.DateTimeField(
+        label=label,
+        required=required,
+        help_text=help_text,
+        input_formats=[DATETIME_FORMAT, "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT),
+    )
+
+
+def now_local() -> str:
+    return timezone.localtime().strftime(DATETIME_FORMAT)
+
+
+def _yes_no(value: str) -> bool | None:
+    return {"yes": True, "no": False}.get(value)
+
+
+class EpisodeStartForm(forms.Form):
+    pathway = forms.ModelChoiceField(queryset=Pathway.objects.none(), empty_label="Choose a pathway…")
+    patient_ref = forms.CharField(
+        label="Patient reference",
+        max_length=40,
+        validators=[validate_patient_ref],
+        help_text="The pseudonymous reference only (e.g. PT-7F3K2Q): never a name, email or NHS number.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "autocapitalize": "characters", "spellcheck": "false"}),
+    )
+    org_unit = forms.ModelChoiceField(label="Unit", queryset=OrgUnit.objects.none(), empty_label=None)
+    responsible_clinician = forms.ModelChoiceField(
+        label="Responsible clinician", queryset=User.objects.none(), empty_label=None
+    )
+    started_at = _when("Started")
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["pathway"].queryset = Pathway.objects.filter(
+            versions__status=PathwayVersion.Status.PUBLISHED
+        ).distinct()
+        units = units_for(user, *EPISODE_ROLES)
+        self.fields["org_unit"].queryset = units
+        self.fields["responsible_clinician"].queryset = (
+            User.objects.filter(
+                kind=User.Kind.PERSON,
+                memberships__role__in=[Role.CLINICIAN, Role.CLINICAL_LEAD],
+                memberships__org_unit__in=units,
+            )
+            .distinct()
+            .order_by("display_name", "username")
+        )
+        self.initial.setdefault("started_at", now_local())
+        self.initial.setdefault("responsible_clinician", user.pk)
+        own = [m.org_unit_id for m in user.memberships.all() if m.role in EPISODE_ROLES]
+        if own:
+            self.initial.setdefault("org_unit", own[0])
+
+    def clean_patient_ref(self):
+        return self.cleaned_data["patient_ref"].strip()
+
+
+class EpisodeCloseForm(forms.Form):
+    ended_at = _when("Discharged")
+    discharge_destination = forms.ChoiceField(choices=DISCHARGE_DESTINATIONS, required=False)
+    complication = forms.ChoiceField(
+        label="Complication during the episode?", choices=YES_NO_UNKNOWN, required=False, widget=forms.RadioSelect
+    )
+    readmitted_30d = forms.ChoiceField(
+        label="Readmitted within 30 days?", choices=YES_NO_UNKNOWN, required=False, widget=forms.RadioSelect
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.setdefault("ended_at", now_local())
+
+    def outcome(self, name: str) -> bool | None:
+        return _yes_no(self.cleaned_data.get(name, ""))
+
+
+class ReasonField(forms.ChoiceField):
+    """A reason code chosen from grouped options ("most used for this step" first)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.reasons: dict[str, ReasonCode] = {}
+
+    def set_reasons(self, reasons: list[ReasonCode]) -> None:
+        self.reasons = {str(r.pk): r for r in reasons}
+        choices = [("", "Choose a reason…")]
+        for label, group in reason_groups(reasons):
+            choices.append((label, [(str(r.pk), _reason_label(r)) for r in group]))
+        self.choices = choices
+
+    def clean(self, value):
+        value = super().clean(value)
+        return self.reasons.get(value) if value else None
+
+
+def _reason_label(reason: ReasonCode) -> str:
+    uses = getattr(reason, "uses", 0)
+    label = reason.display
+    if reason.discouraged:
+        label += " (discouraged: say more below)"
+    if uses:
+        label += f" · used {uses}×"
+    return label
+
+
+class EpisodeExitForm(forms.Form):
+    ended_at = _when("Left the pathway at")
+    reason = forms.CharField(
+        label="Why did the patient leave the pathway?",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Required. A clinical lead reviews every exit.",
+    )
+    reason_code = ReasonField(label="Coded reason", required=False)
+
+    def __init__(self, *args, reasons: list[ReasonCode], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.initial.setdefault("ended_at", now_local())
+        self.fields["reason_code"].set_reasons(reasons)
+        self.fields["reason_code"].help_text = "Optional now; without it the exit waits in your inbox for a code."
+
+
+class EventForm(forms.Form):
+    step = forms.ModelChoiceField(queryset=Step.objects.none(), required=False, empty_label="Not on the pathway")
+    activity = forms.CharField(
+        label="Activity not on the pathway",
+        max_length=200,
+        required=False,
+        help_text="Only when the step is 'Not on the pathway', e.g. 'Blood transfusion'.",
+    )
+    occurred_at = _when("When")
+    performed_by = forms.CharField(label="Performed by (role or team)", max_length=150, required=False)
+
+    def __init__(self, *args, episode, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
+        self.initial.setdefault("occurred_at", now_local())
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("step") and not (data.get("activity") or "").strip():
+            self.add_error("activity", "Choose the pathway step, or name the activity if it is not on the pathway.")
+        return data
+
+
+class VarianceForm(forms.Form):
+    """Record (or explain) a departure: reason, cause and valence, plus the rationale.
+
+    Step and type are shown only when they are not already known (recording
+    from the timeline or explaining a detected variance fixes them). The cause
+    left blank takes the reason's usual cause.
+    """
+
+    step = forms.ModelChoiceField(queryset=Step.objects.none(), required=False, empty_label="No particular step")
+    variance_type = forms.ChoiceField(
+        label="What happened", choices=[c for c in Variance.Type.choices if c[0] != Variance.Type.EXIT]
+    )
+    reason = ReasonField(label="Reason")
+    cause = forms.ChoiceField(
+        label="Cause",
+        choices=[("", "The reason's usual cause"), *Variance.Cause.choices],
+        required=False,
+        widget=forms.RadioSelect,
+    )
+    valence = forms.ChoiceField(
+        label="For the patient this was", choices=Variance.Valence.choices, widget=forms.RadioSelect
+    )
+    rationale = forms.CharField(
+        label="Rationale",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="Your clinical reasoning, in a sentence. Never the patient's name.",
+    )
+    action_taken = forms.CharField(label="Action taken", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    occurred_at = _when("When")
+
+    def __init__(self, *args, episode, reasons, step=None, variance_type=None, explaining=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
+        self.fields["reason"].set_reasons(reasons)
+        self.fixed_step = step
+        self.fixed_type = variance_type
+        if explaining:
+            del self.fields["step"], self.fields["variance_type"], self.fields["occurred_at"]
+        else:
+            if step is not None:
+                self.initial.setdefault("step", step.pk)
+            if variance_type:
+                self.initial.setdefault("variance_type", variance_type)
+            self.initial.setdefault("occurred_at", now_local())
+        self.initial.setdefault("valence", DEFAULT_VALENCE.get(variance_type, Variance.Valence.NEUTRAL))
+
+    def clean(self):
+        data = super().clean()
+        reason = data.get("reason")
+        if reason and not data.get("cause"):
+            data["cause"] = reason.default_cause or Variance.Cause.CLINICIAN
+        return data
+
+
+class AmendForm(forms.Form):
+    variance_type = forms.ChoiceField(
+        label="What happened", choices=[c for c in Variance.Type.choices if c[0] != Variance.Type.EXIT]
+    )
+    step = forms.ModelChoiceField(queryset=Step.objects.none(), required=False, empty_label="No particular step")
+    reason = ReasonField(label="Reason")
+    cause = forms.ChoiceField(label="Cause", choices=Variance.Cause.choices, widget=forms.RadioSelect)
+    valence = forms.ChoiceField(
+        label="For the patient this was", choices=Variance.Valence.choices, widget=forms.RadioSelect
+    )
+    level = forms.ChoiceField(label="Level", choices=Variance.Level.choices, widget=forms.RadioSelect)
+    rationale = forms.CharField(label="Rationale", required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    action_taken = forms.CharField(label="Action taken", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    occurred_at = _when("When")
+    amend_reason = forms.CharField(
+        label="Why are you changing it?",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required. Kept with this revision; every earlier revision stays readable.",
+    )
+    expected_revision = forms.IntegerField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, variance: Variance, reasons, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["step"].queryset = Step.objects.filter(version_id=variance.episode.version_id)
+        self.fields["reason"].set_reasons(reasons)
+        if variance.variance_type == Variance.Type.EXIT:
+            self.fields["variance_type"].choices = Variance.Type.choices
+        for name in ("variance_type", "cause", "valence", "level", "rationale", "action_taken"):
+            self.initial.setdefault(name, getattr(variance, name))
+        self.initial.setdefault("step", variance.step_id)
+        self.initial.setdefault("reason", str(variance.reason_id or ""))
+        self.initial.setdefault("occurred_at", timezone.localtime(variance.occurred_at).strftime(DATETIME_FORMAT))
+        self.initial.setdefault("expected_revision", variance.revision)
+
+    def changes(self) -> dict:
+        data = self.cleaned_data
+        return {
+            name: data.get(name)
+            for name in (
+                "variance_type",
+                "step",
+                "reason",
+                "cause",
+                "valence",
+                "level",
+                "rationale",
+                "action_taken",
+                "occurred_at",
+            )
+        }
+
+
+class WithdrawForm(forms.Form):
+    reason = forms.CharField(
+        label="Why withdraw it?",
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="The variance and its history stay readable, marked withdrawn.",
+    )
+
+
+class ReviewForm(forms.Form):
+    justified = forms.ChoiceField(label="Justified?", choices=YES_NO, widget=forms.RadioSelect)
+    avoidable = forms.ChoiceField(label="Avoidable?", choices=YES_NO, widget=forms.RadioSelect)
+    comment = forms.CharField(
+        label="Comment",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when the departure was not justified.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("justified") == "no" and not (data.get("comment") or "").strip():
+            self.add_error("comment", "Say why the departure was not justified, so the team can learn from it.")
+        return data
+
+    def verdict(self) -> dict:
+        return {
+            "justified": self.cleaned_data["justified"] == "yes",
+            "avoidable": self.cleaned_data["avoidable"] == "yes",
+            "comment": self.cleaned_data.get("comment", ""),
+        }
