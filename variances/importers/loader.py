@@ -1,0 +1,708 @@
+"""Bulk loading of an event log onto a pathway: episodes, events, outcomes, detection.
+
+One episode per case. The case id never reaches the database: the patient
+reference is a keyed hash of it (``patient_ref_for``), and nothing else about
+the patient is read from the file. Events are stored in time order with
+``source=import`` and an external id that is a hash of the source, pathway,
+case, activity, time and occurrence, so importing the same file again (or a
+later export that repeats earlier events) creates nothing twice.
+
+The whole import runs in one transaction. Problems in the file are collected
+as it is read; unless ``skip_bad`` is given, any problem rolls everything back
+("a bad file changes nothing"), after the whole file has been checked so that
+every problem is reported at once. With ``skip_bad`` a case with any bad row is
+left out as a whole: a case missing one event would show false omissions.
+
+Cases are written in batches: per batch a handful of queries (look up existing
+episodes, insert episodes, insert events, run detection), so memory depends on
+the batch size, never on the file size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from accounts.models import OrgUnit
+from pathways.models import Pathway, PathwayVersion, Resource, Step
+
+from ..detection import evaluate_episodes
+from ..models import Episode, EventQuantity, StepEvent, validate_patient_ref
+from .mapping import READMISSION_WINDOW, Mapping, MappingError
+from .readers import (
+    OrphanProblem,
+    Problem,
+    SourceCase,
+    SourceFormatError,
+    csv_has_cost_column,
+    open_source,
+    read_source,
+)
+
+BATCH_CASES = 1000
+BATCH_EVENTS = 25_000
+MAX_PROBLEMS_KEPT = 500  # every problem is counted; this many are kept to show
+MAX_UNMAPPED_NAMES = 100
+CLOCK_SKEW = timedelta(minutes=5)
+IMPORT = StepEvent.Source.IMPORT
+
+
+class ImportFailed(Exception):
+    """The import could not start (unknown pathway, bad mapping, unreadable file): nothing changed."""
+
+
+@dataclass
+class ImportSummary:
+    file_name: str = ""
+    file_sha256: str = ""
+    format: str = ""
+    source: str = ""
+    pathway: str = ""
+    version: int | None = None
+    org_unit: str = ""
+    closed: bool = False
+    dry_run: bool = False
+    skip_bad: bool = False
+    cases_read: int = 0
+    cases_imported: int = 0
+    cases_skipped: int = 0
+    events_read: int = 0
+    events_created: int = 0
+    events_already_imported: int = 0
+    events_unplanned: int = 0
+    events_ignored: int = 0
+    events_other_lifecycle: int = 0
+    outcome_events: int = 0
+    episodes_created: int = 0
+    episodes_updated: int = 0
+    episodes_unchanged: int = 0
+    variances: Counter = field(default_factory=Counter)
+    unmapped: Counter = field(default_factory=Counter)
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    seconds: float = 0.0
+    committed: bool = False
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_read / self.seconds if self.seconds > 0 else 0.0
+
+    def add_problem(self, problem: Problem) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append(problem)
+
+    def to_dict(self) -> dict:
+        """JSON-safe form, stored with a browser import job."""
+        return {
+            "file_name": self.file_name,
+            "file_sha256": self.file_sha256,
+            "format": self.format,
+            "source": self.source,
+            "pathway": self.pathway,
+            "version": self.version,
+            "org_unit": self.org_unit,
+            "closed": self.closed,
+            "dry_run": self.dry_run,
+            "skip_bad": self.skip_bad,
+            "cases_read": self.cases_read,
+            "cases_imported": self.cases_imported,
+            "cases_skipped": self.cases_skipped,
+            "events_read": self.events_read,
+            "events_created": self.events_created,
+            "events_already_imported": self.events_already_imported,
+            "events_unplanned": self.events_unplanned,
+            "events_ignored": self.events_ignored,
+            "events_other_lifecycle": self.events_other_lifecycle,
+            "outcome_events": self.outcome_events,
+            "episodes_created": self.episodes_created,
+            "episodes_updated": self.episodes_updated,
+            "episodes_unchanged": self.episodes_unchanged,
+            "variances": dict(sorted(self.variances.items())),
+            "unmapped": dict(self.unmapped.most_common()),
+            "problems": [{"where": p.where, "reason": p.reason} for p in self.problems],
+            "problem_count": self.problem_count,
+            "seconds": round(self.seconds, 3),
+            "events_per_second": round(self.events_per_second),
+            "committed": self.committed,
+        }
+
+    def lines(self) -> list[str]:
+        """The summary as a person reads it at the end of a command-line import."""
+        out = []
+        verdict = (
+            "Dry run: nothing was saved."
+            if self.dry_run
+            else "Imported."
+            if self.committed
+            else "Nothing was imported: the file has problems (use --skip-bad to import the good cases)."
+        )
+        out.append(verdict)
+        out.append(f"File: {self.file_name} ({self.format.upper()}), source '{self.source}'")
+        out.append(f"Pathway: {self.pathway} v{self.version}, org unit {self.org_unit}")
+        out.append(
+            f"Cases: {self.cases_read} read, {self.cases_imported} imported, {self.cases_skipped} skipped for problems"
+        )
+        out.append(
+            f"Events: {self.events_read} read, {self.events_created} new, "
+            f"{self.events_already_imported} already imported, {self.events_unplanned} unplanned (additions), "
+            f"{self.events_ignored} ignored, {self.outcome_events} outcomes"
+            + (f", {self.events_other_lifecycle} other lifecycle" if self.events_other_lifecycle else "")
+        )
+        out.append(
+            f"Episodes: {self.episodes_created} created, {self.episodes_updated} updated, "
+            f"{self.episodes_unchanged} unchanged"
+        )
+        if self.variances:
+            by_type = ", ".join(f"{kind} {count}" for kind, count in sorted(self.variances.items()))
+            out.append(f"Variances detected: {sum(self.variances.values())} ({by_type})")
+        else:
+            out.append("Variances detected: none new")
+        if self.unmapped:
+            names = ", ".join(f"{name} ({count})" for name, count in self.unmapped.most_common(10))
+            out.append(f"Unmapped activities (imported as additions): {names}")
+        if self.problem_count:
+            out.append(f"Problems: {self.problem_count}")
+            out.extend(f"  {p}" for p in self.problems[:50])
+            if self.problem_count > 50:
+                out.append(f"  ... and {self.problem_count - 50} more")
+        out.append(f"Time: {self.seconds:.2f} s, {self.events_per_second:,.0f} events per second")
+        return out
+
+
+def patient_ref_for(case_id: str, *, source: str, prefix: str) -> str:
+    """The pseudonymous reference of a case: prefix + 16 hex digits of a keyed hash.
+
+    Keyed with ``settings.PSEUDONYM_KEY`` (when set) so that someone who can read
+    CommonPath but not the key cannot turn guessed hospital numbers into
+    references; salted with the source so two systems' case ids never collide.
+    """
+    key = settings.PSEUDONYM_KEY.encode()
+    digest = hmac.new(key, f"{source}\x1f{case_id}".encode(), hashlib.sha256).hexdigest()
+    return f"{prefix}-{digest[:16].upper()}"
+
+
+def external_id_for(*, source: str, pathway: str, case_id: str, activity: str, at: datetime, occurrence: int) -> str:
+    """Stable id of one event: same content, same id, whichever file it came in."""
+    text = f"{source}\x1f{pathway}\x1f{case_id}\x1f{activity}\x1f{at.timestamp():.6f}\x1f{occurrence}"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def trust_root() -> OrgUnit:
+    root = OrgUnit.objects.filter(parent__isnull=True).order_by("path").first()
+    if root is None:
+        raise ImportFailed("There is no trust (root org unit) to import into; create the organisation first.")
+    return root
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The mapping resolved against one published pathway version."""
+
+    version: PathwayVersion
+    steps: dict[str, tuple[int, tuple[tuple[int, Decimal], ...]]]  # activity -> (step id, ((resource id, qty), ...))
+    cost_resource_id: int | None
+
+
+def resolve(mapping: Mapping, *, pathway_code: str) -> Plan:
+    """Check the mapping against the pathway's published version; ``MappingError`` lists what does not fit."""
+    pathway = Pathway.objects.filter(code=pathway_code).first()
+    if pathway is None:
+        raise ImportFailed(f"There is no pathway with the code {pathway_code}.")
+    version = PathwayVersion.objects.published().filter(pathway=pathway).select_related("pathway").first()
+    if version is None:
+        raise ImportFailed(f"{pathway_code} has no published version; publish it before importing events onto it.")
+    problems = []
+    if mapping.pathway and mapping.pathway != pathway_code:
+        problems.append(f"it was written for the pathway {mapping.pathway}, not {pathway_code}")
+    step_ids = dict(Step.objects.filter(version=version).values_list("code", "id"))
+    for activity, target in mapping.steps.items():
+        if target.step_code not in step_ids:
+            problems.append(
+                f"steps['{activity}']: {target.step_code} is not a step of {pathway_code} v{version.number} "
+                f"(its steps: {', '.join(sorted(step_ids))})"
+            )
+    resource_ids = dict(Resource.objects.filter(code__in=mapping.resource_codes).values_list("code", "id"))
+    for code in sorted(mapping.resource_codes - set(resource_ids)):
+        problems.append(f"there is no resource with the code {code}")
+    if problems:
+        raise MappingError(mapping.name, problems)
+    steps = {
+        activity: (
+            step_ids[target.step_code],
+            tuple((resource_ids[code], quantity) for code, quantity in target.quantities),
+        )
+        for activity, target in mapping.steps.items()
+    }
+    return Plan(
+        version=version,
+        steps=steps,
+        cost_resource_id=resource_ids.get(mapping.cost_resource) if mapping.cost_resource else None,
+    )
+
+
+# --- preparing a case ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class PreparedEvent:
+    step_id: int | None
+    activity: str
+    occurred_at: datetime
+    resource: str
+    external_id: str
+    quantities: tuple[tuple[int, Decimal, Decimal | None], ...]  # (resource id, quantity, unit cost)
+
+
+@dataclass(slots=True)
+class PreparedCase:
+    patient_ref: str
+    where: str
+    events: list[PreparedEvent]
+    outcomes: list[tuple[str, datetime]]
+
+
+class _Rollback(Exception):
+    pass
+
+
+class Importer:
+    def __init__(
+        self,
+        *,
+        mapping: Mapping,
+        plan: Plan,
+        org_unit: OrgUnit,
+        closed: bool,
+        skip_bad: bool,
+        actor,
+        summary: ImportSummary,
+        now: datetime,
+    ):
+        self.mapping = mapping
+        self.plan = plan
+        self.org_unit = org_unit
+        self.closed = closed
+        self.skip_bad = skip_bad
+        self.actor = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
+        self.summary = summary
+        self.now = now
+        self.stamp = now  # recorded_at/created_at of everything this run writes
+        self.writing = True
+
+    # Problems: without --skip-bad the first one stops all writing; the file is
+    # still read to the end so that every problem is reported in one go.
+    def problem(self, problem: Problem) -> None:
+        self.summary.add_problem(problem)
+        if not self.skip_bad:
+            self.writing = False
+
+    def prepare(self, case: SourceCase) -> PreparedCase | None:
+        summary = self.summary
+        mapping = self.mapping
+        summary.cases_read += 1
+        summary.events_read += case.rows
+        problems = list(case.problems)
+        latest = self.now + CLOCK_SKEW
+        kept = []
+        outcomes = []
+        for event in case.events:
+            if event.lifecycle:
+                summary.events_other_lifecycle += 1
+                continue
+            if event.timestamp > latest:
+                problems.append(Problem(event.where, "the timestamp is in the future"))
+                continue
+            if event.activity in mapping.ignore:
+                summary.events_ignored += 1
+            elif event.activity in mapping.outcomes:
+                outcomes.append((mapping.outcomes[event.activity], event.timestamp))
+            else:
+                kept.append(event)
+        if problems:
+            for p in problems:
+                self.problem(p)
+            self.problem(Problem(case.where, "the case was left out because of the problems above"))
+            summary.cases_skipped += 1
+            return None
+        if self.plan.cost_resource_id is None and any(e.cost is not None for e in kept):
+            self.problem(Problem(case.where, "events carry a cost but the mapping names no cost_resource"))
+            summary.cases_skipped += 1
+            return None
+        summary.outcome_events += len(outcomes)
+        kept.sort(key=lambda e: (e.timestamp, e.position))
+        occurrences: Counter = Counter()
+        prepared = []
+        source, pathway = mapping.source, self.plan.version.pathway.code
+        for event in kept:
+            target = self.plan.steps.get(event.activity)
+            identity = (event.activity, event.timestamp)
+            occurrence = occurrences[identity]
+            occurrences[identity] += 1
+            quantities: tuple = ()
+            if target is not None:
+                step_id, planned = target
+                activity = ""
+                quantities = tuple((rid, qty, None) for rid, qty in planned)
+            else:
+                step_id = None
+                activity = event.activity
+                summary.events_unplanned += 1
+                if event.activity in summary.unmapped or len(summary.unmapped) < MAX_UNMAPPED_NAMES:
+                    summary.unmapped[event.activity] += 1
+            if event.cost is not None:
+                # The cost is the event's actual price of one unit of the cost resource.
+                cost_rid = self.plan.cost_resource_id
+                quantities = tuple(q for q in quantities if q[0] != cost_rid) + ((cost_rid, Decimal("1"), event.cost),)
+            prepared.append(
+                PreparedEvent(
+                    step_id=step_id,
+                    activity=activity,
+                    occurred_at=event.timestamp,
+                    resource=event.resource,
+                    external_id=external_id_for(
+                        source=source,
+                        pathway=pathway,
+                        case_id=case.case_id,
+                        activity=event.activity,
+                        at=event.timestamp,
+                        occurrence=occurrence,
+                    ),
+                    quantities=quantities,
+                )
+            )
+        ref = patient_ref_for(case.case_id, source=source, prefix=mapping.patient_ref_prefix)
+        return PreparedCase(patient_ref=ref, where=case.where, events=prepared, outcomes=outcomes)
+
+    # --- writing a batch -------------------------------------------------------------
+
+    def write(self, batch: list[PreparedCase]) -> None:
+        summary = self.summary
+        refs = [c.patient_ref for c in batch]
+        existing: dict[str, dict] = {}
+        for row in (
+            Episode.objects.filter(version__pathway_id=self.plan.version.pathway_id, patient_ref__in=refs)
+            .order_by("id")
+            .values("id", "patient_ref", "started_at", "ended_at", "status", "readmitted_30d", "complication")
+        ):
+            existing.setdefault(row["patient_ref"], row)
+        touched_now = set()
+        if existing:
+            ids = [row["id"] for row in existing.values()]
+            touched_now = set(
+                Episode.objects.filter(pk__in=ids, created_at=self.stamp).values_list("id", flat=True)
+            ) | set(
+                StepEvent.objects.filter(episode_id__in=ids, source=IMPORT, recorded_at=self.stamp).values_list(
+                    "episode_id", flat=True
+                )
+            )
+
+        new_cases: list[PreparedCase] = []
+        old_cases: list[tuple[PreparedCase, dict]] = []
+        seen: set[str] = set()
+        for case in batch:
+            row = existing.get(case.patient_ref)
+            if case.patient_ref in seen or (row is not None and row["id"] in touched_now):
+                self.problem(
+                    Problem(
+                        case.where,
+                        "this case continues a case that ended earlier in the file; the rows of a case must be "
+                        "together (sort the file by case_id, then timestamp)",
+                    )
+                )
+                summary.cases_skipped += 1
+                continue
+            seen.add(case.patient_ref)
+            if row is None and not case.events:
+                self.problem(
+                    Problem(case.where, "the case has no activities on the pathway (only ignored or outcome ones)")
+                )
+                summary.cases_skipped += 1
+                continue
+            if row is None:
+                new_cases.append(case)
+            else:
+                old_cases.append((case, row))
+        if not self.writing:
+            return
+
+        episodes = [self._new_episode(case) for case in new_cases]
+        Episode.objects.bulk_create(episodes, batch_size=1000)
+        summary.episodes_created += len(episodes)
+
+        events: list[StepEvent] = []
+        quantities: list[tuple[StepEvent, tuple]] = []
+        for case, episode in zip(new_cases, episodes, strict=True):
+            self._add_events(episode.pk, case.events, events, quantities)
+        summary.events_created += sum(len(c.events) for c in new_cases)
+
+        self._update_existing(old_cases, events, quantities)
+        StepEvent.objects.bulk_create(events, batch_size=2000)
+        if quantities:
+            EventQuantity.objects.bulk_create(
+                [
+                    EventQuantity(event_id=event.pk, resource_id=rid, quantity=qty, unit_cost=cost)
+                    for event, rows in quantities
+                    for rid, qty, cost in rows
+                ],
+                batch_size=2000,
+            )
+        summary.cases_imported += len(new_cases) + len(old_cases)
+        ids = [e.pk for e in episodes] + [row["id"] for _case, row in old_cases]
+        summary.variances.update(evaluate_episodes(ids, now=self.now))
+
+    def _new_episode(self, case: PreparedCase) -> Episode:
+        validate_patient_ref(case.patient_ref)
+        started = case.events[0].occurred_at
+        ended = case.events[-1].occurred_at if self.closed else None
+        readmitted, complication = _outcomes(case.outcomes, ended, None, None)
+        return Episode(
+            patient_ref=case.patient_ref,
+            version=self.plan.version,
+            org_unit=self.org_unit,
+            started_at=started,
+            ended_at=ended,
+            status=Episode.Status.COMPLETED if self.closed else Episode.Status.ACTIVE,
+            readmitted_30d=readmitted,
+            complication=complication,
+            created_at=self.stamp,
+            updated_at=self.stamp,
+        )
+
+    def _add_events(self, episode_id: int, prepared: list[PreparedEvent], events: list, quantities: list) -> None:
+        for p in prepared:
+            event = StepEvent(
+                episode_id=episode_id,
+                step_id=p.step_id,
+                activity=p.activity,
+                occurred_at=p.occurred_at,
+                recorded_at=self.stamp,
+                recorded_by=self.actor,
+                performed_by=p.resource,
+                source=IMPORT,
+                external_id=p.external_id,
+            )
+            events.append(event)
+            if p.quantities:
+                quantities.append((event, p.quantities))
+
+    def _update_existing(self, old_cases: list[tuple[PreparedCase, dict]], events: list, quantities: list) -> None:
+        """Add what is new to episodes imported before; close them or set outcomes as asked."""
+        summary = self.summary
+        if not old_cases:
+            return
+        ids = [row["id"] for _case, row in old_cases]
+        candidates = [p.external_id for case, _row in old_cases for p in case.events]
+        known: set[str] = set()
+        for start in range(0, len(candidates), 5000):
+            known.update(
+                StepEvent.objects.filter(source=IMPORT, external_id__in=candidates[start : start + 5000]).values_list(
+                    "external_id", flat=True
+                )
+            )
+        span = {
+            row["episode_id"]: (row["first"], row["last"])
+            for row in StepEvent.objects.filter(episode_id__in=ids)
+            .order_by()
+            .values("episode_id")
+            .annotate(first=Min("occurred_at"), last=Max("occurred_at"))
+        }
+        changed: list[Episode] = []
+        for case, row in old_cases:
+            fresh = [p for p in case.events if p.external_id not in known]
+            summary.events_already_imported += len(case.events) - len(fresh)
+            summary.events_created += len(fresh)
+            self._add_events(row["id"], fresh, events, quantities)
+            first, last = span.get(row["id"], (None, None))
+            if fresh:
+                first = min(first or fresh[0].occurred_at, fresh[0].occurred_at)
+                last = max(last or fresh[-1].occurred_at, fresh[-1].occurred_at)
+            started, ended, status = row["started_at"], row["ended_at"], row["status"]
+            if first is not None and first < started:
+                started = first
+            if self.closed and last is not None:
+                if status == Episode.Status.ACTIVE:
+                    status, ended = Episode.Status.COMPLETED, max(last, started)
+                elif status == Episode.Status.COMPLETED and ended < last:
+                    ended = last
+            readmitted, complication = _outcomes(case.outcomes, ended, row["readmitted_30d"], row["complication"])
+            values = {
+                "started_at": started,
+                "ended_at": ended,
+                "status": status,
+                "readmitted_30d": readmitted,
+                "complication": complication,
+            }
+            if fresh or any(row[name] != value for name, value in values.items()):
+                changed.append(Episode(pk=row["id"], **values))
+            else:
+                summary.episodes_unchanged += 1
+        if changed:
+            current = dict(Episode.objects.filter(pk__in=[e.pk for e in changed]).values_list("pk", "row_version"))
+            for episode in changed:
+                episode.updated_at = self.stamp
+                episode.row_version = current[episode.pk] + 1
+            Episode.objects.bulk_update(
+                changed,
+                ["started_at", "ended_at", "status", "readmitted_30d", "complication", "updated_at", "row_version"],
+                batch_size=500,
+            )
+            summary.episodes_updated += len(changed)
+
+
+def _outcomes(
+    outcomes: list[tuple[str, datetime]], ended: datetime | None, readmitted: bool | None, complication: bool | None
+) -> tuple[bool | None, bool | None]:
+    """Outcomes only ever become known, never unknown: an import does not undo one."""
+    if ended is not None and readmitted is not True:
+        came_back = any(kind == "readmitted_30d" and at <= ended + READMISSION_WINDOW for kind, at in outcomes)
+        readmitted = True if came_back else (False if readmitted is None else readmitted)
+    if any(kind == "complication" for kind, _at in outcomes):
+        complication = True
+    return readmitted, complication
+
+
+def _lock_source(source: str) -> None:
+    """Serialise imports of one source: two at once would race on the same external ids."""
+    if connection.vendor == "postgresql":
+        key = int.from_bytes(hashlib.blake2b(source.encode(), digest_size=8).digest(), "big", signed=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+
+
+ProgressCallback = Callable[[int, int, ImportSummary], None]
+
+
+def import_events(
+    path: str | os.PathLike,
+    *,
+    mapping: Mapping,
+    pathway_code: str,
+    org_unit: OrgUnit | None = None,
+    closed: bool = False,
+    dry_run: bool = False,
+    skip_bad: bool = False,
+    actor=None,
+    file_name: str = "",
+    progress: ProgressCallback | None = None,
+    now: datetime | None = None,
+) -> ImportSummary:
+    """Import an XES or CSV event log onto a pathway and run detection on every imported episode.
+
+    Raises ``ImportFailed`` / ``MappingError`` when the import cannot start
+    (nothing is read or written); otherwise returns the summary, with
+    ``committed`` False when problems (without ``skip_bad``) or ``dry_run``
+    rolled everything back.
+    """
+    started = time.perf_counter()
+    path = Path(path)
+    file_name = file_name or path.name
+    plan = resolve(mapping, pathway_code=pathway_code)
+    unit = org_unit or trust_root()
+    summary = ImportSummary(
+        file_name=file_name,
+        source=mapping.source,
+        pathway=pathway_code,
+        version=plan.version.number,
+        org_unit=unit.code,
+        closed=closed,
+        dry_run=dry_run,
+        skip_bad=skip_bad,
+    )
+    try:
+        summary.file_sha256 = file_sha256(path)
+        opened = open_source(path, name=file_name)
+    except OSError as exc:
+        raise ImportFailed(f"The file {file_name} cannot be read: {exc.strerror or exc}") from exc
+    except SourceFormatError as exc:
+        raise ImportFailed(f"{file_name}: {exc}") from exc
+    summary.format = opened.format
+    try:
+        if csv_has_cost_column(opened) and plan.cost_resource_id is None:
+            raise MappingError(
+                mapping.name, ["the file has a cost column, so the mapping must name the cost_resource it is for"]
+            )
+        importer = Importer(
+            mapping=mapping,
+            plan=plan,
+            org_unit=unit,
+            closed=closed,
+            skip_bad=skip_bad,
+            actor=actor,
+            summary=summary,
+            now=now or timezone.now(),
+        )
+        try:
+            with transaction.atomic():
+                _lock_source(mapping.source)
+                _run(importer, opened, progress)
+                if dry_run or not importer.writing or (summary.problem_count and not skip_bad):
+                    raise _Rollback
+                summary.seconds = time.perf_counter() - started
+                audit_record(
+                    action="events.import",
+                    actor=importer.actor,
+                    object_type="variances.import",
+                    object_id=summary.file_sha256[:16],
+                    detail={
+                        key: value
+                        for key, value in summary.to_dict().items()
+                        if key not in ("problems", "unmapped", "seconds", "events_per_second")
+                    },
+                )
+                summary.committed = True
+        except _Rollback:
+            summary.committed = False
+        except SourceFormatError as exc:
+            raise ImportFailed(f"{file_name}: {exc}") from exc
+    finally:
+        opened.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run(importer: Importer, opened, progress: ProgressCallback | None) -> None:
+    batch: list[PreparedCase] = []
+    batch_events = 0
+    lifecycle = importer.mapping.lifecycle
+    for item in read_source(opened, lifecycle=lifecycle):
+        if isinstance(item, OrphanProblem):
+            importer.summary.events_read += 1
+            importer.problem(item.problem)
+            continue
+        prepared = importer.prepare(item)
+        if prepared is None:
+            continue
+        batch.append(prepared)
+        batch_events += len(prepared.events)
+        if len(batch) >= BATCH_CASES or batch_events >= BATCH_EVENTS:
+            importer.write(batch)
+            batch, batch_events = [], 0
+            if progress:
+                progress(opened.position(), opened.size, importer.summary)
+    if batch:
+        importer.write(batch)
+    if progress:
+        progress(opened.size, opened.size, importer.summary)
