@@ -68,6 +68,33 @@ def event_digest(event: AuditEvent) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def _clean_text(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; an event must never fail to be written because of its content.
+    return value.replace("\x00", "\ufffd")
+
+
+def canonical_detail(value):
+    """``value`` as plain JSON that reads back from the database exactly as written.
+
+    Floats become their ``repr`` text: PostgreSQL's jsonb rewrites ``1e+16`` as
+    ``10000000000000000``, which would change the event's hash and raise a false
+    tampering alarm. Decimals, dates and other objects become text too.
+    """
+    if isinstance(value, dict):
+        return {_clean_text(str(k)): canonical_detail(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [canonical_detail(v) for v in value]
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, str):
+        return _clean_text(value)
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return _clean_text(str(value))
+
+
 def _unit_id_of(obj) -> int | None:
     if obj is None:
         return None
@@ -119,13 +146,13 @@ def audit_record(
         role=role,
         action=action,
         object_type=object_type,
-        object_id=str(object_id),
-        episode_ref=episode_ref,
+        object_id=_clean_text(str(object_id))[:64],
+        episode_ref=_clean_text(episode_ref)[:64],
         org_unit_id=org_unit_id,
         request_id=ctx.request_id,
         source_address=ctx.address,
         outcome=outcome,
-        detail=detail or {},
+        detail=canonical_detail(detail or {}),
     )
     with transaction.atomic():
         if connection.vendor == "postgresql":
