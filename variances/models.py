@@ -376,3 +376,56 @@ class VarianceRevision(models.Model):
 
     def __str__(self) -> str:
         return f"variance {self.variance_id} rev {self.number}"
+
+
+class ImportJob(models.Model):
+    """One import of an event log started from the browser (run by the task ``variances.import_events``).
+
+    The row, not Celery's result backend, is the truth: status, progress and the
+    summary live here. The uploaded file is deleted as soon as the import has
+    run, since an event log may carry details about patients (ages, diagnoses)
+    that CommonPath must not keep; its name and SHA-256 stay in the summary.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    pathway = models.ForeignKey("pathways.Pathway", on_delete=models.PROTECT, related_name="import_jobs")
+    org_unit = models.ForeignKey("accounts.OrgUnit", on_delete=models.PROTECT, related_name="import_jobs")
+    mapping_name = models.CharField(max_length=200)
+    mapping = models.JSONField(help_text="The mapping document used, so that the job can be repeated exactly.")
+    upload = models.FileField(upload_to="imports/%Y/%m/", blank=True)
+    file_name = models.CharField(max_length=255)
+    file_size = models.BigIntegerField(default=0)
+    closed = models.BooleanField(default=False)
+    dry_run = models.BooleanField(default=False)
+    skip_bad = models.BooleanField(default=False)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveSmallIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    summary = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.CheckConstraint(name="import_progress_0_100", condition=Q(progress__lte=100)),
+            models.CheckConstraint(name="import_failed_has_error", condition=~Q(status="failed") | ~Q(error="")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Import #{self.pk} of {self.file_name} ({self.status})"
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
