@@ -364,16 +364,15 @@ class RoleRequired(BasePermission):
         return False
 
 
+# Base behaviour of every CommonPath API view.
+#
+# - ``access_roles``: who may call it at all (deny by default when empty).
+# - the request context (read by the audit trail and the logs) learns the user
+#   as soon as DRF has authenticated the request, so token callers are audited
+#   under their own name.
+# - ``as_view`` labels the view with its access rule for the URL-walking test.
+# (A comment, not a docstring: drf-spectacular would show it on views without their own.)
 class ApiMixin:
-    """Base behaviour of every CommonPath API view.
-
-    - ``access_roles``: who may call it at all (deny by default when empty).
-    - the request context (read by the audit trail and the logs) learns the user
-      as soon as DRF has authenticated the request, so token callers are audited
-      under their own name.
-    - ``as_view`` labels the view with its access rule for the URL-walking test.
-    """
-
     access_roles: tuple[str, ...] = ()
     permission_classes = [RoleRequired]
 
@@ -435,9 +434,9 @@ SERVER_SET_FIELDS = frozenset(
 )
 
 
+# Rejects fields the serializer does not accept, naming them (mass-assignment guard).
+# (A comment, not a docstring: drf-spectacular would show it on every input schema.)
 class StrictInputMixin:
-    """Reject fields the serializer does not accept, naming them (mass-assignment guard)."""
-
     def to_internal_value(self, data):
         unknown = {}
         if isinstance(data, Mapping):

@@ -13,8 +13,11 @@ from accounts.api_support import endpoint_not_found
 from costing import api as costing_api
 from pathways import api as pathways_api
 from pathways import fhir as pathways_fhir
+from variances import api as variances_api
+from variances import fhir as variances_fhir
 
 standard_cost = {"standard_cost": costing_api.pathway_standard_cost}
+episode_costs = {"cost_summary": costing_api.episode_costs}
 
 urlpatterns = [
     path("schema/", accounts_api.SchemaView.as_view(), name="api-schema"),
@@ -29,9 +32,18 @@ urlpatterns = [
         pathways_api.PathwayVersionDetail.as_view(**standard_cost),
         name="api-pathway-version",
     ),
+    path("episodes/", variances_api.EpisodeListCreate.as_view(**episode_costs), name="api-episodes"),
+    path("episodes/<int:pk>/", variances_api.EpisodeDetail.as_view(**episode_costs), name="api-episode"),
+    path("episodes/<int:pk>/close/", variances_api.EpisodeClose.as_view(**episode_costs), name="api-episode-close"),
+    path("episodes/<int:pk>/events/", variances_api.EpisodeEvents.as_view(), name="api-episode-events"),
+    path("variances/", variances_api.VarianceListCreate.as_view(), name="api-variances"),
+    path("variances/<int:pk>/", variances_api.VarianceDetail.as_view(), name="api-variance"),
+    path("variances/<int:pk>/history/", variances_api.VarianceHistory.as_view(), name="api-variance-history"),
+    path("reason-codes/", variances_api.ReasonCodeList.as_view(), name="api-reason-codes"),
     path("cost-rates/", costing_api.CostRateListCreate.as_view(), name="api-cost-rates"),
     path("cost-rates/<int:pk>/", costing_api.CostRateDetail.as_view(), name="api-cost-rate"),
     path("fhir/PlanDefinition/<str:code>", pathways_fhir.PlanDefinitionView.as_view(), name="api-fhir-plandefinition"),
+    path("fhir/CarePlan/<int:pk>", variances_fhir.CarePlanView.as_view(), name="api-fhir-careplan"),
     # Anything else under /api/v1/ answers 404 in problem+json, not the HTML error page.
     re_path(r"^.*$", endpoint_not_found),
 ]

@@ -280,6 +280,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "EpisodeStatusEnum": "variances.models.Episode.Status",
+        "VarianceStatusEnum": "variances.models.Variance.Status",
+    },
 }
 
 # --- Logging -------------------------------------------------------------------------
