@@ -14,16 +14,16 @@
 - ``"rates"``: ``{resource code: CostRate}`` for ``financial_year``
 
 E = 4,167.125 (displayed 4,167.13). Resources are shared (get-or-create by code);
-rates for the year are set (created or replaced); the pathway is new, so call it
-once per test database.
+rates for the year are set (created or replaced); the pathway is created and
+published through ``pathways.services`` (so its history exists), once per test
+database. ``user`` is recorded as the author (may be None).
 """
 
 from decimal import Decimal
 
-from django.utils import timezone
-
 from costing.rates import cost_rate_set
-from pathways.models import Pathway, PathwayVersion, PlannedResource, Resource, Stage, Step
+from pathways import services
+from pathways.models import Resource, Step
 
 Kind = Resource.Kind
 Unit = Resource.Unit
@@ -70,17 +70,20 @@ def build_tkr(org_unit, financial_year: int = 2025, publish: bool = True, user=N
             price_year=financial_year,
             source="DOMAIN.md worked example (elective knee replacement)",
         )
-    pathway = Pathway.objects.create(
-        code="TKR", name="Elective total knee replacement", specialty="Orthopaedics", owner_unit=org_unit
+    pathway = services.pathway_create(
+        code="TKR",
+        name="Elective total knee replacement",
+        specialty="Orthopaedics",
+        owner_unit=org_unit,
+        actor=user,
     )
-    version = PathwayVersion.objects.create(pathway=pathway, number=1, created_by=user, change_note="First version")
-    for order, (code, name) in enumerate(STAGES, start=1):
-        objects["stages"][code] = Stage.objects.create(version=version, order=order, name=name)
-    for order, (stage, code, name, step_type, per_day, count, planned) in enumerate(STEPS, start=1):
-        step = Step.objects.create(
-            version=version,
+    version = pathway.versions.get(number=1)
+    for code, name in STAGES:
+        objects["stages"][code] = services.stage_add(version=version, name=name, actor=user)
+    for stage, code, name, step_type, per_day, count, planned in STEPS:
+        step = services.step_add(
             stage=objects["stages"][stage],
-            order=order,
+            actor=user,
             code=code,
             name=name,
             step_type=step_type,
@@ -88,15 +91,14 @@ def build_tkr(org_unit, financial_year: int = 2025, publish: bool = True, user=N
             expected_count=Decimal(count),
         )
         for resource_code, quantity, headcount in planned:
-            PlannedResource.objects.create(
-                step=step, resource=objects[resource_code], quantity=Decimal(quantity), headcount=headcount
+            services.planned_resource_add(
+                step=step, resource=objects[resource_code], quantity=Decimal(quantity), headcount=headcount, actor=user
             )
         objects[code] = step
     if publish:
-        version.status = PathwayVersion.Status.PUBLISHED
-        version.published_at = timezone.now()
-        version.published_by = user
-        version.save()
+        version = services.pathway_version_publish(version=version, actor=user, note="First version")
+    else:
+        version.refresh_from_db()
     objects["pathway"] = pathway
     objects["version"] = version
     return objects
