@@ -229,9 +229,7 @@ class EpisodeCostLine(models.Model):
     episode_cost = models.ForeignKey(EpisodeCost, on_delete=models.CASCADE, related_name="lines")
     step = models.ForeignKey("pathways.Step", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     # For an activity not on the pathway (an addition): the event that recorded it.
-    event = models.ForeignKey(
-        "variances.StepEvent", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
-    )
+    event = models.ForeignKey("variances.StepEvent", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     resource = models.ForeignKey("pathways.Resource", on_delete=models.CASCADE, related_name="+")
     salaried = models.BooleanField(default=False)
     standard_quantity = models.DecimalField(max_digits=18, decimal_places=6)

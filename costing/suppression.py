@@ -1,0 +1,167 @@
+"""Who sees which report figures: named individuals, and small cells for managers.
+
+DOMAIN.md: individual figures are private by default. A clinician sees their own
+named figures; a clinical lead sees their team's individuals; managers and
+finance see organisational units only, and any cell covering 1 to
+``SMALL_CELL_MAX`` (7) episodes is shown as ``*`` in their views, exports and API
+responses.
+
+Suppressing a small cell is not enough when the table also shows a total: the
+total minus the visible rows would give the hidden one back. So once a row is
+hidden, more rows are hidden (the smallest first) until the hidden rows together
+cover more than ``SMALL_CELL_MAX`` episodes, so that differencing reveals only an
+aggregate that is itself not small; if the rows run out first, the total is
+hidden too. The same holds within each group of rows that make up a known total
+(an outcome's "with" and "without" rows add up to all episodes), and a Pareto's
+running share is hidden from the first hidden row on (its steps would give each
+hidden share back). Where an episode can be in several rows (variances by type),
+the rule counts episodes per row, which errs towards hiding more.
+
+The stored ``ReportRun.result`` holds everything; these functions shape a copy for
+one viewer. Views, exports and the API all go through ``result_for``.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from django.conf import settings
+
+from accounts.permissions import EPISODE_ROLES, Role, unit_ids_for
+
+SUPPRESSED = "*"
+CUMULATIVE = "cumulative"
+
+
+def is_small(episodes) -> bool:
+    return isinstance(episodes, int) and 0 < episodes <= settings.SMALL_CELL_MAX
+
+
+@dataclass(frozen=True)
+class Audience:
+    """How one person may see one report."""
+
+    user_id: int | None
+    suppress: bool
+    # Units whose clinicians' named figures this person may see (clinical lead, admin).
+    team_unit_ids: frozenset[int] = field(default_factory=frozenset)
+    # May follow a drill-down to individual episodes (clinician, lead, admin).
+    can_open_episodes: bool = False
+
+    @property
+    def lens_default(self) -> str:
+        return "cost" if self.suppress else "clinical"
+
+
+def audience_for(user, org_unit_id: int | None) -> Audience:
+    """The privacy rules for ``user`` reading a report on ``org_unit_id`` (and its subtree).
+
+    Small cells are suppressed unless the user holds a clinical role (clinician,
+    clinical lead, admin) over the whole unit the report covers.
+    """
+    clinical_units = set(unit_ids_for(user, *EPISODE_ROLES))
+    return Audience(
+        user_id=user.pk,
+        suppress=org_unit_id not in clinical_units,
+        team_unit_ids=frozenset(unit_ids_for(user, Role.CLINICAL_LEAD, Role.ADMIN)),
+        can_open_episodes=bool(clinical_units),
+    )
+
+
+def _value_keys(table: dict) -> list[str]:
+    return [c["key"] for c in table["columns"] if c["key"] != "label"]
+
+
+def _hide(row: dict, keys: list[str]) -> None:
+    for key in keys:
+        row[key] = SUPPRESSED
+    row["episodes"] = SUPPRESSED
+    row["suppressed"] = True
+
+
+def _complement(rows: list[dict], hidden: set[int], members: list[int]) -> bool:
+    """Hide more of ``members`` until the hidden ones cover enough episodes; False if they ran out."""
+    limit = settings.SMALL_CELL_MAX
+
+    def covered():
+        return sum(rows[i]["episodes"] for i in members if i in hidden)
+
+    while any(i in hidden for i in members) and covered() <= limit:
+        visible = [i for i in members if i not in hidden]
+        if not visible:
+            return False
+        hidden.add(min(visible, key=lambda i: (rows[i]["episodes"], i)))
+    return True
+
+
+def suppress_table(table: dict) -> dict:
+    """A copy of ``table`` with small cells, and the cells that would reveal them, hidden."""
+    table = copy.deepcopy(table)
+    rows = table["rows"]
+    keys = _value_keys(table)
+    hidden = {i for i, row in enumerate(rows) if is_small(row.get("episodes"))}
+    total = table.get("total")
+    groups: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        if "group" in row:
+            groups.setdefault(row["group"], []).append(i)
+    enough = True
+    if groups:
+        for members in groups.values():
+            enough = _complement(rows, hidden, members) and enough
+    elif total is not None:
+        enough = _complement(rows, hidden, list(range(len(rows))))
+    for i in sorted(hidden):
+        _hide(rows[i], keys)
+    cumulative = [c["key"] for c in table["columns"] if c["kind"] == CUMULATIVE]
+    if cumulative and hidden:
+        for row in rows[min(hidden) :]:
+            for key in cumulative:
+                row[key] = SUPPRESSED
+    if total is not None and (not enough or is_small(total.get("episodes"))):
+        _hide(total, [k for k in keys if k in total])
+    table["suppressed"] = bool(hidden) or bool(total and total.get("suppressed"))
+    return table
+
+
+def result_for(result: dict | None, audience: Audience) -> dict | None:
+    """What ``audience`` may see of a stored report result."""
+    if result is None:
+        return None
+    shown = copy.deepcopy(result)
+    tables = {}
+    for key, table in shown.get("tables", {}).items():
+        if table.get("individual"):
+            table = _individuals(table, audience)
+            if table is None:
+                continue
+        elif audience.suppress:
+            table = suppress_table(table)
+        tables[key] = table
+    shown["tables"] = tables
+    summary = shown.get("summary") or {}
+    if audience.suppress and is_small(summary.get("episodes")):
+        for key in list(summary):
+            if key != "label":
+                summary[key] = SUPPRESSED
+        summary["suppressed"] = True
+    if audience.suppress and "period" in shown and is_small(shown["period"].get("actual_episodes")):
+        shown.pop("period")
+    shown["suppressed"] = audience.suppress
+    return shown
+
+
+def _individuals(table: dict, audience: Audience) -> dict | None:
+    """Named clinicians: one's own row, and a lead's (or admin's) team; managers see none."""
+    rows = [
+        row
+        for row in table["rows"]
+        if (audience.user_id is not None and row.get("clinician_id") == audience.user_id)
+        or row.get("org_unit_id") in audience.team_unit_ids
+    ]
+    if not rows:
+        return None
+    table["rows"] = rows
+    table["total"] = None
+    return table

@@ -1,0 +1,318 @@
+"""Report figures against an independent computation in plain Python over generated data.
+
+The reports aggregate in the database; here the same figures are computed by
+walking the generated rows one by one, with the costing rules re-implemented
+from DOMAIN.md (not by calling the engine), and both must agree.
+"""
+
+from collections import Counter, defaultdict
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from costing.models import EpisodeCost
+from costing.reports import ReportParameters, cost_report, variance_report
+from tests.costing.factories import generate_dataset, two_pathways
+from variances.models import Episode, Variance
+
+pytestmark = pytest.mark.django_db
+
+SCOPES = [
+    {"org_unit": "SURG", "pathways": [], "date_from": "2025-06-01", "date_to": "2025-12-31"},
+    {"org_unit": "ORTHO-W7", "pathways": ["HIP"], "date_from": "2025-04-01", "date_to": "2026-03-31"},
+]
+
+
+@pytest.fixture
+def dataset(org, alice, bob, dora):
+    hip, gall = two_pathways(org["ORTHO"])
+    return generate_dataset(
+        pathways=[hip, gall],
+        units=[org["ORTHO"], org["ORTHO-W7"], org["ED"]],
+        clinicians=[alice, bob, dora],
+        n=400,
+        seed=11,
+    )
+
+
+def in_scope(params: dict) -> list[Episode]:
+    units = {"SURG": {"SURG", "ORTHO", "ORTHO-W7"}, "ORTHO-W7": {"ORTHO-W7"}}[params["org_unit"]]
+    first, last = date.fromisoformat(params["date_from"]), date.fromisoformat(params["date_to"])
+    out = []
+    for e in Episode.objects.select_related("org_unit", "version__pathway").order_by("pk"):
+        day = timezone.localtime(e.started_at).date()
+        if e.org_unit.code not in units or not (first <= day <= last):
+            continue
+        if params["pathways"] and e.version.pathway.code not in params["pathways"]:
+            continue
+        out.append(e)
+    return out
+
+
+def cents(value) -> Decimal:
+    return Decimal(str(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+
+
+def rows_by_key(table):
+    return {row["key"]: row for row in table["rows"]}
+
+
+# --- variance report ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("params", SCOPES)
+def test_it_counts_variances_as_plain_python_does(dataset, params, settings):
+    settings.REVISION_SIGNAL_SHARE = 0.05
+    episodes = in_scope(params)
+    ids = {e.pk for e in episodes}
+    variances = [v for v in Variance.objects.select_related("reason", "step", "detection") if v.episode_id in ids]
+    variances = [v for v in variances if v.status != Variance.Status.WITHDRAWN]
+    by_episode = defaultdict(list)
+    for v in variances:
+        by_episode[v.episode_id].append(v)
+
+    result = variance_report(ReportParameters.from_dict(params))
+    summary, tables = result["summary"], result["tables"]
+
+    assert summary["episodes"] == len(episodes) > 50
+    assert summary["with_variance"] == len(by_episode)
+    assert summary["variances"] == len(variances)
+    assert summary["unexplained"] == sum(v.status == "unexplained" for v in variances)
+    assert summary["positive"] == sum(v.valence == "positive" for v in variances)
+    assert summary["active"] == sum(e.status == "active" for e in episodes)
+
+    def bucket(e):
+        vs = by_episode.get(e.pk, [])
+        if not vs:
+            return "on_pathway"
+        if any(v.status == "unexplained" for v in vs):
+            return "undocumented"
+        if any(v.status == "reviewed" and v.justified is False for v in vs):
+            return "unjustified"
+        if any(v.status == "documented" for v in vs):
+            return "awaiting_review"
+        return "justified"
+
+    adherence = Counter(bucket(e) for e in episodes)
+    assert {k: r["episodes"] for k, r in rows_by_key(tables["adherence"]).items()} == {
+        k: adherence.get(k, 0) for k in ("on_pathway", "justified", "awaiting_review", "unjustified", "undocumented")
+    }
+
+    for table, attr in (("by_type", "variance_type"), ("by_cause", "cause")):
+        expected = defaultdict(lambda: [0, set()])
+        for v in variances:
+            expected[getattr(v, attr)][0] += 1
+            expected[getattr(v, attr)][1].add(v.episode_id)
+        got = rows_by_key(tables[table])
+        assert {k: (r["variances"], r["episodes"]) for k, r in got.items()} == {
+            k: (n, len(eps)) for k, (n, eps) in expected.items()
+        }
+        counts = [r["variances"] for r in tables[table]["rows"]]
+        assert counts == sorted(counts, reverse=True)  # Pareto order
+        assert tables[table]["rows"][-1]["cumulative"] == "1.0000"
+
+    reasons = Counter(v.reason.code if v.reason_id else "" for v in variances)
+    assert {k: r["variances"] for k, r in rows_by_key(tables["by_reason"]).items()} == dict(reasons)
+
+    steps = defaultdict(lambda: [0, set()])
+    for v in variances:
+        if v.step_id:
+            key = f"{v.step.version.pathway.code}/{v.step.code}"
+            steps[key][0] += 1
+            steps[key][1].add(v.episode_id)
+    assert {k: (r["variances"], r["episodes"]) for k, r in rows_by_key(tables["by_step"]).items()} == {
+        k: (n, len(eps)) for k, (n, eps) in steps.items()
+    }
+
+    months = defaultdict(lambda: [0, 0, 0])
+    for e in episodes:
+        month = timezone.localtime(e.started_at).strftime("%Y-%m")
+        months[month][0] += 1
+        months[month][1] += bool(by_episode.get(e.pk))
+        months[month][2] += len(by_episode.get(e.pk, []))
+    trend = rows_by_key(tables["trend"])
+    assert {k: [r["episodes"], r["with_variance"], r["variances"]] for k, r in trend.items()} == dict(months)
+
+    detected = [v for v in variances if v.detection_id]
+    waits = Counter()
+    for v in detected:
+        if v.status == "unexplained":
+            waits["waiting"] += 1
+        elif v.documented_at - v.detection.detected_at <= timedelta(days=1):
+            waits["day"] += 1
+        elif v.documented_at - v.detection.detected_at <= timedelta(days=7):
+            waits["week"] += 1
+        else:
+            waits["later"] += 1
+    assert {k: r["variances"] for k, r in rows_by_key(tables["documentation_time"]).items()} == {
+        k: waits.get(k, 0) for k in ("day", "week", "later", "waiting")
+    }
+    documented = [v for v in detected if v.documented_at]
+    mean_hours = sum(((v.documented_at - v.detection.detected_at).total_seconds() for v in documented), 0.0) / 3600
+    assert summary["documentation_hours"] == str(Decimal(mean_hours / len(documented)).quantize(Decimal("0.1")))
+
+    per_pathway = Counter(e.version.pathway.code for e in episodes)
+    signals = defaultdict(set)
+    for v in variances:
+        if v.step_id and v.reason_id:
+            signals[(v.step.version.pathway.code, v.step.code, v.reason.display)].add(v.episode_id)
+    expected_signals = {
+        (f"{p}/{s}", reason, len(eps))
+        for (p, s, reason), eps in signals.items()
+        if Decimal(len(eps)) / per_pathway[p] > Decimal("0.05")
+    }
+    got_signals = {(r["key"], r["reason"], r["episodes"]) for r in tables["revision_signals"]["rows"]}
+    assert got_signals == expected_signals and expected_signals
+
+    units = Counter(e.org_unit.code for e in episodes)
+    assert {k: r["episodes"] for k, r in rows_by_key(tables["by_unit"]).items()} == dict(units)
+    clinicians = Counter((e.responsible_clinician_id, e.org_unit_id) for e in episodes)
+    assert {(r["clinician_id"], r["org_unit_id"]): r["episodes"] for r in tables["by_clinician"]["rows"]} == dict(
+        clinicians
+    )
+
+
+# --- cost report -------------------------------------------------------------------------
+
+
+def independent_costs(episodes, pathways):
+    """DOMAIN.md section 4 by hand: E, A, price variance and cost by cause per closed episode."""
+    rates = {}
+    steps = {}
+    for p in pathways:
+        version = p["version"]
+        steps[version.pk] = list(version.steps.prefetch_related("planned_resources__resource").order_by("order"))
+        for step in steps[version.pk]:
+            for pr in step.planned_resources.all():
+                rates[pr.resource_id] = pr.resource.rates.get().rate
+    out = {}
+    for e in episodes:
+        if e.status == "active":
+            continue
+        los = (timezone.localtime(e.ended_at).date() - timezone.localtime(e.started_at).date()).days
+        events = list(e.events.prefetch_related("quantities").all())
+        variances = sorted(
+            (v for v in e.variances.all() if v.status != "withdrawn"), key=lambda v: (v.occurred_at, v.pk)
+        )
+        expected = actual = price = Decimal("0")
+        cause = defaultdict(Decimal)
+        for step in steps[e.version_id]:
+            step_expected = step_actual = Decimal("0")
+            for pr in step.planned_resources.all():
+                rate = rates[pr.resource_id]
+                per = pr.quantity * pr.headcount
+                step_expected += step.expected_count * per * rate
+                if step.per_day:
+                    step_actual += los * per * rate
+                    continue
+                for ev in events:
+                    if ev.step_id != step.pk:
+                        continue
+                    q = next((q for q in ev.quantities.all() if q.resource_id == pr.resource_id), None)
+                    qty = q.quantity * q.headcount if q else per
+                    unit_price = q.unit_cost if q and q.unit_cost is not None else rate
+                    step_actual += qty * unit_price
+                    price += qty * (unit_price - rate)
+            expected += step_expected
+            actual += step_actual
+            if step_actual != step_expected:
+                explaining = next((v for v in variances if v.step_id == step.pk), None)
+                cause[explaining.cause if explaining and explaining.cause else "unexplained"] += (
+                    step_actual - step_expected
+                )
+        out[e.pk] = {"expected": expected, "actual": actual, "price": price, "cause": cause, "los": los, "episode": e}
+    return out
+
+
+@pytest.mark.parametrize("params", SCOPES)
+def test_it_costs_episodes_as_plain_python_does(dataset, params):
+    episodes = in_scope(params)
+    costs = independent_costs(episodes, dataset.pathways)
+
+    result = cost_report(ReportParameters.from_dict(params))
+    summary, tables = result["summary"], result["tables"]
+
+    assert summary["episodes"] == len(costs) > 50
+    assert summary["active"] == sum(e.status == "active" for e in episodes)
+    expected = sum(c["expected"] for c in costs.values())
+    actual = sum(c["actual"] for c in costs.values())
+    assert cents(summary["expected"]) == cents(expected)
+    assert cents(summary["actual"]) == cents(actual)
+    assert cents(summary["variance"]) == cents(actual - expected)
+    assert cents(summary["price"]) == cents(sum(c["price"] for c in costs.values()))
+
+    causes = defaultdict(Decimal)
+    for c in costs.values():
+        for cause, amount in c["cause"].items():
+            causes[cause] += amount
+    assert {k: cents(r["amount"]) for k, r in rows_by_key(tables["by_cause"]).items()} == {
+        k: cents(causes.get(k, 0)) for k in ("patient", "clinician", "system", "community", "unexplained")
+    }
+    assert cents(sum(Decimal(r["amount"]) for r in tables["by_component"]["rows"])) == cents(actual - expected)
+
+    def grouped(key):
+        out = defaultdict(lambda: [0, Decimal("0"), Decimal("0")])
+        for c in costs.values():
+            g = out[key(c["episode"])]
+            g[0] += 1
+            g[1] += c["expected"]
+            g[2] += c["actual"]
+        return {k: (n, cents(e), cents(a)) for k, (n, e, a) in out.items()}
+
+    def reported(table):
+        return {k: (r["episodes"], cents(r["expected"]), cents(r["actual"])) for k, r in rows_by_key(table).items()}
+
+    assert reported(tables["by_pathway"]) == grouped(lambda e: e.version.pathway.code)
+    assert reported(tables["by_month"]) == grouped(lambda e: timezone.localtime(e.started_at).strftime("%Y-%m"))
+    assert reported(tables["by_unit"]) == grouped(lambda e: e.org_unit.code)
+
+    los = defaultdict(list)
+    for c in costs.values():
+        los[c["episode"].version.pathway.code].append(c["los"])
+    assert {k: r["avg_los"] for k, r in rows_by_key(tables["los"]).items()} == {
+        k: str(Decimal(sum(v) / len(v)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)) for k, v in los.items()
+    }
+
+    for vtype in ("delay", "omission"):
+        with_it = [c for c in costs.values() if any(v.variance_type == vtype for v in c["episode"].variances.all())]
+        without = [c for c in costs.values() if c not in with_it]
+        for side, group in (("with", with_it), ("without", without)):
+            row = rows_by_key(tables["outcomes"])[f"{vtype}/{side}"]
+            known = [c for c in group if c["episode"].readmitted_30d is not None]
+            readmitted = sum(c["episode"].readmitted_30d for c in known)
+            assert row["episodes"] == len(group)
+            assert row["readmission_share"] == str((Decimal(readmitted) / len(known)).quantize(Decimal("0.0001")))
+            assert cents(row["avg_cost"]) == cents(sum(c["actual"] for c in group) / len(group))
+
+
+def test_it_refreshes_only_the_episodes_that_changed(dataset):
+    params = ReportParameters.from_dict(SCOPES[0])
+    cost_report(params)
+    computed = dict(EpisodeCost.objects.values_list("pk", "computed_at"))
+    changed = Episode.objects.filter(pk__in=list(computed)[:3])
+    changed.update(updated_at=timezone.now() + timedelta(seconds=1))
+
+    cost_report(params)
+
+    again = dict(EpisodeCost.objects.values_list("pk", "computed_at"))
+    assert sorted(pk for pk in computed if again[pk] != computed[pk]) == sorted(changed.values_list("pk", flat=True))
+
+
+def test_it_runs_a_fixed_number_of_queries_whatever_the_number_of_episodes(org, alice):
+    hip, gall = two_pathways(org["ORTHO"])
+    params = ReportParameters.from_dict(SCOPES[0])
+    counts = []
+    for seed, n in ((1, 40), (2, 400)):
+        generate_dataset(pathways=[hip, gall], units=[org["ORTHO"]], clinicians=[alice], n=n, seed=seed)
+        cost_report(params)  # refresh summaries first: this test counts the report's own queries
+        with CaptureQueriesContext(connection) as variance_queries:
+            variance_report(params)
+        with CaptureQueriesContext(connection) as cost_queries:
+            cost_report(params)
+        counts.append((len(variance_queries), len(cost_queries)))
+    assert counts[0] == counts[1]
+    assert counts[0][0] <= 30 and counts[0][1] <= 30
