@@ -1,0 +1,80 @@
+"""`manage.py load_demo` creates the demo trust and logins, and a second run changes nothing."""
+
+from io import StringIO
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.core.management import call_command
+
+from accounts.models import Membership, OrgUnit, User
+from accounts.permissions import primary_role
+
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
+
+# Rows that record *when* something ran, not what the demo contains.
+RUN_LOGS = {"axes.accesslog", "axes.accessattempt", "axes.accessfailurelog", "sessions.session"}
+
+
+def row_counts() -> dict[str, int]:
+    return {
+        model._meta.label_lower: model._default_manager.count()
+        for model in apps.get_models()
+        if model._meta.label_lower not in RUN_LOGS
+    }
+
+
+def load_demo() -> str:
+    out = StringIO()
+    call_command("load_demo", stdout=out)
+    return out.getvalue()
+
+
+def test_it_is_idempotent_every_model_keeps_its_row_count_on_a_second_run():
+    load_demo()
+    first = row_counts()
+
+    load_demo()
+
+    assert row_counts() == first
+    assert first["accounts.orgunit"] >= 10
+    assert first["accounts.user"] >= 5
+
+
+def test_it_does_not_reset_a_demo_password_someone_changed():
+    load_demo()
+    clinician = User.objects.get(username="clinician")
+    clinician.set_password("changed-by-the-user-42")
+    clinician.save()
+
+    load_demo()
+
+    clinician.refresh_from_db()
+    assert clinician.check_password("changed-by-the-user-42")
+
+
+def test_it_creates_one_login_per_role_and_prints_them_with_the_password():
+    output = load_demo()
+
+    expected = {
+        "clinician": "clinician",
+        "lead": "clinical_lead",
+        "manager": "manager",
+        "finance": "finance",
+        "admin": "admin",
+    }
+    for username, role in expected.items():
+        user = User.objects.get(username=username)
+        assert primary_role(user) == role
+        assert user.check_password(settings.DEMO_PASSWORD)
+        assert f"  {username:<13} {Membership.Role(role).label}" in output
+    assert f"password for all: {settings.DEMO_PASSWORD}" in output
+
+
+def test_it_builds_the_trust_tree_with_specialties_under_divisions():
+    load_demo()
+
+    ortho = OrgUnit.objects.get(code="ORTHO")
+    assert ortho.path == "RCH/SURG/ORTHO/"
+    assert ortho.parent.kind == OrgUnit.Kind.DIVISION
+    assert OrgUnit.objects.get(code="RCH").kind == OrgUnit.Kind.TRUST
