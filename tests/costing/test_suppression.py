@@ -1,0 +1,157 @@
+"""Small cells (1-7 episodes) are hidden from managers and finance, and cannot be derived back."""
+
+from decimal import Decimal
+
+import pytest
+
+from costing.reports import ReportParameters, cost_report, table, variance_report
+from costing.suppression import SUPPRESSED, Audience, audience_for, result_for, suppress_table
+from tests.costing.factories import generate_dataset, two_pathways
+
+COLUMNS = [("label", "Unit", "text"), ("episodes", "Episodes", "int"), ("actual", "Actual", "money")]
+
+
+def unit_table(*counts, total=True):
+    rows = [
+        {"key": f"U{i}", "label": f"Unit {i}", "episodes": n, "actual": str(n * 1000)} for i, n in enumerate(counts)
+    ]
+    whole = {"label": "All", "episodes": sum(counts), "actual": str(sum(counts) * 1000)} if total else None
+    return table("Units", COLUMNS, rows, total=whole, partition=True)
+
+
+def shown(t):
+    return [row["episodes"] for row in t["rows"]]
+
+
+def test_it_hides_every_figure_of_a_row_covering_one_to_seven_episodes():
+    t = suppress_table(unit_table(40, 7, 30, 25, total=False))
+
+    assert shown(t) == [40, SUPPRESSED, 30, 25]
+    assert t["rows"][1]["actual"] == SUPPRESSED
+    assert t["rows"][1]["label"] == "Unit 1"  # which unit is hidden is not a secret; its figures are
+    assert t["suppressed"] is True
+
+
+def test_it_leaves_eight_or_more_and_empty_cells_alone():
+    t = suppress_table(unit_table(8, 0, 30, total=True))
+    assert shown(t) == [8, 0, 30]
+    assert t["total"]["episodes"] == 38
+    assert t["suppressed"] is False
+
+
+def test_it_hides_a_second_row_so_the_total_cannot_give_the_first_back():
+    t = suppress_table(unit_table(40, 3, 30, 12))
+
+    # 3 alone could be worked out as total - 40 - 30 - 12; hiding the next smallest (12)
+    # leaves only their sum (15 episodes, not a small cell) derivable.
+    assert shown(t) == [40, SUPPRESSED, 30, SUPPRESSED]
+    assert t["total"]["episodes"] == 85
+    visible = sum(row["episodes"] for row in t["rows"] if row["episodes"] != SUPPRESSED)
+    assert t["total"]["episodes"] - visible > 7
+
+
+def test_it_keeps_hiding_until_the_hidden_rows_cover_more_than_seven_episodes():
+    t = suppress_table(unit_table(2, 3, 2, 50, 60))
+    # 2 + 3 + 2 = 7 would still be a small cell by difference: the 50 goes too.
+    assert shown(t) == [SUPPRESSED, SUPPRESSED, SUPPRESSED, SUPPRESSED, 60]
+    assert t["total"]["episodes"] == 117
+
+
+def test_it_hides_the_total_when_no_other_row_can_protect_the_small_one():
+    t = suppress_table(unit_table(5, 2))
+    assert shown(t) == [SUPPRESSED, SUPPRESSED]
+    assert t["total"]["episodes"] == SUPPRESSED
+    assert t["total"]["actual"] == SUPPRESSED
+
+
+def test_it_hides_a_paretos_running_share_from_the_first_hidden_row_on():
+    columns = [("label", "Type", "text"), ("variances", "Variances", "int"), ("cumulative", "Cumulative", "cumulative")]
+    rows = [
+        {"key": "a", "label": "A", "variances": 50, "episodes": 40, "cumulative": "0.5"},
+        {"key": "b", "label": "B", "variances": 30, "episodes": 25, "cumulative": "0.8"},
+        {"key": "c", "label": "C", "variances": 12, "episodes": 5, "cumulative": "0.92"},
+        {"key": "d", "label": "D", "variances": 8, "episodes": 8, "cumulative": "1.0"},
+    ]
+    t = suppress_table(table("Types", columns, rows, total={"label": "All", "variances": 100, "episodes": 78}))
+
+    assert [r["cumulative"] for r in t["rows"]] == ["0.5", "0.8", SUPPRESSED, SUPPRESSED]
+    assert [r["variances"] for r in t["rows"]] == [50, 30, SUPPRESSED, SUPPRESSED]
+
+
+def test_it_protects_with_and_without_rows_of_an_outcome_together():
+    columns = [("label", "Episodes", "text"), ("episodes", "Episodes", "int"), ("avg_los", "Stay", "number")]
+    rows = [
+        {"key": "delay/with", "group": "delay", "label": "with", "episodes": 4, "avg_los": "9.00"},
+        {"key": "delay/without", "group": "delay", "label": "without", "episodes": 96, "avg_los": "4.00"},
+        {"key": "early/with", "group": "early", "label": "with", "episodes": 20, "avg_los": "4.10"},
+        {"key": "early/without", "group": "early", "label": "without", "episodes": 80, "avg_los": "4.30"},
+    ]
+    t = suppress_table(table("Outcomes", columns, rows))
+    assert shown(t) == [SUPPRESSED, SUPPRESSED, 20, 80]
+
+
+# --- who sees what in a real report -----------------------------------------------------------------
+
+
+@pytest.fixture
+def reports(org, alice, bob, dora):
+    hip, gall = two_pathways(org["ORTHO"])
+    generate_dataset(pathways=[hip, gall], units=[org["ORTHO"]], clinicians=[alice, bob], n=160, seed=3)
+    # A handful of episodes on Ward 7: a small cell for managers.
+    generate_dataset(pathways=[hip], units=[org["ORTHO-W7"]], clinicians=[alice], n=5, seed=4, active_share=0)
+    params = ReportParameters.from_dict({"org_unit": "SURG", "date_from": "2025-04-01", "date_to": "2026-03-31"})
+    return variance_report(params), cost_report(params)
+
+
+@pytest.mark.django_db
+def test_a_manager_sees_units_with_small_cells_hidden_and_no_clinician_by_name(reports, org, carol, fred):
+    variance, cost = reports
+    for person in (carol, fred):
+        audience = audience_for(person, org["SURG"].pk)
+        assert audience.suppress and not audience.can_open_episodes
+        for result in (variance, cost):
+            seen = result_for(result, audience)
+            assert "by_clinician" not in seen["tables"]
+            units = {row["key"]: row for row in seen["tables"]["by_unit"]["rows"]}
+            assert units["ORTHO-W7"]["episodes"] == SUPPRESSED
+            # Trauma & Orthopaedics is the only other unit: hidden too, or it would give Ward 7 away.
+            assert units["ORTHO"]["episodes"] == SUPPRESSED
+            assert seen["summary"]["episodes"] > 7
+            assert "Adeyemi" not in repr(seen) and "Okafor" not in repr(seen)
+
+
+@pytest.mark.django_db
+def test_a_clinician_sees_their_own_named_figures_only(reports, org, alice, bob):
+    variance, cost = reports
+    seen = result_for(cost, audience_for(alice, org["SURG"].pk))
+    rows = seen["tables"]["by_clinician"]["rows"]
+    assert {row["clinician_id"] for row in rows} == {alice.pk}
+    assert {row["label"] for row in rows} == {"Dr Alice Adeyemi"}
+    # alice holds no clinical role over all of Surgery: unit cells are suppressed for her there...
+    assert {row["key"]: row for row in seen["tables"]["by_unit"]["rows"]}["ORTHO-W7"]["episodes"] == SUPPRESSED
+    # ...but not on a report of her own specialty.
+    own = result_for(cost, audience_for(alice, org["ORTHO"].pk))
+    assert {row["key"]: row for row in own["tables"]["by_unit"]["rows"]}["ORTHO-W7"]["episodes"] == 5
+
+
+@pytest.mark.django_db
+def test_a_clinical_lead_sees_the_individuals_of_their_team(reports, org, alice, bob, erin):
+    variance, _ = reports
+    seen = result_for(variance, audience_for(bob, org["ORTHO"].pk))
+    names = {row["label"] for row in seen["tables"]["by_clinician"]["rows"]}
+    assert names == {"Dr Alice Adeyemi", "Mr Bob Okafor"}
+    assert seen["suppressed"] is False
+    admin = result_for(variance, audience_for(erin, org["SURG"].pk))
+    assert {row["label"] for row in admin["tables"]["by_clinician"]["rows"]} == names
+
+
+def test_it_hides_the_whole_summary_of_a_report_on_seven_episodes_or_fewer():
+    result = {
+        "summary": {"label": "All", "episodes": 6, "actual": "1200"},
+        "tables": {"by_unit": unit_table(6)},
+    }
+    seen = result_for(result, Audience(user_id=1, suppress=True))
+    assert seen["summary"]["actual"] == SUPPRESSED
+    assert seen["tables"]["by_unit"]["total"]["episodes"] == SUPPRESSED
+    assert result["summary"]["actual"] == "1200"  # the stored result is untouched
+    assert Decimal(result_for(result, Audience(user_id=1, suppress=False))["summary"]["actual"]) == 1200
