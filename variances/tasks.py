@@ -18,3 +18,8 @@ def detect_all_active() -> dict:
     """Beat, every 15 minutes: raise omissions whose window has closed since the last event."""
     ids = list(Episode.objects.active().values_list("pk", flat=True))
     return dict(evaluate_episodes(ids, now=timezone.now()))
+
+
+# The browser import's task lives with its job code (variances/import_jobs.py);
+# importing it here registers it with the worker, which loads this module.
+from .import_jobs import import_events_task  # noqa: E402, F401

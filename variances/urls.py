@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import import_views, views
 
 app_name = "variances"
 
@@ -19,4 +19,7 @@ urlpatterns = [
     path("<int:pk>/amend/", views.variance_amend, name="variance_amend"),
     path("<int:pk>/withdraw/", views.variance_withdraw, name="variance_withdraw"),
     path("<int:pk>/review/", views.variance_review, name="variance_review"),
+    # Import of hospital event data (admins; variances/import_views.py)
+    path("imports/", import_views.import_list, name="import_list"),
+    path("imports/<int:pk>/", import_views.import_detail, name="import_detail"),
 ]
