@@ -1,0 +1,168 @@
+"""POST/GET /api/v1/episodes/{id}/events/: one event, or up to 1,000 applied atomically."""
+
+import time
+from datetime import timedelta
+
+from django.utils import timezone
+
+from tests.api.conftest import error_fields, problem
+from tests.api.factories import build_tkr, start_episode
+from variances.models import EventQuantity, StepEvent
+
+
+def iso(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_it_records_a_step_with_actual_quantities_and_a_dearer_implant(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
+    done = iso(episode.started_at + timedelta(hours=3))
+
+    response = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {
+            "step": "SURGERY",
+            "occurred_at": done,
+            "performed_by": "Theatre 3 team",
+            "external_id": "THEATRE-CASE-981",
+            "quantities": [
+                {"resource": "THEATRE", "quantity": "120"},
+                {"resource": "IMPLANT-KNEE", "quantity": "1", "unit_cost": "2200.00"},
+            ],
+        },
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert (body["step"], body["source"], body["created"]) == ("SURGERY", "api", True)
+    assert body["recorded_by"] == "sam-theatres"
+    implant = next(q for q in body["quantities"] if q["resource"] == "IMPLANT-KNEE")
+    assert implant["unit_cost"] == "2200"
+    assert EventQuantity.objects.filter(event__episode=episode).count() == 2
+    detail = api(alice).get(f"/api/v1/episodes/{episode.pk}/").json()
+    assert detail["costs"]["price_variance"] == "200"
+
+
+def test_it_records_an_unplanned_activity_with_a_null_step(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+
+    response = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": None, "activity": "CT head", "occurred_at": iso(timezone.now())},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    assert (response.json()["step"], response.json()["activity"]) == (None, "CT head")
+
+
+def test_it_returns_the_stored_event_when_an_external_id_is_sent_again(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+    payload = {"step": "PREOP", "occurred_at": iso(timezone.now()), "external_id": "PAS-1"}
+    client = api(sam)
+
+    first = client.post(f"/api/v1/episodes/{episode.pk}/events/", payload, format="json")
+    second = client.post(f"/api/v1/episodes/{episode.pk}/events/", payload, format="json")
+
+    assert (first.status_code, second.status_code) == (201, 200)
+    assert second.json()["id"] == first.json()["id"]
+    assert second.json()["created"] is False
+    assert StepEvent.objects.count() == 1
+
+
+def test_it_applies_a_batch_atomically_and_names_the_bad_item(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
+    at = episode.started_at + timedelta(hours=1)
+    batch = [
+        {"step": "PREOP", "occurred_at": iso(at)},
+        {"step": "SURGERY", "occurred_at": iso(at + timedelta(hours=2))},
+        {"step": "NOT-A-STEP", "occurred_at": iso(at)},
+        {"step": "PHYSIO", "occurred_at": iso(at), "quantities": [{"resource": "UNICORN", "quantity": "1"}]},
+    ]
+
+    response = api(sam).post(f"/api/v1/episodes/{episode.pk}/events/", batch, format="json")
+
+    assert response.status_code == 400
+    fields = error_fields(response)
+    assert fields == {
+        "2.step": "No step NOT-A-STEP on this episode's pathway version.",
+        "3.quantities": "Unknown resource code(s): UNICORN.",
+    }
+    assert StepEvent.objects.count() == 0  # nothing from the good items either
+
+
+def test_it_records_a_batch_in_order(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
+    at = episode.started_at + timedelta(hours=1)
+    batch = [
+        {"step": "STAY", "occurred_at": iso(at + timedelta(hours=20)), "external_id": "BED-1"},
+        {"step": "PREOP", "occurred_at": iso(at)},
+        {"step": "SURGERY", "occurred_at": iso(at + timedelta(hours=2))},
+    ]
+
+    response = api(sam).post(f"/api/v1/episodes/{episode.pk}/events/", batch, format="json")
+
+    assert response.status_code == 201, response.content
+    assert [e["step"] for e in response.json()] == ["STAY", "PREOP", "SURGERY"]
+    listed = api(alice).get(f"/api/v1/episodes/{episode.pk}/events/").json()
+    assert listed["count"] == 3
+    assert [e["step"] for e in listed["results"]] == ["PREOP", "SURGERY", "STAY"]  # by time
+    assert [
+        e["step"] for e in api(alice).get(f"/api/v1/episodes/{episode.pk}/events/?step=PREOP").json()["results"]
+    ] == ["PREOP"]
+
+
+def test_it_accepts_a_batch_of_1000_events_and_refuses_1001(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
+    at = episode.started_at + timedelta(hours=1)
+    batch = [
+        {"step": "STAY", "occurred_at": iso(at + timedelta(minutes=n)), "external_id": f"OBS-{n}"} for n in range(1000)
+    ]
+    client = api(sam)
+
+    too_many = client.post(f"/api/v1/episodes/{episode.pk}/events/", [*batch, batch[0]], format="json")
+    assert too_many.status_code == 400
+    assert "between 1 and 1,000" in problem(too_many)["detail"]
+
+    started = time.monotonic()
+    response = client.post(f"/api/v1/episodes/{episode.pk}/events/", batch, format="json")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 201, response.content[:500]
+    assert len(response.json()) == 1000
+    assert StepEvent.objects.filter(episode=episode).count() == 1000
+    assert elapsed < 60, f"a batch of 1,000 took {elapsed:.1f}s"
+
+
+def test_it_refuses_events_with_unknown_or_server_set_fields(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+
+    response = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": "PREOP", "occurred_at": iso(timezone.now()), "recorded_at": iso(timezone.now()), "source": "manual"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert set(error_fields(response)) == {"recorded_at", "source"}
+
+
+def test_it_hides_another_units_episode_from_a_service_account(api, sue, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+
+    response = api(sue).post(
+        f"/api/v1/episodes/{episode.pk}/events/", {"step": "PREOP", "occurred_at": iso(timezone.now())}, format="json"
+    )
+
+    assert response.status_code == 404
+    assert StepEvent.objects.count() == 0
+
+
+def test_it_lists_events_in_a_fixed_number_of_queries(api, alice, org, django_assert_max_num_queries):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
+    client = api(alice)
+    batch = [{"step": "STAY", "occurred_at": iso(episode.started_at + timedelta(minutes=n))} for n in range(20)]
+    assert client.post(f"/api/v1/episodes/{episode.pk}/events/", batch, format="json").status_code == 201
+
+    with django_assert_max_num_queries(14):
+        assert client.get(f"/api/v1/episodes/{episode.pk}/events/").json()["count"] == 20

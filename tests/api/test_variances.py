@@ -1,0 +1,258 @@
+"""/api/v1/variances/: record, list with filters, amend with If-Match (428/412), explain, history."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+
+from accounts.models import AuditEvent
+from tests.api.conftest import error_fields, problem
+from tests.api.factories import build_tkr, reason, record_variance, start_episode
+from variances import services
+from variances.detection import evaluate_episode
+from variances.models import ReasonCode, Variance
+
+
+def iso(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def test_it_records_a_variance_with_location_and_etag(api, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+    reason()
+
+    response = api(alice).post(
+        "/api/v1/variances/",
+        {
+            "episode": episode.pk,
+            "step": "SURGERY",
+            "type": "delay",
+            "cause": "system",
+            "reason": "service-not-available",
+            "valence": "negative",
+            "rationale": "No theatre slot until the next morning",
+            "action_taken": "Escalated to the theatre coordinator",
+            "occurred_at": iso(episode.started_at + timedelta(hours=20)),
+        },
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    body = response.json()
+    variance = Variance.objects.get()
+    assert response["Location"] == f"/api/v1/variances/{variance.pk}/"
+    assert response["ETag"] == f'"variance-{variance.pk}-r1"'
+    assert (body["type"], body["cause"], body["reason"], body["status"]) == (
+        "delay",
+        "system",
+        "service-not-available",
+        "documented",
+    )
+    assert (body["pathway"], body["org_unit"], body["step"], body["recorded_by"]) == (
+        "TKR",
+        "ORTHO",
+        "SURGERY",
+        "alice",
+    )
+    assert body["revision"] == 1
+    assert AuditEvent.objects.filter(action="variance.record", actor_name="alice").count() == 1
+
+
+def test_it_names_the_fields_a_variance_is_missing_or_may_not_set(api, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+
+    response = api(alice).post(
+        "/api/v1/variances/",
+        {"episode": episode.pk, "type": "lateness", "status": "reviewed", "recorded_at": iso(timezone.now())},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    fields = error_fields(response)
+    assert set(fields) == {"type", "cause", "reason", "valence", "occurred_at", "status", "recorded_at"}
+    assert Variance.objects.count() == 0
+
+
+def test_it_refuses_a_variance_on_an_episode_outside_the_callers_units(api, alice, dora, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+    reason()
+
+    response = api(dora).post(
+        "/api/v1/variances/",
+        {
+            "episode": episode.pk,
+            "type": "addition",
+            "cause": "patient",
+            "reason": "service-not-available",
+            "valence": "neutral",
+            "occurred_at": iso(timezone.now()),
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert error_fields(response) == {"episode": "No episode with this id is available to you."}
+
+
+def test_it_lists_variances_with_filters_and_count(api, alice, bob, dora, org):
+    knee = build_tkr(org["ORTHO"])
+    sepsis = build_tkr(org["ED"], code="SEPSIS-ED")
+    first = start_episode(knee, org["ORTHO"], alice, ref="PT-0001A")
+    second = start_episode(knee, org["ORTHO-W7"], alice, ref="PT-0002B")
+    record_variance(first, alice, step="SURGERY", type="delay")
+    record_variance(second, alice, step="PHYSIO", type="omission")
+    record_variance(start_episode(sepsis, org["ED"], dora, ref="PT-0003C"), dora, step="PREOP", type="delay")
+    client = api(bob)
+
+    def steps(query=""):
+        body = client.get(f"/api/v1/variances/{query}").json()
+        assert body["count"] == len(body["results"])
+        return sorted(v["step"] for v in body["results"])
+
+    assert steps() == ["PHYSIO", "SURGERY"]  # bob leads ORTHO: never the ED variance
+    assert steps("?type=delay") == ["SURGERY"]
+    assert steps(f"?episode={second.pk}") == ["PHYSIO"]
+    assert steps("?step=PHYSIO&status=documented") == ["PHYSIO"]
+    assert steps("?org_unit=ORTHO-W7") == ["PHYSIO"]
+    assert steps("?pathway=TKR&cause=system") == ["PHYSIO", "SURGERY"]
+    assert steps("?pathway=SEPSIS-ED") == []
+    assert steps("?status=unexplained") == []
+    assert steps(f"?since={iso(timezone.now() - timedelta(minutes=5))}") == ["PHYSIO", "SURGERY"]
+    assert steps(f"?since={iso(timezone.now() + timedelta(minutes=5))}") == []
+    assert client.get("/api/v1/variances/?type=lateness").status_code == 400
+
+
+def test_it_lists_variances_in_a_fixed_number_of_queries(api, alice, org, django_assert_max_num_queries):
+    knee = build_tkr(org["ORTHO"])
+    for n in range(5):
+        record_variance(start_episode(knee, org["ORTHO"], alice, ref=f"PT-00{n}1A"), alice)
+    client = api(alice)
+
+    with django_assert_max_num_queries(12):
+        assert client.get("/api/v1/variances/").json()["count"] == 5
+
+
+def test_it_needs_if_match_to_amend(api, alice, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+
+    response = api(alice).patch(
+        f"/api/v1/variances/{variance.pk}/", {"cause": "patient", "amendment_reason": "Misread"}, format="json"
+    )
+
+    assert response.status_code == 428
+    assert "If-Match" in problem(response)["detail"]
+    assert Variance.objects.get().revision == 1
+
+
+def test_it_amends_with_the_current_etag_and_refuses_a_stale_one(api, alice, bob, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+    first_read = api(alice).get(url)["ETag"]
+    bob_read = api(bob).get(url)["ETag"]
+    assert first_read == bob_read
+
+    amended = api(alice).patch(
+        url,
+        {"cause": "patient", "rationale": "Patient asked to wait for family", "amendment_reason": "Wrong cause"},
+        format="json",
+        HTTP_IF_MATCH=first_read,
+    )
+    assert amended.status_code == 200, amended.content
+    assert (amended.json()["cause"], amended.json()["revision"]) == ("patient", 2)
+    assert amended["ETag"] == f'"variance-{variance.pk}-r2"'
+
+    stale = api(bob).patch(
+        url, {"valence": "neutral", "amendment_reason": "Review"}, format="json", HTTP_IF_MATCH=bob_read
+    )
+    assert stale.status_code == 412
+    assert problem(stale)["type"] == "urn:commonpath:problem:stale-version"
+    assert Variance.objects.get().valence == "negative"
+
+
+def test_it_needs_a_reason_to_amend(api, alice, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    client = api(alice)
+    etag = client.get(f"/api/v1/variances/{variance.pk}/")["ETag"]
+
+    response = client.patch(
+        f"/api/v1/variances/{variance.pk}/", {"cause": "patient"}, format="json", HTTP_IF_MATCH=etag
+    )
+
+    assert response.status_code == 400
+    assert error_fields(response) == {"amendment_reason": "Say why you are changing this variance."}
+
+
+def test_it_refuses_to_amend_server_set_fields(api, alice, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    client = api(alice)
+    etag = client.get(f"/api/v1/variances/{variance.pk}/")["ETag"]
+
+    response = client.patch(
+        f"/api/v1/variances/{variance.pk}/",
+        {"status": "reviewed", "recorded_by": "bob", "justified": True, "amendment_reason": "x"},
+        format="json",
+        HTTP_IF_MATCH=etag,
+    )
+
+    assert response.status_code == 400
+    assert set(error_fields(response)) == {"status", "recorded_by", "justified"}
+    assert Variance.objects.get().status == "documented"
+
+
+def test_it_explains_a_detected_variance(api, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=60)
+    services.episode_close(episode=episode, ended_at=timezone.now() - timedelta(hours=1), actor=alice)
+    evaluate_episode(episode.pk)  # the detection task queued on commit (tests never commit)
+    detected = Variance.objects.filter(status="unexplained").order_by("id").first()
+    assert detected is not None, "closing an episode with no events detects omissions"
+    client = api(alice)
+    url = f"/api/v1/variances/{detected.pk}/"
+    reason()
+
+    response = client.patch(
+        url,
+        {"cause": "patient", "reason": "service-not-available", "valence": "neutral"},
+        format="json",
+        HTTP_IF_MATCH=client.get(url)["ETag"],
+    )
+
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["detected"]) == ("documented", True)
+
+
+def test_it_shows_the_history_of_a_variance(api, alice, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    services.variance_amend(
+        variance=variance, changes={"cause": "patient"}, reason="Wrong cause", actor=alice, expected_revision=1
+    )
+
+    response = api(alice).get(f"/api/v1/variances/{variance.pk}/history/")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["count"] == 2
+    first, second = body["results"]
+    assert (first["number"], first["changed_by"], first["reason"]) == (1, "alice", "recorded")
+    assert (first["state"]["cause"], first["state"]["step"], first["state"]["reason"]) == (
+        "system",
+        "SURGERY",
+        "service-not-available",
+    )
+    assert (second["number"], second["reason"], second["state"]["cause"]) == (2, "Wrong cause", "patient")
+
+
+def test_it_lists_reason_codes_base_and_local(api, dora, org):
+    knee = build_tkr(org["ORTHO"])
+    reason()
+    ReasonCode.objects.create(code="no-bed-ward-7", display="No bed on Ward 7", pathway=knee.pathway)
+    ReasonCode.objects.create(code="old-code", display="Retired", retired=True)
+    client = api(dora)
+
+    base = client.get("/api/v1/reason-codes/?limit=200").json()
+    codes = {r["code"] for r in base["results"]}
+    assert "service-not-available" in codes
+    assert "no-bed-ward-7" not in codes and "old-code" not in codes
+    local = client.get("/api/v1/reason-codes/?pathway=TKR&limit=200").json()
+    assert local["count"] == base["count"] + 1
+    assert {r["code"] for r in local["results"]} - codes == {"no-bed-ward-7"}
+    retired = client.get("/api/v1/reason-codes/?include_retired=true&limit=200").json()
+    assert "old-code" in {r["code"] for r in retired["results"]}
