@@ -93,6 +93,8 @@ def test_every_revision_of_every_variance_stays_reconstructable(knee, org, alice
                     "rationale": rationale.strip(),
                     "reason_id": self.reasons[code].pk,
                     "revision": current["revision"] + 1,
+                    # the lead judged the earlier content: amending reopens the review
+                    "status": "documented",
                 }
             )
 
