@@ -22,11 +22,17 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
-from accounts.audit import audit_record
 from costing.rates import cost_rate_set
-from pathways.models import Pathway, PathwayChange, PathwayVersion, PlannedResource, Resource, Stage, Step
+from pathways.models import Pathway, PathwayVersion, Resource, Step
+from pathways.services import (
+    pathway_create,
+    pathway_version_draft,
+    pathway_version_publish,
+    planned_resource_add,
+    stage_add,
+    step_add,
+)
 from variances.importers import import_events, load_mapping
 
 CODE = "SEPSIS-ED"
@@ -49,7 +55,7 @@ Unit = Resource.Unit
 # code, name, kind, unit, NCC currency, NCC unit cost (GBP), why this currency, what it includes
 RESOURCES = [
     (
-        "NCC-VB05Z",
+        "NCC-VB05Z-EC",
         "ED attendance: category 2 investigation with category 3 treatment",
         Kind.OVERHEAD,
         Unit.ITEM,
@@ -62,7 +68,7 @@ RESOURCES = [
         "repeated test shows its cost.",
     ),
     (
-        "NCC-PATH04",
+        "NCC-PATH04-PATH",
         "Pathology test: clinical biochemistry",
         Kind.CONSUMABLE,
         Unit.ITEM,
@@ -72,7 +78,7 @@ RESOURCES = [
         "Laboratory cost per test; not the phlebotomy (PATH08).",
     ),
     (
-        "NCC-PATH05",
+        "NCC-PATH05-PATH",
         "Pathology test: haematology",
         Kind.CONSUMABLE,
         Unit.ITEM,
@@ -82,7 +88,7 @@ RESOURCES = [
         "Laboratory cost per test; not the phlebotomy (PATH08).",
     ),
     (
-        "NCC-XC06Z",
+        "NCC-XC06Z-CC",
         "Adult critical care bed-day, 1 organ supported",
         Kind.BED_DAY,
         Unit.DAY,
@@ -106,22 +112,22 @@ NG51 = "NICE NG51 Sepsis: recognition, diagnosis and early management"
 # stage, code, name, type, anchor, min, max, mandatory, criticality, evidence, planned [(resource, qty)], expected
 STEPS = [
     ("ARRIVAL", "ER-REGISTRATION", "Registration", Step.Type.OTHER, None, None, None, True, 1,
-     "Start of the ED attendance", [("NCC-VB05Z", "1")], "1"),
+     "Start of the ED attendance", [("NCC-VB05Z-EC", "1")], "1"),
     ("ARRIVAL", "ER-TRIAGE", "Triage", Step.Type.ASSESSMENT, "ER-REGISTRATION", 0, 15, True, 3,
      "RCEM: initial assessment within 15 minutes of arrival", [], "1"),
     ("ARRIVAL", "SEPSIS-TRIAGE", "Sepsis screening", Step.Type.ASSESSMENT, "ER-REGISTRATION", 0, 15, True, 4,
      f"{NG51}: structured assessment of anyone who might have sepsis; time zero of the bundle", [], "1"),
     ("BUNDLE", "LACTATE", "Lactate measured", Step.Type.INVESTIGATION, "SEPSIS-TRIAGE", 0, 60, True, 3,
-     SSC, [("NCC-PATH04", "1")], "1"),
+     SSC, [("NCC-PATH04-PATH", "1")], "1"),
     ("BUNDLE", "BLOODS", "CRP and leucocytes", Step.Type.INVESTIGATION, "SEPSIS-TRIAGE", 0, 60, True, 3,
      f"{NG51}: blood tests including full blood count and C-reactive protein",
-     [("NCC-PATH04", "1"), ("NCC-PATH05", "1")], "1"),
+     [("NCC-PATH04-PATH", "1"), ("NCC-PATH05-PATH", "1")], "1"),
     ("BUNDLE", "IV-ANTIBIOTICS", "IV antibiotics", Step.Type.MEDICATION, "SEPSIS-TRIAGE", 0, 60, True, 5,
      f"{SSC}; {NG51}", [], "1"),
     ("BUNDLE", "IV-FLUIDS", "IV fluids", Step.Type.MEDICATION, "SEPSIS-TRIAGE", 0, 60, True, 4,
      SSC, [], "1"),
     ("ONWARD", "ADMISSION", "Admission to ward or intensive care", Step.Type.ADMISSION, "SEPSIS-TRIAGE", 0, 240,
-     False, 2, "Decision to admit within 4 hours (ED four-hour standard)", [("NCC-XC06Z", "0.1")], "1"),
+     False, 2, "Decision to admit within 4 hours (ED four-hour standard)", [("NCC-XC06Z-CC", "0.1")], "1"),
     ("ONWARD", "DISCHARGE", "Release from hospital", Step.Type.DISCHARGE, None, 0, None, True, 1,
      "End of the hospital stay", [], "1"),
 ]  # fmt: skip
@@ -182,41 +188,37 @@ def load_resources(*, actor=None, years=(NCC_YEAR, LOG_BACKFILL_YEAR)) -> dict[s
 
 @transaction.atomic
 def build_pathway(*, owner_unit, actor=None, resources: dict[str, Resource] | None = None) -> PathwayVersion:
-    """Create and publish SEPSIS-ED v1 exactly as issue #7's table; returns the published version.
+    """Create and publish SEPSIS-ED exactly as issue #7's table, through the pathway services.
 
-    Idempotent: if the pathway exists, its published version is returned unchanged.
+    Idempotent: if the pathway already has a published version, that is returned unchanged.
     """
     existing = PathwayVersion.objects.published().filter(pathway__code=CODE).first()
     if existing is not None:
         return existing
     resources = resources or load_resources(actor=actor)
-    pathway, _ = Pathway.objects.get_or_create(
-        code=CODE,
-        defaults={
-            "name": "Sepsis in the emergency department",
-            "specialty": "Emergency medicine",
-            "owner_unit": owner_unit,
-            "description": DESCRIPTION,
-        },
-    )
-    number = (pathway.versions.order_by("-number").values_list("number", flat=True).first() or 0) + 1
-    version = PathwayVersion.objects.create(
-        pathway=pathway,
-        number=number,
-        created_by=actor,
-        change_note="First version: hour-1 bundle after the Surviving Sepsis Campaign and UK screening practice.",
-    )
-    stages = {
-        code: Stage.objects.create(version=version, order=order, name=name)
-        for order, (code, name) in enumerate(STAGES, start=1)
-    }
+    pathway = Pathway.objects.filter(code=CODE).first()
+    if pathway is None:
+        pathway = pathway_create(
+            code=CODE,
+            name="Sepsis in the emergency department",
+            specialty="Emergency medicine",
+            owner_unit=owner_unit,
+            description=DESCRIPTION,
+            actor=actor,
+            note="SEPSIS-ED as specified for the 4TU Sepsis log import",
+        )
+    version = pathway.versions.filter(status=PathwayVersion.Status.DRAFT).order_by("-number").first()
+    if version is None:
+        version = pathway_version_draft(pathway=pathway, actor=actor, note="Rebuilt by the demo loader")
+    if version.steps.exists():
+        raise ValueError(f"{CODE} has a draft with steps already; publish or discard it before loading the demo")
+    stages = {code: stage_add(version=version, name=name, actor=actor) for code, name in STAGES}
     steps: dict[str, Step] = {}
-    for order, row in enumerate(STEPS, start=1):
+    for row in STEPS:
         stage, code, name, step_type, anchor, wmin, wmax, mandatory, criticality, evidence, planned, expected = row
-        step = Step(
-            version=version,
+        steps[code] = step = step_add(
             stage=stages[stage],
-            order=order,
+            actor=actor,
             code=code,
             name=name,
             step_type=step_type,
@@ -229,20 +231,14 @@ def build_pathway(*, owner_unit, actor=None, resources: dict[str, Resource] | No
             window_max_minutes=wmax,
             expected_count=Decimal(expected),
         )
-        step.full_clean()
-        step.save()
-        steps[code] = step
         for resource_code, quantity in planned:
-            PlannedResource.objects.create(step=step, resource=resources[resource_code], quantity=Decimal(quantity))
-    now = timezone.now()
-    version.status = PathwayVersion.Status.PUBLISHED
-    version.published_at = now
-    version.published_by = actor
-    version.effective_from = date(2013, 4, 1)
-    version.save(update_fields=["status", "published_at", "published_by", "effective_from"])
-    PathwayChange.objects.create(version=version, actor=actor, at=now, action="publish", note=version.change_note)
-    audit_record(action="pathway.publish", actor=actor, obj=version, detail={"pathway": CODE, "number": number})
-    return version
+            planned_resource_add(step=step, resource=resources[resource_code], quantity=Decimal(quantity), actor=actor)
+    return pathway_version_publish(
+        version=version,
+        actor=actor,
+        note="First version: hour-1 bundle after the Surviving Sepsis Campaign and UK screening practice.",
+        effective_from=date(2013, 4, 1),
+    )
 
 
 def load(*, units, users, stdout) -> None:

@@ -12,7 +12,7 @@ onto a pathway. Example (``data/mappings/sepsis-4tu.json`` is a full one)::
       "steps": {
         "ER Registration": "ER-REGISTRATION",
         "CRP": "BLOODS",
-        "Admission IC": {"step": "ADMISSION", "quantities": {"NCC-XC06Z": "1"}}
+        "Admission IC": {"step": "ADMISSION", "quantities": {"NCC-XC06Z-CC": "1"}}
       },
       "outcomes": {"Return ER": "readmitted_30d"},
       "ignore": ["Some administrative activity"],
