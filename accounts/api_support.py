@@ -40,6 +40,7 @@ from rest_framework.parsers import JSONParser
 from rest_framework.permissions import BasePermission
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from .audit import audit_record
@@ -673,6 +674,10 @@ class ReportRequestThrottle(SimpleRateThrottle):
     """Report requests per client (user or service account), e.g. ``10/min``: 429 with Retry-After."""
 
     scope = "reports"
+
+    def get_rate(self):
+        # Read at request time (DRF reads it once at import), so a settings change applies.
+        return api_settings.DEFAULT_THROTTLE_RATES[self.scope]
 
     def allow_request(self, request, view):
         if request.method != "POST":

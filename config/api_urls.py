@@ -42,6 +42,8 @@ urlpatterns = [
     path("reason-codes/", variances_api.ReasonCodeList.as_view(), name="api-reason-codes"),
     path("cost-rates/", costing_api.CostRateListCreate.as_view(), name="api-cost-rates"),
     path("cost-rates/<int:pk>/", costing_api.CostRateDetail.as_view(), name="api-cost-rate"),
+    path("reports/", costing_api.ReportRequest.as_view(), name="api-reports"),
+    path("reports/<int:pk>/", costing_api.ReportRunDetail.as_view(), name="api-report"),
     path("fhir/PlanDefinition/<str:code>", pathways_fhir.PlanDefinitionView.as_view(), name="api-fhir-plandefinition"),
     path("fhir/CarePlan/<int:pk>", variances_fhir.CarePlanView.as_view(), name="api-fhir-careplan"),
     # Anything else under /api/v1/ answers 404 in problem+json, not the HTML error page.

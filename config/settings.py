@@ -283,6 +283,9 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "EpisodeStatusEnum": "variances.models.Episode.Status",
         "VarianceStatusEnum": "variances.models.Variance.Status",
+        "ReportRunStatusEnum": "costing.models.ReportRun.Status",
+        "ReportKindEnum": "costing.models.ReportRun.Kind",
+        "OrgUnitKindEnum": "accounts.models.OrgUnit.Kind",
     },
 }
 

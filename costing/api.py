@@ -9,9 +9,10 @@ from datetime import date
 
 import django_filters
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.response import Response
 
@@ -19,21 +20,26 @@ from accounts.api_support import (
     ApiMixin,
     Conflict,
     MoneyField,
+    ReportRequestThrottle,
     StrictSerializer,
     check_if_match,
+    django_validation_detail,
     etag,
     idempotent,
     money_str,
     object_in_scope_or_404,
 )
-from accounts.permissions import FINANCE_ROLES
+from accounts.models import OrgUnit
+from accounts.permissions import ALL_ROLES, FINANCE_ROLES, unit_ids_for
 from pathways.models import PathwayVersion, Resource
 from variances.models import Episode
 
 from .engine import cost_episode, direction
-from .models import CostRate, financial_year_label, financial_year_of
+from .models import CostRate, ReportRun, financial_year_label, financial_year_of
 from .rates import capacity_cost_rate, cost_rate_set
+from .services import report_run_request
 from .standard import version_standard_cost
+from .suppression import audience_for, result_for
 
 # --- figures for other apps' endpoints -------------------------------------------------------
 
@@ -289,3 +295,115 @@ class CostRateDetail(ApiMixin, generics.GenericAPIView):
                 actor=request.user,
             )
         return _rate_response(request, rate)
+
+
+# --- report runs ---------------------------------------------------------------------------------------
+
+
+class ReportParametersSerializer(StrictSerializer):
+    org_unit = serializers.CharField(max_length=32, help_text="Org unit code: the report covers its whole subtree.")
+    date_from = serializers.DateField(help_text="Episodes started on or after this date.")
+    date_to = serializers.DateField(help_text="Episodes started on or before this date.")
+    pathways = serializers.ListField(
+        child=serializers.CharField(max_length=40),
+        required=False,
+        max_length=50,
+        help_text="Pathway codes; none for all pathways.",
+    )
+
+
+class ReportRequestSerializer(StrictSerializer):
+    kind = serializers.ChoiceField(choices=ReportRun.Kind.choices)
+    parameters = ReportParametersSerializer()
+
+
+class ReportRunSerializer(serializers.ModelSerializer):
+    url = serializers.SerializerMethodField()
+    result = serializers.SerializerMethodField(
+        help_text="When succeeded: summary, tables and notes, with small cells shown as '*' where your role needs it."
+    )
+
+    class Meta:
+        model = ReportRun
+        fields = [
+            "id",
+            "kind",
+            "status",
+            "progress",
+            "parameters",
+            "requested_at",
+            "started_at",
+            "finished_at",
+            "error",
+            "url",
+            "result",
+        ]
+
+    def get_url(self, run) -> str:
+        return reverse("api-report", args=[run.pk])
+
+    @extend_schema_field(serializers.DictField(allow_null=True))
+    def get_result(self, run):
+        if run.status != ReportRun.Status.SUCCEEDED:
+            return None
+        user = self.context["request"].user
+        # One place decides what a viewer may see of a result: named individuals, small cells.
+        return result_for(run.result, audience_for(user, run.org_unit_id))
+
+
+class ReportRunAcceptedSerializer(ReportRunSerializer):
+    joined = serializers.BooleanField(help_text="True when an identical report was already queued or running.")
+
+    class Meta(ReportRunSerializer.Meta):
+        fields = [*ReportRunSerializer.Meta.fields, "joined"]
+
+
+class ReportRequest(ApiMixin, generics.GenericAPIView):
+    """Request a variance or cost report: 202 with the run and a Location to poll.
+
+    An identical request still queued or running is joined rather than computed twice.
+    Requests are rate-limited per client (429 with Retry-After).
+    """
+
+    access_roles = ALL_ROLES
+    serializer_class = ReportRequestSerializer
+    throttle_classes = [ReportRequestThrottle]
+    filter_backends = []
+
+    @extend_schema(
+        request=ReportRequestSerializer,
+        responses={202: OpenApiResponse(ReportRunAcceptedSerializer, "Accepted: poll the Location.")},
+    )
+    def post(self, request):
+        def run_report():
+            serializer = ReportRequestSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            data = serializer.validated_data
+            params = dict(data["parameters"])
+            unit = OrgUnit.objects.filter(code=params["org_unit"]).first()
+            if unit is None or unit.pk not in unit_ids_for(request.user, *ALL_ROLES):
+                raise exceptions.ValidationError({"parameters": {"org_unit": ["You cannot run reports on this unit."]}})
+            try:
+                run, joined = report_run_request(kind=data["kind"], parameters=params, actor=request.user)
+            except DjangoValidationError as exc:
+                detail = django_validation_detail(exc)
+                raise exceptions.ValidationError({"parameters": detail} if "kind" not in detail else detail) from None
+            run.joined = joined
+            body = ReportRunAcceptedSerializer(run, context={"request": request}).data
+            return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": body["url"]})
+
+        return idempotent(self, request, run_report)
+
+
+class ReportRunDetail(ApiMixin, generics.GenericAPIView):
+    """A report run: status and progress, and the result once it has succeeded."""
+
+    access_roles = ALL_ROLES
+    serializer_class = ReportRunSerializer
+    filter_backends = []
+
+    @extend_schema(responses=ReportRunSerializer)
+    def get(self, request, pk: int):
+        scope = ReportRun.objects.filter(org_unit_id__in=unit_ids_for(request.user, *ALL_ROLES))
+        run = object_in_scope_or_404(scope, label="report run", pk=pk)
+        return Response(ReportRunSerializer(run, context={"request": request}).data)
