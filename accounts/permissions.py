@@ -9,6 +9,7 @@ resolver to prove no view was left without one.
 from functools import wraps
 
 from django.core.exceptions import PermissionDenied
+from django.http import Http404
 
 from .models import Membership, OrgUnit
 
@@ -92,3 +93,22 @@ def role_required(*roles: str):
 def any_member(view):
     """Any signed-in user with at least one membership."""
     return role_required(*ALL_ROLES)(view)
+
+
+def out_of_scope(*, object_type: str, object_id: str) -> Http404:
+    """Audit a denied look at an object outside the user's scope; return the 404 to raise.
+
+    Views raise it (``raise out_of_scope(...)``) so that a forbidden object looks
+    exactly like a missing one, while the denial still reaches the audit trail.
+    Call it only when the object exists; a missing one is a plain ``Http404``.
+    """
+    from .audit import audit_record  # the audit module reads roles from here
+
+    audit_record(
+        action="access.denied",
+        object_type=object_type,
+        object_id=object_id,
+        outcome="denied",
+        detail={"reason": "out of scope"},
+    )
+    return Http404("No such object is available to you.")
