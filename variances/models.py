@@ -355,6 +355,8 @@ class Variance(models.Model):
             return self.step.name
         if self.detection_id and self.detection.event_id:
             return self.detection.event.activity
+        if self.variance_type == self.Type.EXIT:
+            return "Left the pathway"
         return self.get_variance_type_display()
 
 

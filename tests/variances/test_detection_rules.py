@@ -117,7 +117,7 @@ def test_an_exited_episode_owes_only_the_steps_already_due_when_the_patient_left
 
     evaluate_episode(episode.pk)
 
-    assert found(episode) == [("exit", "Exit"), ("omission", "Pre-operative assessment")]
+    assert found(episode) == [("exit", "Left the pathway"), ("omission", "Pre-operative assessment")]
 
 
 def test_it_raises_a_sequence_variance_when_a_step_precedes_one_it_must_follow(episode, alice, clock):
