@@ -39,12 +39,30 @@ def sqlite_append_only(table: str) -> list[str]:
     ]
 
 
+# Grant only on tables the role has no right on yet: a blanket "GRANT ... ON ALL TABLES"
+# from a later migration calling this helper would hand back UPDATE and DELETE on the
+# history tables that earlier migrations revoked.
+PG_GRANT_UNGRANTED = f"""
+DO $$
+DECLARE t record;
+BEGIN
+    FOR t IN
+        SELECT c.oid::regclass AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+          AND NOT has_table_privilege('{APP_ROLE}', c.oid, 'SELECT')
+    LOOP
+        EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON %s TO {APP_ROLE}', t.name);
+    END LOOP;
+END $$;
+"""
+
+
 def pg_role_setup(cursor) -> None:
     cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE])
     if cursor.fetchone() is None:
         cursor.execute(f"CREATE ROLE {APP_ROLE} NOLOGIN")
     cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
-    cursor.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
+    cursor.execute(PG_GRANT_UNGRANTED)
     cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
     cursor.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {APP_ROLE}")
     cursor.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {APP_ROLE}")
