@@ -550,7 +550,7 @@ def check_if_match(request, current: str, *, required: bool = True) -> None:
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 # A request still "in flight" this long after it started has died with its process.
 IN_FLIGHT_TIMEOUT = timedelta(minutes=2)
-_REPLAYED_HEADERS = ("Location", "ETag", "Content-Type")
+_REPLAYED_HEADERS = ("Location", "ETag")
 
 
 def _request_hash(request) -> str:
@@ -606,7 +606,7 @@ def _claim(request, key: str) -> tuple[IdempotencyKey | None, IdempotencyKey | N
 def _complete(row: IdempotencyKey, response: Response) -> None:
     body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
     headers = {name: response[name] for name in _REPLAYED_HEADERS if response.has_header(name)}
-    if response.content_type:
+    if response.content_type:  # set only where it is not the renderer's (problem+json)
         headers["Content-Type"] = response.content_type
     IdempotencyKey.objects.filter(pk=row.pk).update(
         status=IdempotencyKey.Status.COMPLETED,
@@ -665,6 +665,13 @@ def idempotent(view, request, action: Callable[[], Response]) -> Response:
     if response.status_code >= 500:
         _release(row)
     return response
+
+
+def purge_idempotency_keys(*, now=None) -> int:
+    """Delete keys older than ``IDEMPOTENCY_KEY_RETENTION_HOURS`` (in-flight ones included: long dead)."""
+    cutoff = (now or timezone.now()) - timedelta(hours=settings.IDEMPOTENCY_KEY_RETENTION_HOURS)
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted
 
 
 # --- Throttling ---------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Background work of accounts: verifying the audit chain (nightly, and on request)."""
+"""Background work of accounts: verifying the audit chain (nightly, and on request); purging old idempotency keys."""
 
 import logging
 
 from celery import shared_task
 from django.utils import timezone
 
+from .api_support import purge_idempotency_keys as purge_old_idempotency_keys
 from .audit import verify_chain
 from .models import AuditCheck
 
@@ -46,3 +47,9 @@ def nightly_audit_check() -> int:
     from .services import audit_check_request  # services queue this module's tasks
 
     return audit_check_request().pk
+
+
+@shared_task(name="accounts.purge_idempotency_keys")
+def purge_idempotency_keys() -> int:
+    """Beat, hourly: forget API Idempotency-Key answers older than the retention period."""
+    return purge_old_idempotency_keys()

@@ -240,6 +240,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "costing.sweep_report_runs",
         "schedule": timedelta(minutes=1),
     },
+    "purge-idempotency-keys": {
+        "task": "accounts.purge_idempotency_keys",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # --- Cache ---------------------------------------------------------------------------

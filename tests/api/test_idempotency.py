@@ -1,0 +1,145 @@
+"""Idempotency-Key on POST: same key and body -> the stored response; other body -> 422; in flight -> 409."""
+
+from datetime import timedelta
+
+import time_machine
+from django.utils import timezone
+
+from accounts.models import IdempotencyKey
+from accounts.tasks import purge_idempotency_keys
+from tests.api.conftest import problem
+from tests.api.factories import build_tkr
+from variances.models import Episode
+
+
+def episode_body(ref="PT-7F3K2Q"):
+    return {
+        "pathway": "TKR",
+        "patient_ref": ref,
+        "org_unit": "ORTHO",
+        "started_at": (timezone.now() - timedelta(hours=2)).isoformat(),
+    }
+
+
+def post(client, body, key="key-1"):
+    return client.post("/api/v1/episodes/", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+def test_it_replays_the_stored_response_for_the_same_key_and_body(api, sam, org):
+    build_tkr(org["ORTHO"])
+    client = api(sam)
+    body = episode_body()
+
+    first = post(client, body)
+    again = post(client, body)
+
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Location"] == first["Location"]
+    assert again["ETag"] == first["ETag"]
+    assert again["Idempotent-Replayed"] == "true"
+    assert Episode.objects.count() == 1
+
+
+def test_it_refuses_the_same_key_with_another_body(api, sam, org):
+    build_tkr(org["ORTHO"])
+    client = api(sam)
+    post(client, episode_body("PT-7F3K2Q"))
+
+    response = post(client, episode_body("PT-9Z9Z9Z"))
+
+    assert response.status_code == 422
+    assert problem(response)["type"] == "urn:commonpath:problem:idempotency-key-reused"
+    assert Episode.objects.count() == 1
+
+
+def test_it_answers_409_while_the_first_request_is_in_flight(api, sam, org):
+    build_tkr(org["ORTHO"])
+    client = api(sam)
+    body = episode_body()
+    post(client, body)
+    # Put the key back in the state it has while its first request is still running.
+    IdempotencyKey.objects.update(status=IdempotencyKey.Status.IN_FLIGHT, response_status=None)
+
+    response = post(client, body)
+
+    assert response.status_code == 409
+    assert response["Retry-After"] == "1"
+    assert "still being processed" in problem(response)["detail"]
+
+
+def test_it_takes_over_a_key_whose_request_died_in_flight(api, sam, org):
+    build_tkr(org["ORTHO"])
+    client = api(sam)
+    body = episode_body()
+    post(client, body)
+    # The state a crash leaves: the write rolled back, the key row (committed first) still in flight.
+    Episode.objects.all().delete()
+    IdempotencyKey.objects.update(
+        status=IdempotencyKey.Status.IN_FLIGHT, response_status=None, created_at=timezone.now() - timedelta(minutes=10)
+    )
+
+    response = post(client, body)
+
+    assert response.status_code == 201
+    assert "Idempotent-Replayed" not in response
+    assert Episode.objects.count() == 1
+
+
+def test_it_remembers_a_rejected_request_too(api, sam, org):
+    build_tkr(org["ORTHO"])
+    client = api(sam)
+    body = {**episode_body(), "patient_ref": "John Smith"}
+
+    first = post(client, body)
+    again = post(client, body)
+
+    assert first.status_code == again.status_code == 400
+    assert again.json()["errors"] == first.json()["errors"]
+    assert again["Content-Type"] == "application/problem+json"
+
+
+def test_it_forgets_the_key_when_the_server_failed_so_a_retry_can_succeed(api, sam, org, monkeypatch):
+    build_tkr(org["ORTHO"])
+    client = api(sam)
+    body = episode_body()
+    from variances import services
+
+    real = services.episode_start
+    monkeypatch.setattr(services, "episode_start", lambda **kw: (_ for _ in ()).throw(RuntimeError("disk full")))
+    failed = post(client, body)
+    monkeypatch.setattr(services, "episode_start", real)
+    retried = post(client, body)
+
+    assert failed.status_code == 500
+    assert retried.status_code == 201
+    assert Episode.objects.count() == 1
+
+
+def test_it_keeps_keys_per_client(api, sam, bob, org):
+    build_tkr(org["ORTHO"])
+
+    assert post(api(sam), episode_body("PT-1111A")).status_code == 201
+    assert post(api(bob), episode_body("PT-2222B")).status_code == 201
+    assert Episode.objects.count() == 2
+
+
+def test_it_keeps_keys_for_24_hours_then_purges_them(api, sam, org):
+    build_tkr(org["ORTHO"])
+    client = api(sam)
+    body = episode_body()
+    with time_machine.travel(timezone.now() - timedelta(hours=23)):
+        post(client, body)
+
+    assert post(client, body)["Idempotent-Replayed"] == "true"  # 23 hours later: still the same answer
+    assert purge_idempotency_keys() == 0
+    with time_machine.travel(timezone.now() + timedelta(hours=2)):
+        assert purge_idempotency_keys() == 1
+    assert IdempotencyKey.objects.count() == 0
+
+
+def test_it_refuses_a_malformed_key(api, sam, org):
+    response = post(api(sam), episode_body(), key="ünïcode key")
+
+    assert response.status_code == 400
+    assert problem(response)["errors"][0]["field"] == "Idempotency-Key"
