@@ -212,7 +212,9 @@ def test_skip_bad_imports_the_good_cases_and_leaves_a_bad_case_out_whole(sepsis,
     assert (summary.cases_imported, summary.cases_skipped) == (1, 1)
     assert Episode.objects.count() == 1
     assert StepEvent.objects.count() == len(GOOD)  # nothing of case B, not even its good row
-    assert [p.where for p in summary.problems] == ["line 13", "line 12"]
+    assert [str(p) for p in summary.problems] == [
+        "line 13: 'not a time' is not an ISO 8601 timestamp (expected e.g. 2014-10-22T11:15:41+02:00)"
+    ]
 
 
 def test_a_dry_run_reports_what_would_happen_and_saves_nothing(sepsis, org, tmp_path):

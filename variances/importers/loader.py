@@ -342,9 +342,10 @@ class Importer:
             else:
                 kept.append(event)
         if problems:
+            # The whole case is left out (counted in cases_skipped): a case missing
+            # one event would show false omissions.
             for p in problems:
                 self.problem(p)
-            self.problem(Problem(case.where, "the case was left out because of the problems above"))
             summary.cases_skipped += 1
             return None
         if self.plan.cost_resource_id is None and any(e.cost is not None for e in kept):

@@ -287,7 +287,9 @@ def read_csv(text) -> Iterator[SourceCase | OrphanProblem]:
         header = next(reader)
     except StopIteration:
         raise SourceFormatError("the file is empty") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise SourceFormatError("the file is not UTF-8 text; save it as UTF-8 (with or without BOM)") from exc
+    except csv.Error as exc:
         raise SourceFormatError(f"line 1: the header cannot be read: {exc}") from exc
     names = [name.strip().lower() for name in header]
     missing = [name for name in CSV_REQUIRED if name not in names]
@@ -344,7 +346,9 @@ def read_csv(text) -> Iterator[SourceCase | OrphanProblem]:
     except csv.Error as exc:
         raise SourceFormatError(f"line {reader.line_num}: the CSV cannot be read: {exc}") from exc
     except UnicodeDecodeError as exc:
-        raise SourceFormatError(f"after line {reader.line_num}: the file is not UTF-8 text") from exc
+        raise SourceFormatError(
+            f"after line {reader.line_num}: the file is not UTF-8 text; save it as UTF-8 (with or without BOM)"
+        ) from exc
     if case is not None:
         yield case
 
