@@ -165,3 +165,20 @@ def test_it_never_raises_a_false_alarm_whatever_the_detail_holds(db, detail, obj
     count, bad, reason = verify_chain()
 
     assert bad is None, (event.detail, reason)
+
+
+@pytest.mark.slow
+def test_it_verifies_at_better_than_five_seconds_per_hundred_thousand_events(db):
+    """A fifth of the benchmark (bench/verify_audit.py runs the full 100,000)."""
+    import time
+
+    from bench.verify_audit import build_chain
+
+    build_chain(20_000)
+
+    started = time.perf_counter()
+    count, bad, _ = verify_chain()
+    seconds = time.perf_counter() - started
+
+    assert (count, bad) == (20_000, None)
+    assert seconds < 1.0, f"{seconds:.2f} s for 20,000 events is {seconds * 5:.1f} s per 100,000"
