@@ -2,9 +2,15 @@
 
 import pytest
 from django.core.cache import cache
+from django.core.servers.basehttp import ThreadedWSGIServer
 from rest_framework.test import APIClient
 
 from accounts.services import api_token_create
+
+# Django's test server listens with a backlog of 10 connections; the concurrency
+# tests open 50 at once, which a production server (gunicorn: 2048) would queue.
+# Set before any live server starts in this session.
+ThreadedWSGIServer.request_queue_size = 128
 
 
 @pytest.fixture(autouse=True)
