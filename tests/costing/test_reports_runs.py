@@ -1,10 +1,14 @@
 """Report runs: identical requests coalesce; the task claims, fences and recovers runs."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from threading import Barrier
 
 import pytest
 import time_machine
 from celery.exceptions import Retry
+from django.core.exceptions import ValidationError
+from django.db import connection, connections
 from django.utils import timezone
 
 from accounts.models import AuditEvent
@@ -12,6 +16,7 @@ from costing import services, tasks
 from costing.models import ReportRun
 from costing.reports import ReportParameters
 from costing.services import report_run_request
+from tests.conftest import require
 from tests.costing.factories import at, record_knee_actuals
 from tests.pathways.tkr import build_tkr
 
@@ -71,8 +76,6 @@ def test_it_returns_the_winner_when_the_database_refuses_a_simultaneous_duplicat
 
 
 def test_it_refuses_bad_parameters_with_a_message_per_field(org, carol):
-    from django.core.exceptions import ValidationError
-
     with pytest.raises(ValidationError) as caught:
         report_run_request(
             kind="cost",
@@ -192,3 +195,25 @@ def test_nightly_reports_request_both_reports_for_every_unit_people_work_in(knee
     assert {r.requested_by for r in runs} == {None}
     params = ReportParameters.from_dict(runs[0].parameters)
     assert (params.date_from.isoformat(), params.date_to.isoformat()) == ("2025-01-11", "2026-01-10")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_identical_requests_make_one_run(org, carol):
+    require(connection.vendor == "postgresql", "concurrent writers need PostgreSQL")
+    build_tkr(org["ORTHO"])
+    barrier = Barrier(8)
+
+    def request(_):
+        try:
+            barrier.wait()
+            run, joined = report_run_request(kind="variance", parameters=PARAMS, actor=carol)
+            return run.pk, joined
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(request, range(8)))
+
+    assert len({pk for pk, _ in answers}) == 1
+    assert sorted(joined for _, joined in answers) == [False] + [True] * 7
+    assert ReportRun.objects.count() == 1
