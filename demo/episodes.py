@@ -1,0 +1,417 @@
+"""Demo episodes on TKR and HIP-FRACTURE: 18 months of care, departures and their reasons.
+
+What it produces (deterministic: a fixed random seed, times relative to today):
+- about 110 knee replacements (elective, weekday mornings) and 90 hip fractures
+  (any hour) over the last 18 months, mostly completed, a few still on the ward;
+- about a third of them depart from the pathway (a step late, early, missed or done
+  out of order, an activity not on the plan, occasionally an exit), the rest on time
+  (steps may repeat: repeats are recorded, never variances);
+- what the detector finds is not invented: events go in, ``evaluate_episodes`` runs
+  the product's own rules;
+- documentation as a ward would have it: most detected departures explained by the
+  responsible clinician with a realistic reason, a handful of recent ones still
+  unexplained in the demo clinician's inbox, the lead's reviews done except the most
+  recent few, one amendment and one withdrawal for the history pages.
+
+Episodes and events are written in bulk (one audit event for the load); every
+variance goes through ``variances.services`` (or the bulk detection path), so
+revisions, audit and invariants are the product's own. Idempotent: if demo episodes
+exist it does nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, time, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.audit import audit_record
+from pathways.models import PathwayVersion, Step
+from variances import services
+from variances.detection import EventFact, evaluate_episodes, first_events, load_step_specs, window
+from variances.models import Episode, ReasonCode, StepEvent, Variance
+from variances.reasons import seed_base_reasons
+
+SEED = 20_240_601
+REF_PREFIX = "DEMO-"
+DAYS = 548  # 18 months
+
+# pathway code -> how many, units, arrival pattern
+PLAN = {
+    "TKR": {"count": 110, "units": ["ORTHO-ELEC", "ORTHO-W7"], "elective": True},
+    "HIP-FRACTURE": {"count": 90, "units": ["ORTHO-W7"], "elective": False},
+}
+DEPARTURE_SHARE = 0.35  # some departures (an optional step skipped) are not variances
+
+# Local reasons per pathway: what the wards actually say (system causes mostly).
+LOCAL_REASONS = {
+    "TKR": [
+        ("theatre-list-overran", "Theatre list overran or was cancelled", "system"),
+        ("no-ward-bed", "No orthopaedic bed available on the ward", "system"),
+        ("awaiting-care-package", "Awaiting social care package for discharge", "community"),
+    ],
+    "HIP-FRACTURE": [
+        ("anticoagulant-reversal", "Surgery delayed for anticoagulant reversal", "patient"),
+        ("awaiting-ortho-geriatrician", "Awaiting orthogeriatrician review", "system"),
+        ("no-trauma-theatre", "No trauma theatre slot available", "system"),
+    ],
+}
+
+# (variance type) -> [(reason code, rationale)], chosen by the clinician who explains.
+EXPLANATIONS = {
+    "delay": [
+        ("theatre-list-overran", "Emergency case took the morning list; operated on the afternoon list."),
+        ("no-trauma-theatre", "Trauma list full with two open fractures; first slot next morning."),
+        ("anticoagulant-reversal", "On apixaban; waited for levels to fall before spinal anaesthesia."),
+        ("awaiting-ortho-geriatrician", "Needed medical optimisation of sodium before theatre."),
+        ("limited-time", "Physiotherapist covering two wards after sickness."),
+        ("need-more-info", "Waited for the echocardiogram result before proceeding."),
+        ("awaiting-care-package", "Medically fit; discharge waited for the reablement team."),
+        ("no-ward-bed", "Admitted to an outlier ward; routine started on transfer."),
+    ],
+    "early": [
+        ("indication-order-exists", "Seen in pre-assessment clinic the week before; repeated on the day."),
+        ("risk-benefit-ratio", "Mobile and well on day 1; earlier discharge agreed with the patient."),
+        ("prefers-alternative", "Patient preferred to go home early with community physiotherapy."),
+    ],
+    "omission": [
+        ("patient-contraindication", "Hypotensive after spinal; mobilisation deferred to the next day."),
+        ("patient-fears-discomfort", "Declined physiotherapy because of pain; analgesia reviewed."),
+        ("service-not-available", "No weekend physiotherapy on the ward this Sunday."),
+        ("action-not-priority", "Treated for delirium first; assessment postponed."),
+        ("patient-refuses", "Declined."),
+        ("limited-time", "Ward short of two nurses; the assessment was not documented in time."),
+    ],
+    "sequence": [
+        ("wrong-time-workflow", "Bloods taken on the ward before the assessment was logged."),
+        ("policy-contradicts", "Local protocol takes the X-ray before the review in this case."),
+    ],
+    "addition": [
+        ("mitigate-risk-negative-outcome", "Transfused for haemoglobin of 72 after surgery."),
+        ("likely-negative-health-outcomes", "New atrial fibrillation; cardiology reviewed."),
+        ("patient-ineligible", "Extra review requested by the anaesthetist for frailty."),
+    ],
+    "exit": [
+        ("action-not-priority", "Deteriorated with sepsis; transferred to the medical team."),
+        ("patient-ineligible", "Pathological fracture found; moved to the oncology pathway."),
+    ],
+}
+ADDITIONS = {
+    "TKR": ["Blood transfusion", "Cardiology review", "Wound review"],
+    "HIP-FRACTURE": ["Blood transfusion", "Delirium screen", "Cardiology review", "Return to theatre"],
+}
+EXITS = ["Deteriorated with sepsis; transferred to the medical team", "Pathological fracture; oncology pathway"]
+DESTINATIONS = ["usual-residence"] * 8 + ["care-home", "rehabilitation"]
+# Left unexplained in the demo clinician's inbox, and awaiting the lead's review.
+INBOX_LEFT = 6
+REVIEW_LEFT = 5
+
+
+def load(*, units, users, stdout) -> None:
+    if Episode.objects.filter(patient_ref__startswith=REF_PREFIX).exists():
+        stdout.write("Demo episodes already loaded.")
+        return
+    versions = {
+        v.pathway.code: v
+        for v in PathwayVersion.objects.published().filter(pathway__code__in=PLAN).select_related("pathway")
+    }
+    missing = sorted(set(PLAN) - set(versions))
+    if missing:
+        stdout.write(f"Demo episodes skipped: no published pathway {', '.join(missing)}.")
+        return
+    clinician, lead = users["clinician"], users["lead"]
+    now = timezone.now()
+    rng = random.Random(SEED)
+    seed_base_reasons(ReasonCode)
+    reasons = _local_reasons(versions)
+
+    # One transaction: all of the demo or none of it (and one commit, not hundreds).
+    with transaction.atomic():
+        episode_ids, exits = _write_episodes(rng, versions, units, clinician, lead, now)
+        counts = _exit(rng, exits, reasons)
+        created = evaluate_episodes(episode_ids, now=now)
+        counts += _document(rng, episode_ids, reasons, clinician, lead)
+    stdout.write(
+        f"Demo episodes: {len(episode_ids)} on TKR and HIP-FRACTURE, {sum(created.values())} departures detected "
+        f"({', '.join(f'{n} {t}' for t, n in sorted(created.items()))}); "
+        f"{counts['explained']} explained, {counts['reviewed']} reviewed, {counts['inbox']} left in the inbox."
+    )
+
+
+def _local_reasons(versions) -> dict[str, ReasonCode]:
+    found = {}
+    for code, rows in LOCAL_REASONS.items():
+        pathway = versions[code].pathway
+        for reason_code, display, cause in rows:
+            found[reason_code] = ReasonCode.objects.get_or_create(
+                pathway=pathway, code=reason_code, defaults={"display": display, "default_cause": cause}
+            )[0]
+    for reason in ReasonCode.objects.filter(pathway__isnull=True):
+        found[reason.code] = reason
+    return found
+
+
+# --- episodes and events ------------------------------------------------------------
+
+
+def _start_time(rng: random.Random, elective: bool, now: datetime, *, recent: bool) -> datetime:
+    today = timezone.localdate(now)
+    while True:
+        day = today - timedelta(days=rng.randint(1, 3) if recent else rng.randint(4, DAYS))
+        if elective and day.weekday() >= 5:
+            continue
+        at = time(7, rng.choice([15, 30, 45])) if elective else time(rng.randint(0, 23), rng.randint(0, 59))
+        return timezone.make_aware(datetime.combine(day, at))
+
+
+def _place(rng: random.Random, due_from, due_by, anchor: datetime, outcome: str) -> datetime:
+    """A time for a step: inside its window, or just outside it for a departure."""
+    start = due_from or anchor
+    end = due_by or start + timedelta(hours=2)
+    if end <= start:
+        end = start + timedelta(minutes=30)
+    if outcome == "late":
+        return end + timedelta(minutes=rng.randint(60, 36 * 60))
+    if outcome == "early":
+        return start - timedelta(minutes=rng.randint(60, 24 * 60))
+    span = (end - start).total_seconds()
+    return start + timedelta(seconds=rng.uniform(0.05, 0.7) * span)
+
+
+def _write_episodes(rng, versions, units, clinician, lead, now):
+    """Episodes and events in bulk; returns their ids and the exits still to record."""
+    episodes: list[Episode] = []
+    exits: list[tuple[Episode, datetime, str]] = []
+    plans: list[tuple[Episode, list[tuple[int | None, str, datetime]]]] = []
+    number = 0
+    specs_by_version = load_step_specs(v.pk for v in versions.values())
+    for code, plan in PLAN.items():
+        version = versions[code]
+        specs = specs_by_version.get(version.pk, [])
+        for i in range(plan["count"]):
+            number += 1
+            started = _start_time(rng, plan["elective"], now, recent=i < 4)  # a few still on the ward
+            departs = rng.random() < DEPARTURE_SHARE
+            events, ended, status, exit_reason = _journey(rng, specs, code, started, departs, now)
+            exiting = status == Episode.Status.EXITED
+            if exiting:
+                # Written active; the exit goes through the service, which records the
+                # exit variance the lead reviews.
+                status, exit_at, ended = Episode.Status.ACTIVE, ended, None
+            episode = Episode(
+                patient_ref=f"{REF_PREFIX}{code[:3]}-{number:04d}",
+                version=version,
+                org_unit=units[rng.choice(plan["units"])],
+                responsible_clinician=clinician if rng.random() < 0.7 else lead,
+                started_at=started,
+                ended_at=ended,
+                status=status,
+                discharge_destination=rng.choice(DESTINATIONS) if status == Episode.Status.COMPLETED else "",
+                readmitted_30d=(rng.random() < 0.06) if ended and ended < now - timedelta(days=30) else None,
+                complication=(rng.random() < 0.08) if ended else None,
+                created_at=started,
+                updated_at=now,
+            )
+            episode.full_clean(validate_constraints=False)
+            episodes.append(episode)
+            plans.append((episode, events))
+            if exiting:
+                exits.append((episode, exit_at, exit_reason))
+    Episode.objects.bulk_create(episodes)
+    rows = []
+    for episode, events in plans:
+        for step_id, activity, at in events:
+            rows.append(
+                StepEvent(
+                    episode=episode,
+                    step_id=step_id,
+                    activity=activity,
+                    occurred_at=at,
+                    recorded_at=min(at + timedelta(minutes=rng.randint(2, 90)), now),
+                    source=StepEvent.Source.MANUAL if step_id is None else StepEvent.Source.API,
+                    external_id="" if step_id is None else f"{episode.patient_ref}-{len(rows):05d}",
+                )
+            )
+    StepEvent.objects.bulk_create(rows)
+    audit_record(
+        action="demo.load",
+        object_type="variances.episode",
+        detail={"episodes": len(episodes), "events": len(rows)},
+    )
+    return [e.pk for e in episodes], exits
+
+
+def _journey(rng, specs, code, started, departs, now):
+    """One episode's events, end and status; departures on at most two steps."""
+    planned = [s for s in specs if not s.per_day]
+    per_day = [s for s in specs if s.per_day]
+    departing: dict[int, str] = {}
+    if departs and planned:
+        for spec in rng.sample(planned, k=min(len(planned), rng.choice([1, 1, 2]))):
+            departing[spec.id] = rng.choice(["late", "late", "late", "early", "missed"])
+    events: list[tuple[int | None, str, datetime]] = []
+    facts: list[EventFact] = []
+    pending = list(planned)
+    for _ in range(len(planned) + 1):  # anchors first: repeat until every step is placed
+        done = {f.step_id for f in facts}
+        waiting = {p.id for p in pending}
+        for spec in list(pending):
+            if spec.anchor_id is not None and spec.anchor_id not in done:
+                if spec.anchor_id not in waiting:
+                    pending.remove(spec)  # its anchor never happened: neither does it
+                continue
+            if waiting & set(spec.must_follow):
+                continue  # place the steps it must follow first
+            pending.remove(spec)
+            outcome = departing.get(spec.id, "on-time")
+            if outcome == "missed" or (not spec.mandatory and rng.random() < 0.3):
+                continue
+            first = first_events(specs, facts)
+            due_from, due_by = window(spec, started_at=started, first=first)
+            after = [first[p].occurred_at for p in spec.must_follow if p in first]
+            at = _place(rng, due_from, due_by, started, outcome)
+            if after and outcome == "on-time" and at <= max(after):
+                at = max(after) + timedelta(minutes=rng.randint(10, 90))
+                if due_by is not None and at > due_by:
+                    at = max(after) + (due_by - max(after)) / 2
+            at = max(at, started - timedelta(days=14))
+            facts.append(EventFact(len(facts) + 1, spec.id, "", at))
+            events.append((spec.id, "", at))
+            if rng.random() < 0.1:  # a repeat (recorded twice, or done again): never a variance
+                events.append((spec.id, "", at + timedelta(hours=rng.randint(2, 20))))
+    last = max([at for _s, _a, at in events], default=started + timedelta(hours=4))
+    if departs and rng.random() < 0.35:
+        extra = rng.choice(ADDITIONS[code])
+        events.append((None, extra, started + (last - started) * rng.uniform(0.3, 0.9)))
+    ended = max(last, started) + timedelta(hours=rng.randint(2, 6))
+    status, exit_reason = Episode.Status.COMPLETED, ""
+    if departs and rng.random() < 0.06:
+        ended = started + (ended - started) * 0.5
+        events = [e for e in events if e[2] <= ended]
+        status, exit_reason = Episode.Status.EXITED, rng.choice(EXITS)
+    for spec in per_day:
+        day = started
+        while day < ended:
+            events.append((spec.id, "", day + timedelta(hours=1)))
+            day += timedelta(days=1)
+    if ended >= now - timedelta(hours=1):
+        # Still on the ward: only what has happened so far.
+        events = [e for e in events if e[2] < now - timedelta(minutes=30)]
+        return events, None, Episode.Status.ACTIVE, ""
+    return events, ended, status, exit_reason
+
+
+# --- documentation ----------------------------------------------------------------
+
+
+def _exit(rng, exits, reasons) -> Counter:
+    for episode, ended_at, why in exits:
+        code, _rationale = rng.choice(EXPLANATIONS["exit"])
+        services.episode_exit(
+            episode=episode,
+            ended_at=ended_at,
+            reason=why,
+            reason_code=reasons[code],
+            actor=episode.responsible_clinician,
+        )
+    return Counter(exits=len(exits))
+
+
+def _document(rng, episode_ids, reasons, clinician, lead) -> Counter:
+    counts: Counter = Counter()
+    unexplained = list(
+        Variance.objects.unexplained()
+        .filter(episode_id__in=episode_ids)
+        .select_related("episode__version__pathway", "episode__responsible_clinician", "step")
+        .order_by("-episode__started_at", "id")
+    )
+    left = 0
+    for variance in unexplained:
+        owner = variance.episode.responsible_clinician
+        if owner == clinician and left < INBOX_LEFT:
+            left += 1  # the newest of the demo clinician's: waiting in her inbox
+            continue
+        code, rationale = _explanation(rng, variance, reasons)
+        services.variance_explain(
+            variance=variance,
+            cause=reasons[code].default_cause or Variance.Cause.CLINICIAN,
+            reason=reasons[code],
+            valence=Variance.Valence.NEUTRAL
+            if variance.variance_type in ("early", "addition")
+            else Variance.Valence.NEGATIVE,
+            rationale=rationale if code != "patient-refuses" else "",
+            action_taken="Discussed at the morning huddle." if rng.random() < 0.3 else "",
+            actor=owner or clinician,
+        )
+        counts["explained"] += 1
+    counts["inbox"] = left
+    _review(rng, episode_ids, lead, counts)
+    _history_examples(episode_ids, clinician, lead, reasons)
+    return counts
+
+
+def _explanation(rng, variance, reasons) -> tuple[str, str]:
+    pathway_code = variance.episode.version.pathway.code
+    local = {code for code, _d, _c in LOCAL_REASONS.get(pathway_code, [])}
+    other_local = {code for rows in LOCAL_REASONS.values() for code, _d, _c in rows} - local
+    options = [(c, r) for c, r in EXPLANATIONS.get(variance.variance_type, []) if c not in other_local]
+    return rng.choice(options or [("limited-time", "Ward pressures on the day.")])
+
+
+def _review(rng, episode_ids, lead, counts) -> None:
+    documented = list(
+        Variance.objects.awaiting_review()
+        .filter(episode_id__in=episode_ids)
+        .select_related("episode", "step", "reason")
+        .order_by("-episode__started_at", "id")
+    )
+    waiting = 0
+    for variance in documented:
+        if variance.review_required and waiting < REVIEW_LEFT:
+            waiting += 1  # the most recent that must be reviewed: in the lead's queue
+            continue
+        if not variance.review_required and rng.random() < 0.6:
+            continue  # optional reviews: the lead does some
+        justified = variance.cause != Variance.Cause.CLINICIAN or rng.random() < 0.6
+        services.variance_review(
+            variance=variance,
+            justified=justified,
+            avoidable=variance.cause in (Variance.Cause.SYSTEM, Variance.Cause.CLINICIAN) and rng.random() < 0.7,
+            comment="" if justified else "Should have escalated to the on-call consultant; discussed at M&M.",
+            actor=lead,
+        )
+        counts["reviewed"] += 1
+
+
+def _history_examples(episode_ids, clinician, lead, reasons) -> None:
+    """One amended and one withdrawn variance, so the history pages have something to show."""
+    amendable = (
+        Variance.objects.filter(episode_id__in=episode_ids, status=Variance.Status.DOCUMENTED, recorded_by=clinician)
+        .order_by("id")
+        .first()
+    )
+    if amendable is not None:
+        services.variance_amend(
+            variance=amendable,
+            changes={"rationale": (amendable.rationale + " Confirmed with the theatre coordinator.").strip()},
+            reason="Added what the theatre coordinator confirmed",
+            actor=clinician,
+        )
+    episode = Episode.objects.filter(pk__in=episode_ids, responsible_clinician=clinician).order_by("started_at").first()
+    if episode is not None:
+        step = Step.objects.filter(version_id=episode.version_id).order_by("stage__order", "order").first()
+        mistaken = services.variance_record(
+            episode=episode,
+            step=step,
+            variance_type=Variance.Type.DELAY,
+            cause=Variance.Cause.SYSTEM,
+            reason=reasons["service-not-available"],
+            valence=Variance.Valence.NEGATIVE,
+            rationale="Recorded against the wrong patient.",
+            occurred_at=episode.started_at,
+            actor=clinician,
+        )
+        services.variance_withdraw(variance=mistaken, reason="Recorded on the wrong patient", actor=clinician)

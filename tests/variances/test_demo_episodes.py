@@ -1,0 +1,71 @@
+"""The demo's episodes: realistic proportions, an inbox and a review queue to show, idempotent."""
+
+import io
+
+import pytest
+
+from accounts.models import AuditEvent
+from demo import episodes as demo_episodes
+from demo import org as demo_org
+from tests.variances.factories import build_pathway
+from variances.models import Episode, ReasonCode, StepEvent, Variance, VarianceRevision
+from variances.selectors import review_queue_for, unexplained_for
+
+
+@pytest.fixture
+def demo(db):
+    units = demo_org.load_org()
+    users = {u.username: u for u in demo_org.load_users(units)}
+    for code in ("TKR", "HIP-FRACTURE"):
+        build_pathway(units["ORTHO"], code=code)
+    return units, users
+
+
+def load(demo) -> str:
+    units, users = demo
+    out = io.StringIO()
+    demo_episodes.load(units=units, users=users, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.slow
+def test_it_loads_18_months_with_a_third_departing_and_work_waiting(demo):
+    _units, users = demo
+    message = load(demo)
+
+    episodes = Episode.objects.filter(patient_ref__startswith="DEMO-")
+    assert episodes.count() == 200
+    departing = episodes.filter(variances__isnull=False).distinct().count()
+    assert 0.25 <= departing / 200 <= 0.5, departing
+    assert episodes.filter(status="active").exists() and episodes.filter(status="exited").exists()
+    assert 0 < unexplained_for(users["clinician"]).count() <= 6
+    assert review_queue_for(users["lead"]).filter(review_required=True).count() == 5
+    assert Variance.objects.filter(status="reviewed").exists()
+    assert Variance.objects.filter(status="withdrawn", withdrawn_reason="Recorded on the wrong patient").exists()
+    assert ReasonCode.objects.filter(code="no-trauma-theatre", pathway__code="HIP-FRACTURE").exists()
+    # Every variance carries its history, newest revision equal to its state.
+    assert VarianceRevision.objects.count() >= Variance.objects.count()
+    assert "200 on TKR and HIP-FRACTURE" in message
+
+
+@pytest.mark.slow
+def test_a_second_load_changes_nothing(demo):
+    load(demo)
+    counts = (Episode.objects.count(), StepEvent.objects.count(), Variance.objects.count(), AuditEvent.objects.count())
+
+    assert load(demo) == "Demo episodes already loaded."
+    assert counts == (
+        Episode.objects.count(),
+        StepEvent.objects.count(),
+        Variance.objects.count(),
+        AuditEvent.objects.count(),
+    )
+
+
+def test_it_waits_for_the_demo_pathways(db):
+    units = demo_org.load_org()
+    users = {u.username: u for u in demo_org.load_users(units)}
+    out = io.StringIO()
+    demo_episodes.load(units=units, users=users, stdout=out)
+    assert "no published pathway HIP-FRACTURE, TKR" in out.getvalue()
+    assert not Episode.objects.exists()
