@@ -21,3 +21,16 @@ class RequestIdFilter(logging.Filter):
             record.msg = message.replace("\r", "\\r").replace("\n", "\\n")
             record.args = None
         return True
+
+
+class ContinuationFormatter(logging.Formatter):
+    """Mark every continuation line (a traceback, say) with ``  | ``.
+
+    The filter above keeps a message on one line; an exception's text can still
+    carry user input with line breaks into the traceback. Indenting every
+    continuation line means no line that is not a record's first can start with
+    a timestamp, so nothing can pass for a log record of its own.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r", "\\r").replace("\n", "\n  | ")
