@@ -114,6 +114,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 if env.str("REPORTS_DATABASE_URL", default=""):
     # Read replica for report queries; see config/routers.py and README "Scaling out".
     DATABASES["reports"] = env.db("REPORTS_DATABASE_URL")
+    DATABASES["reports"]["CONN_MAX_AGE"] = DATABASES["default"]["CONN_MAX_AGE"]
+    DATABASES["reports"]["CONN_HEALTH_CHECKS"] = True
+    # Tests read the primary's test database through the alias instead of creating another.
+    DATABASES["reports"]["TEST"] = {"MIRROR": "default"}
     DATABASE_ROUTERS = ["config.routers.ReportsReplicaRouter"]
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
