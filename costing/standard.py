@@ -19,12 +19,14 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Prefetch
 from django.utils import timezone
 
-from pathways.models import PathwayVersion, PlannedResource, Resource, Stage, Step
+from accounts.audit import audit_record
+from pathways.models import Pathway, PathwayVersion, PlannedResource, Resource, Stage, Step
 
-from .models import CostRate, financial_year_of
+from .models import Budget, CostRate, financial_year_of
 from .rates import rates_in_force
 
 ZERO = Decimal("0")
@@ -183,3 +185,84 @@ def version_standard_cost(version: PathwayVersion, *, on: date | None = None) ->
 def expected_episode_cost(version: PathwayVersion, *, on: date | None = None) -> Decimal:
     """E for one episode on ``version`` started on ``on``."""
     return version_standard_cost(version, on=on).expected_cost
+
+
+@dataclass(frozen=True)
+class StepDelta:
+    code: str
+    name: str
+    before: Decimal | None  # None: the step is not in the old version
+    after: Decimal | None  # None: the step was removed
+
+    @property
+    def delta(self) -> Decimal:
+        return (self.after or ZERO) - (self.before or ZERO)
+
+
+@dataclass(frozen=True)
+class CostDelta:
+    old: VersionCost
+    new: VersionCost
+    steps: tuple[StepDelta, ...]
+
+    @property
+    def delta(self) -> Decimal:
+        return self.new.expected_cost - self.old.expected_cost
+
+
+def version_cost_delta(old: PathwayVersion, new: PathwayVersion, *, on: date | None = None) -> CostDelta:
+    """E of two versions with the same rates (those in force on ``on``), step by step.
+
+    Same rates on both sides, so the delta is the change in the plan, not in prices.
+    """
+    on = on or timezone.localdate()
+    before, after = version_standard_cost(old, on=on), version_standard_cost(new, on=on)
+    old_steps = {sc.step.code: sc for sc in before.steps}
+    new_steps = {sc.step.code: sc for sc in after.steps}
+    rows = []
+    for code in [*new_steps, *(c for c in old_steps if c not in new_steps)]:
+        was, now = old_steps.get(code), new_steps.get(code)
+        if was is not None and now is not None and was.expected_cost == now.expected_cost:
+            continue
+        rows.append(
+            StepDelta(
+                code=code,
+                name=(now or was).step.name,
+                before=was.expected_cost if was else None,
+                after=now.expected_cost if now else None,
+            )
+        )
+    return CostDelta(old=before, new=after, steps=tuple(rows))
+
+
+# --- budgets: planned episode volumes, which reports cost at standard ---------------------------
+
+
+@transaction.atomic
+def budget_set(*, pathway: Pathway, financial_year: int, episodes: int, actor) -> tuple[Budget, str]:
+    """Create or change the budgeted number of episodes of ``pathway`` in ``financial_year``."""
+    budget = Budget.objects.select_for_update().filter(pathway=pathway, financial_year=financial_year).first()
+    before = budget.episodes if budget else None
+    if budget is not None and before == episodes:
+        return budget, "unchanged"
+    budget = budget or Budget(pathway=pathway, financial_year=financial_year)
+    budget.episodes = episodes
+    budget.updated_at = timezone.now()
+    budget.updated_by = actor
+    budget.full_clean(validate_unique=before is None)
+    budget.save()
+    audit_record(
+        action="budget.create" if before is None else "budget.update",
+        actor=actor,
+        obj=budget,
+        detail={"pathway": pathway.code, "financial_year": financial_year, "before": before, "after": episodes},
+    )
+    return budget, "created" if before is None else "updated"
+
+
+@transaction.atomic
+def budget_delete(*, budget: Budget, actor) -> None:
+    detail = {"pathway": budget.pathway.code, "financial_year": budget.financial_year, "episodes": budget.episodes}
+    pk = budget.pk
+    budget.delete()
+    audit_record(action="budget.delete", actor=actor, object_type="costing.budget", object_id=str(pk), detail=detail)

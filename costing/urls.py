@@ -1,7 +1,26 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-from . import views  # noqa: F401
+from . import views
 
 app_name = "costing"
 
-urlpatterns: list = []
+urlpatterns = [
+    # the pathway page's cost panel and provenance (HTMX fragments, full pages without JS)
+    path("versions/<int:pk>/cost/", views.version_cost, name="version_cost"),
+    path("versions/<int:old>/<int:new>/cost-delta/", views.version_cost_delta_view, name="version_cost_delta"),
+    path("steps/<int:pk>/cost/", views.step_cost, name="step_cost"),
+    # resources and rates (finance edits; everyone reads)
+    path("resources/", views.resource_list, name="resource_list"),
+    path("resources/new/", views.resource_new, name="resource_new"),
+    path("resources/<str:code>/", views.resource_detail, name="resource_detail"),
+    path("resources/<str:code>/edit/", views.resource_edit, name="resource_edit"),
+    path("resources/<str:code>/rates/new/", views.rate_edit, name="rate_new"),
+    path("resources/<str:code>/rates/<int:financial_year>/", views.rate_edit, name="rate_edit"),
+    path("rates/ccr/", views.ccr_calculator, name="ccr"),
+    path("rates/import/", views.rate_import, name="rate_import"),
+    # budgets: episodes per pathway per financial year
+    path("budgets/", views.budget_list, name="budget_list"),
+    path("budgets/new/", views.budget_edit, name="budget_new"),
+    path("budgets/<int:pk>/", views.budget_edit, name="budget_edit"),
+    path("budgets/<int:pk>/remove/", views.budget_remove, name="budget_remove"),
+]

@@ -47,3 +47,12 @@ def window_label(step: Step) -> str:
     if high is not None:
         return f"within {minutes(high)} {after}"
     return f"not before {minutes(low)} {after}"
+
+
+@register.filter
+def plain(value) -> str:
+    """A Decimal without trailing zeros: 3.000 -> "3", 0.250 -> "0.25"."""
+    if value is None:
+        return ""
+    text = f"{value.normalize():f}" if hasattr(value, "normalize") else str(value)
+    return text
