@@ -325,3 +325,20 @@ def test_an_import_is_audited_once_with_its_figures(sepsis, org, tmp_path, erin)
     event = AuditEvent.objects.get(action="events.import")
     assert event.actor == erin
     assert event.detail["episodes_created"] == 1 and event.detail["file_name"] == "log.csv"
+
+
+def test_external_ids_are_a_hash_of_source_pathway_case_activity_time_and_occurrence(sepsis, org, tmp_path):
+    from variances.importers.loader import external_id_for
+
+    path = write_csv(tmp_path / "log.csv", [("A", T0, [("ER Registration", 0), ("ER Registration", 0)])])
+
+    run(path, org)
+
+    stored = list(StepEvent.objects.order_by("id").values_list("external_id", flat=True))
+    expected = [
+        external_id_for(
+            source="4tu-sepsis-cases", pathway="SEPSIS-ED", case_id="A", activity="ER Registration", at=T0, occurrence=n
+        )
+        for n in (0, 1)
+    ]
+    assert stored == expected  # a duplicate row is a second occurrence, not a clash

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import time
 from collections import Counter
@@ -354,44 +355,38 @@ class Importer:
             return None
         summary.outcome_events += len(outcomes)
         kept.sort(key=lambda e: (e.timestamp, e.position))
-        occurrences: Counter = Counter()
-        prepared = []
         source, pathway = mapping.source, self.plan.version.pathway.code
+        # external_id_for(), inlined: the same text, built once per case up to the activity.
+        prefix = f"{source}\x1f{pathway}\x1f{case.case_id}\x1f"
+        steps, unmapped, cost_rid = self.plan.steps, summary.unmapped, self.plan.cost_resource_id
+        occurrences: dict = {}
+        prepared = []
         for event in kept:
-            target = self.plan.steps.get(event.activity)
-            identity = (event.activity, event.timestamp)
-            occurrence = occurrences[identity]
-            occurrences[identity] += 1
-            quantities: tuple = ()
+            activity, at = event.activity, event.timestamp
+            occurrence = occurrences.get((activity, at), 0)
+            occurrences[(activity, at)] = occurrence + 1
+            target = steps.get(activity)
             if target is not None:
                 step_id, planned = target
-                activity = ""
-                quantities = tuple((rid, qty, None) for rid, qty in planned)
+                quantities = tuple((rid, qty, None) for rid, qty in planned) if planned else ()
+                stored_activity = ""
             else:
-                step_id = None
-                activity = event.activity
+                step_id, quantities, stored_activity = None, (), activity
                 summary.events_unplanned += 1
-                if event.activity in summary.unmapped or len(summary.unmapped) < MAX_UNMAPPED_NAMES:
-                    summary.unmapped[event.activity] += 1
+                if activity in unmapped or len(unmapped) < MAX_UNMAPPED_NAMES:
+                    unmapped[activity] += 1
             if event.cost is not None:
                 # The cost is the event's actual price of one unit of the cost resource.
-                cost_rid = self.plan.cost_resource_id
-                quantities = tuple(q for q in quantities if q[0] != cost_rid) + ((cost_rid, Decimal("1"), event.cost),)
+                quantities = tuple(q for q in quantities if q[0] != cost_rid) + ((cost_rid, ONE, event.cost),)
+            text = f"{prefix}{activity}\x1f{at.timestamp():.6f}\x1f{occurrence}"
             prepared.append(
                 PreparedEvent(
-                    step_id=step_id,
-                    activity=activity,
-                    occurred_at=event.timestamp,
-                    resource=event.resource,
-                    external_id=external_id_for(
-                        source=source,
-                        pathway=pathway,
-                        case_id=case.case_id,
-                        activity=event.activity,
-                        at=event.timestamp,
-                        occurrence=occurrence,
-                    ),
-                    quantities=quantities,
+                    step_id,
+                    stored_activity,
+                    at,
+                    event.resource,
+                    hashlib.blake2b(text.encode(), digest_size=16).hexdigest(),
+                    quantities,
                 )
             )
         ref = patient_ref_for(case.case_id, source=source, prefix=mapping.patient_ref_prefix)
@@ -449,67 +444,39 @@ class Importer:
         if not self.writing:
             return
 
-        episodes = [self._new_episode(case) for case in new_cases]
-        Episode.objects.bulk_create(episodes, batch_size=1000)
-        summary.episodes_created += len(episodes)
+        episode_ids = insert_episodes([self._new_episode(case) for case in new_cases])
+        summary.episodes_created += len(episode_ids)
 
-        events: list[StepEvent] = []
-        quantities: list[tuple[StepEvent, tuple]] = []
-        for case, episode in zip(new_cases, episodes, strict=True):
-            self._add_events(episode.pk, case.events, events, quantities)
-        summary.events_created += sum(len(c.events) for c in new_cases)
+        events: list[tuple[int, PreparedEvent]] = []
+        for case, episode_id in zip(new_cases, episode_ids, strict=True):
+            events.extend((episode_id, p) for p in case.events)
+        summary.events_created += len(events)
 
-        self._update_existing(old_cases, events, quantities)
-        StepEvent.objects.bulk_create(events, batch_size=2000)
-        if quantities:
-            EventQuantity.objects.bulk_create(
-                [
-                    EventQuantity(event_id=event.pk, resource_id=rid, quantity=qty, unit_cost=cost)
-                    for event, rows in quantities
-                    for rid, qty, cost in rows
-                ],
-                batch_size=2000,
-            )
+        self._update_existing(old_cases, events)
+        insert_events(events, recorded_at=self.stamp, recorded_by_id=self.actor.pk if self.actor else None)
         summary.cases_imported += len(new_cases) + len(old_cases)
-        ids = [e.pk for e in episodes] + [row["id"] for _case, row in old_cases]
+        ids = episode_ids + [row["id"] for _case, row in old_cases]
         summary.variances.update(evaluate_episodes(ids, now=self.now))
 
-    def _new_episode(self, case: PreparedCase) -> Episode:
+    def _new_episode(self, case: PreparedCase) -> dict:
         validate_patient_ref(case.patient_ref)
         started = case.events[0].occurred_at
         ended = case.events[-1].occurred_at if self.closed else None
         readmitted, complication = _outcomes(case.outcomes, ended, None, None)
-        return Episode(
-            patient_ref=case.patient_ref,
-            version=self.plan.version,
-            org_unit=self.org_unit,
-            started_at=started,
-            ended_at=ended,
-            status=Episode.Status.COMPLETED if self.closed else Episode.Status.ACTIVE,
-            readmitted_30d=readmitted,
-            complication=complication,
-            created_at=self.stamp,
-            updated_at=self.stamp,
-        )
+        return {
+            "patient_ref": case.patient_ref,
+            "version_id": self.plan.version.pk,
+            "org_unit_id": self.org_unit.pk,
+            "started_at": started,
+            "ended_at": ended,
+            "status": Episode.Status.COMPLETED if self.closed else Episode.Status.ACTIVE,
+            "readmitted_30d": readmitted,
+            "complication": complication,
+            "created_at": self.stamp,
+            "updated_at": self.stamp,
+        }
 
-    def _add_events(self, episode_id: int, prepared: list[PreparedEvent], events: list, quantities: list) -> None:
-        for p in prepared:
-            event = StepEvent(
-                episode_id=episode_id,
-                step_id=p.step_id,
-                activity=p.activity,
-                occurred_at=p.occurred_at,
-                recorded_at=self.stamp,
-                recorded_by=self.actor,
-                performed_by=p.resource,
-                source=IMPORT,
-                external_id=p.external_id,
-            )
-            events.append(event)
-            if p.quantities:
-                quantities.append((event, p.quantities))
-
-    def _update_existing(self, old_cases: list[tuple[PreparedCase, dict]], events: list, quantities: list) -> None:
+    def _update_existing(self, old_cases: list[tuple[PreparedCase, dict]], events: list) -> None:
         """Add what is new to episodes imported before; close them or set outcomes as asked."""
         summary = self.summary
         if not old_cases:
@@ -535,7 +502,7 @@ class Importer:
             fresh = [p for p in case.events if p.external_id not in known]
             summary.events_already_imported += len(case.events) - len(fresh)
             summary.events_created += len(fresh)
-            self._add_events(row["id"], fresh, events, quantities)
+            events.extend((row["id"], p) for p in fresh)
             first, last = span.get(row["id"], (None, None))
             if fresh:
                 first = min(first or fresh[0].occurred_at, fresh[0].occurred_at)
@@ -571,6 +538,120 @@ class Importer:
                 batch_size=500,
             )
             summary.episodes_updated += len(changed)
+
+
+# --- inserting episodes and events --------------------------------------------------------
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+ONE = Decimal("1")
+
+
+def insert_episodes(rows: list[dict]) -> list[int]:
+    """Insert new episodes in bulk; returns their ids in the order given.
+
+    PostgreSQL: one ``INSERT ... SELECT FROM unnest(arrays)`` per batch (one
+    parameter per column, not per value). Elsewhere: ``bulk_create``. Columns
+    the rows do not give take the model's defaults.
+    """
+    if not rows:
+        return []
+    if connection.vendor != "postgresql":
+        episodes = [Episode(**row) for row in rows]
+        Episode.objects.bulk_create(episodes, batch_size=1000)
+        return [e.pk for e in episodes]
+    fields = [f for f in Episode._meta.concrete_fields if not f.primary_key]
+    columns, arrays, casts = [], [], []
+    for f in fields:
+        default = None if f.null and not f.has_default() else f.get_default()
+        columns.append(f.column)
+        arrays.append([row.get(f.attname, default) for row in rows])
+        casts.append(f"%s::{f.db_type(connection)}[]")
+    table = Episode._meta.db_table
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({', '.join(casts)}) "  # noqa: S608 - model metadata
+        "RETURNING id, patient_ref"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, arrays)
+        id_of = {ref: pk for pk, ref in cursor.fetchall()}
+    return [id_of[row["patient_ref"]] for row in rows]
+
+
+def insert_events(events: list[tuple[int, PreparedEvent]], *, recorded_at: datetime, recorded_by_id) -> None:
+    """Insert events (and their actual quantities) in bulk, in the order given (time order per episode).
+
+    PostgreSQL with psycopg2: ``COPY``, several times faster than ``INSERT`` for
+    hundreds of thousands of events. Elsewhere: ``bulk_create``.
+    """
+    if not events:
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            if hasattr(cursor.cursor, "copy_expert"):
+                _copy_events(cursor, events, recorded_at, recorded_by_id)
+                return
+    rows = [
+        StepEvent(
+            episode_id=episode_id,
+            step_id=p.step_id,
+            activity=p.activity,
+            occurred_at=p.occurred_at,
+            recorded_at=recorded_at,
+            recorded_by_id=recorded_by_id,
+            performed_by=p.resource,
+            source=IMPORT,
+            external_id=p.external_id,
+        )
+        for episode_id, p in events
+    ]
+    StepEvent.objects.bulk_create(rows, batch_size=2000)
+    EventQuantity.objects.bulk_create(
+        [
+            EventQuantity(event_id=row.pk, resource_id=rid, quantity=qty, unit_cost=cost)
+            for row, (_episode_id, p) in zip(rows, events, strict=True)
+            for rid, qty, cost in p.quantities
+        ],
+        batch_size=2000,
+    )
+
+
+def _copy_events(cursor, events, recorded_at, recorded_by_id) -> None:
+    # COPY text format: tab-separated, \N for NULL, backslash escapes in text.
+    # Ids come from the table's identity in row order, so they follow time order.
+    table = StepEvent._meta.db_table
+    escapes, null = _COPY_ESCAPES, "\\N"
+    tail = f"{recorded_at.isoformat()}\t{null if recorded_by_id is None else recorded_by_id}"
+    buffer = io.StringIO()
+    buffer.writelines(
+        f"{episode_id}\t{null if p.step_id is None else p.step_id}\t{p.activity.translate(escapes)}\t"
+        f"{p.occurred_at.isoformat()}\t{tail}\t{p.resource.translate(escapes)}\t{IMPORT.value}\t{p.external_id}\n"
+        for episode_id, p in events
+    )
+    buffer.seek(0)
+    cursor.cursor.copy_expert(
+        f"COPY {table} (episode_id, step_id, activity, occurred_at, recorded_at, recorded_by_id, performed_by, "
+        "source, external_id) FROM STDIN",
+        buffer,
+    )
+    with_quantities = {p.external_id: p.quantities for _episode_id, p in events if p.quantities}
+    if not with_quantities:
+        return
+    keys = list(with_quantities)
+    cursor.execute(
+        f"SELECT id, external_id FROM {table} WHERE source = %s AND external_id = ANY(%s)",  # noqa: S608 - model metadata
+        [IMPORT.value, keys],
+    )
+    buffer = io.StringIO()
+    buffer.writelines(
+        f"{pk}\t{rid}\t{qty}\t1\t{null if cost is None else cost}\n"
+        for pk, external_id in cursor.fetchall()
+        for rid, qty, cost in with_quantities[external_id]
+    )
+    buffer.seek(0)
+    cursor.cursor.copy_expert(
+        f"COPY {EventQuantity._meta.db_table} (event_id, resource_id, quantity, headcount, unit_cost) FROM STDIN",
+        buffer,
+    )
 
 
 def _outcomes(
