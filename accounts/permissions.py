@@ -2,7 +2,7 @@
 
 ``LoginRequiredMiddleware`` denies anonymous access by default; on top of it each
 view carries ``@role_required(...)`` (or ``@login_not_required`` for the few
-public pages), and ``tests/accounts/test_every_view_has_a_rule.py`` walks the URL
+public pages), and ``tests/security/test_every_view_has_a_rule.py`` walks the URL
 resolver to prove no view was left without one.
 """
 
