@@ -14,6 +14,12 @@ ThreadedWSGIServer.request_queue_size = 128
 
 
 @pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    """The personas' passwords play no part in API tests; PBKDF2 would spend seconds per test on them."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def fresh_throttles():
     """Report throttling counts per client in the cache: each test starts with none used."""
     cache.clear()
