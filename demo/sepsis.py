@@ -259,8 +259,12 @@ def load(*, units, users, stdout) -> None:
         closed=True,
         actor=actor,
     )
-    stdout.write(
-        f"Imported the 4TU Sepsis log: {summary.episodes_created} episodes created, "
-        f"{summary.events_created} events, {sum(summary.variances.values())} variances detected "
-        f"({summary.seconds:.1f} s). Data: {CITATION}."
-    )
+    if summary.episodes_created:
+        stdout.write(
+            f"Imported the 4TU Sepsis log: {summary.episodes_created} episodes, {summary.events_created} events, "
+            f"{sum(summary.variances.values())} variances detected ({summary.seconds:.1f} s). Data: {CITATION}."
+        )
+    else:
+        stdout.write(
+            f"The 4TU Sepsis log is already imported ({summary.episodes_unchanged} episodes). Data: {CITATION}."
+        )

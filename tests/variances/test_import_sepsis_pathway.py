@@ -79,3 +79,24 @@ def test_the_ncc_figures_are_those_of_the_shared_schedule():
     for code, _name, _kind, _unit, currency, cost, _why, _includes in sepsis.RESOURCES:
         service = services[code.rsplit("-", 1)[1]]
         assert published[(service, currency)] == Decimal(cost), code
+
+
+def test_the_demo_imports_the_real_log_when_it_is_at_hand_and_only_once(org, tmp_path, monkeypatch):
+    from io import StringIO
+
+    from tests.variances.importing import GOOD, T0, write_xes
+    from variances.models import Episode
+
+    monkeypatch.setenv("SHARED_DATA_DIR", str(tmp_path))
+    out = StringIO()
+    sepsis.load(units=org, users={}, stdout=out)
+    assert f"The 4TU Sepsis log is not at {tmp_path / sepsis.LOG_FILE_NAME}" in out.getvalue()
+
+    write_xes(tmp_path / sepsis.LOG_FILE_NAME, [("A", T0, GOOD), ("B", T0, GOOD)], gz=True)
+    sepsis.load(units=org, users={}, stdout=out)
+    sepsis.load(units=org, users={}, stdout=out)
+
+    assert "Imported the 4TU Sepsis log: 2 episodes" in out.getvalue()
+    assert "The 4TU Sepsis log is already imported (2 episodes)" in out.getvalue()
+    assert sepsis.CITATION in out.getvalue()
+    assert set(Episode.objects.values_list("org_unit__code", "status")) == {("ED", "completed")}

@@ -27,6 +27,9 @@ def _content_loaders():
         loaders.append(demo_pathways.load)
     except ImportError:
         pass
+    from demo import sepsis as demo_sepsis  # SEPSIS-ED, and the real 4TU log when it is at hand
+
+    loaders.append(demo_sepsis.load)
     try:
         from demo import episodes as demo_episodes
 
