@@ -18,6 +18,7 @@ from accounts.models import Membership, OrgUnit
 from accounts.permissions import role_required, unit_ids_for
 from pathways.models import Pathway, PathwayVersion
 
+from .adherence import step_adherence
 from .import_jobs import import_job_create
 from .importers import ImportFailed, MappingError, load_mapping, parse_mapping_text
 from .importers.loader import resolve
@@ -159,6 +160,10 @@ def import_detail(request, pk: int):
     if job is None:
         raise Http404("No such import.")
     context = {"job": job, "summary": job.summary or {}}
+    if job.status == ImportJob.Status.SUCCEEDED and not job.dry_run:
+        # What the pathway's episodes in this unit show now, the imported ones included.
+        units = OrgUnit.objects.subtree_of([job.org_unit]).values_list("pk", flat=True)
+        context["adherence"] = step_adherence(job.pathway.code, units)
     if request.htmx:
         return render(request, "variances/import/partials/status.html", context)
     return render(request, "variances/import/detail.html", context)

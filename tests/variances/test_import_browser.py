@@ -1,5 +1,6 @@
 """Admins import event logs in the browser: upload, mapping, progress polled with HTMX, summary."""
 
+import re
 import time
 
 import pytest
@@ -79,6 +80,10 @@ def test_an_upload_is_imported_in_the_background_and_the_summary_shown(
     assert "2 created, 0 updated, 0 unchanged" in page
     assert "delay 2, omission 3" in page
     assert "hx-trigger" not in page  # done: no more polling
+    antibiotics = re.search(
+        r"IV antibiotics <span class=\"muted\">(.*?)</span></th>\s*<td class=\"num\"><strong>(.*?)</strong>", page
+    )
+    assert antibiotics.groups() == ("within 1 hour of sepsis screening", "0 of 2")  # one late, one missing
     # The upload is not kept: it may hold details about patients.
     assert not job.upload and not any(p.is_file() for p in media.rglob("*"))
     assert AuditEvent.objects.filter(action="events.import_queued", actor=erin).count() == 1
