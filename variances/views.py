@@ -21,6 +21,7 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.audit import audit_record
 from accounts.models import Membership
 from accounts.permissions import EPISODE_ROLES, role_required
 from pathways.models import Step
@@ -49,7 +50,11 @@ def _episode_or_404(request, pk: int) -> Episode:
     queryset = selectors.episodes_for(request.user).select_related(
         "version__pathway", "org_unit", "responsible_clinician"
     )
-    return get_object_or_404(queryset, pk=pk)
+    episode = get_object_or_404(queryset, pk=pk)
+    if request.method == "GET":
+        # Who looked at which patient's episode: the "who accessed this" report.
+        audit_record(action="episode.read", obj=episode, episode_ref=episode.patient_ref, detail={"via": "browser"})
+    return episode
 
 
 def _variance_or_404(request, pk: int) -> Variance:
@@ -63,7 +68,20 @@ def _variance_or_404(request, pk: int) -> Variance:
         "reviewed_by",
         "detection__event",
     )
-    return get_object_or_404(queryset, pk=pk)
+    variance = get_object_or_404(queryset, pk=pk)
+    if request.method == "GET":
+        audit_record(
+            action="variance.read",
+            obj=variance,
+            episode_ref=variance.episode.patient_ref,
+            detail={"via": "browser", "episode": variance.episode_id},
+        )
+    return variance
+
+
+def _audit_list(action: str, object_type: str, rows) -> None:
+    """A list page shows patient references: record which, as the API does for its lists."""
+    audit_record(action=action, object_type=object_type, detail={"via": "browser", "ids": [row.pk for row in rows]})
 
 
 def _form_errors(form, exc: ValidationError) -> None:
@@ -106,6 +124,9 @@ def inbox(request):
         .annotate(open_count=Count("variances", filter=Q(variances__status=Variance.Status.UNEXPLAINED)))
         .order_by("started_at", "id")
     )
+    unexplained, episodes = list(unexplained), list(episodes)
+    _audit_list("variance.list", "variances.variance", unexplained)
+    _audit_list("episode.list", "variances.episode", episodes)
     return render(request, "variances/inbox.html", {"unexplained": unexplained, "episodes": episodes})
 
 
@@ -127,6 +148,7 @@ def episode_list(request):
     if query:
         episodes = episodes.filter(patient_ref__startswith=query)
     page = Paginator(episodes, PAGE_SIZE).get_page(request.GET.get("page"))
+    _audit_list("episode.list", "variances.episode", page.object_list)
     return render(
         request,
         "variances/episode_list.html",
@@ -488,6 +510,7 @@ def review_queue(request):
     if required_only:
         queue = queue.filter(review_required=True)
     page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    _audit_list("variance.list", "variances.variance", page.object_list)
     return render(
         request,
         "variances/review_queue.html",
