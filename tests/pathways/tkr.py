@@ -22,38 +22,14 @@ database. ``user`` is recorded as the author (may be None).
 from decimal import Decimal
 
 from costing.rates import cost_rate_set
+from demo.pathways import TKR_RESOURCES, TKR_STAGES, TKR_STEPS
 from pathways import services
-from pathways.models import Resource, Step
+from pathways.models import Resource
 
-Kind = Resource.Kind
-Unit = Resource.Unit
-
-# code, name, kind, unit, salaried, rate
-RESOURCES = [
-    ("CONSULTANT", "Consultant surgeon", Kind.STAFF, Unit.MINUTE, True, "1.875"),
-    ("THEATRE-NURSE", "Theatre nurse", Kind.STAFF, Unit.MINUTE, True, "0.80"),
-    ("WARD-NURSE", "Ward nurse", Kind.STAFF, Unit.MINUTE, True, "0.70"),
-    ("PHYSIOTHERAPIST", "Physiotherapist", Kind.STAFF, Unit.MINUTE, True, "0.625"),
-    ("THEATRE", "Theatre (room and kit)", Kind.ROOM, Unit.MINUTE, False, "4.50"),
-    ("BED-DAY", "Ward bed-day", Kind.BED_DAY, Unit.DAY, False, "180"),
-    ("IMPLANT", "Knee implant (cemented total knee)", Kind.CONSUMABLE, Unit.ITEM, False, "2000"),
-    ("CONSUMABLES", "Theatre consumables pack", Kind.CONSUMABLE, Unit.ITEM, False, "300"),
-]
-
-STAGES = [("PRE-OP", "Pre-operative"), ("THEATRE", "Theatre"), ("WARD", "Ward and rehabilitation")]
-
-# stage, code, name, type, per_day, expected_count, planned [(resource, quantity, headcount)]
-STEPS = [
-    ("PRE-OP", "PREOP", "Pre-operative assessment", Step.Type.ASSESSMENT, False, "1",
-     [("WARD-NURSE", "30", 1), ("CONSULTANT", "15", 1)]),
-    ("THEATRE", "SURGERY", "Total knee replacement", Step.Type.PROCEDURE, False, "1",
-     [("THEATRE", "90", 1), ("CONSULTANT", "90", 1), ("THEATRE-NURSE", "90", 2),
-      ("IMPLANT", "1", 1), ("CONSUMABLES", "1", 1)]),
-    ("WARD", "WARD-STAY", "Ward stay", Step.Type.STAY, True, "3",
-     [("BED-DAY", "1", 1), ("WARD-NURSE", "240", 1)]),
-    ("WARD", "PHYSIO", "Physiotherapy session", Step.Type.THERAPY, False, "2",
-     [("PHYSIOTHERAPIST", "45", 1)]),
-]  # fmt: skip
+# The spec is the demo's, so the demo's TKR and this fixture cannot drift apart.
+RESOURCES = TKR_RESOURCES
+STAGES = TKR_STAGES
+STEPS = TKR_STEPS
 
 
 def build_tkr(org_unit, financial_year: int = 2025, publish: bool = True, user=None) -> dict:
