@@ -71,6 +71,7 @@ class StepProfile:
     types: tuple[tuple[str, float], ...] = ()  # (variance type, weight); empty: by the window
     reasons: dict[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)  # type -> (code, weight)
     done_share: float | None = None  # optional steps: how often they happen
+    daily: bool = False  # repeated each morning of an inpatient stay (monitoring bloods)
 
 
 @dataclass(frozen=True)
@@ -93,16 +94,17 @@ class PathwayProfile:
     dearer_items: float = 0.04  # share of events with a costly item that record a higher price
 
 
+PRICED_KINDS = (Resource.Kind.CONSUMABLE, Resource.Kind.DRUG, Resource.Kind.EQUIPMENT)
 HOME = (("home", 0.8), ("care home", 0.1), ("rehabilitation unit", 0.06), ("other hospital", 0.04))
 
 PROFILES: dict[str, PathwayProfile] = {
     # NHFD: most hip fractures are older people who fell; a third stay beyond the
     # expected, many leave for rehabilitation or a care home.
     "HIP-FRACTURE": PathwayProfile(
-        share=0.22,
+        share=0.30,
         elective=False,
         winter=0.15,
-        variance_share=0.40,
+        variance_share=0.28,
         exit_share=0.03,
         addition_share=0.3,
         units=("ORTHO-W7", "ORTHO"),
@@ -120,10 +122,10 @@ PROFILES: dict[str, PathwayProfile] = {
     ),
     # Elective knees: weekday lists, short stays, few departures.
     "TKR": PathwayProfile(
-        share=0.18,
+        share=0.25,
         elective=True,
         winter=-0.05,
-        variance_share=0.22,
+        variance_share=0.18,
         exit_share=0.01,
         addition_share=0.25,
         units=("ORTHO-ELEC", "ORTHO-W7", "ORTHO"),
@@ -147,10 +149,10 @@ PROFILES: dict[str, PathwayProfile] = {
     ),
     # The busiest door of the hospital: winter peaks, hour-1 bundle often late.
     "SEPSIS-ED": PathwayProfile(
-        share=0.60,
+        share=0.45,
         elective=False,
         winter=0.25,
-        variance_share=0.36,
+        variance_share=0.27,
         exit_share=0.02,
         addition_share=0.2,
         units=("ED",),
@@ -169,7 +171,8 @@ PROFILES: dict[str, PathwayProfile] = {
                     "early": (("mitigate-risk-negative-outcome", 1),),
                 },
             ),
-            "LACTATE": StepProfile(weight=1.5),
+            "LACTATE": StepProfile(weight=1.5, daily=True),
+            "BLOODS": StepProfile(daily=True),
             "SEPSIS-TRIAGE": StepProfile(weight=1.5, types=(("delay", 1),)),
             "ADMISSION": StepProfile(done_share=0.7, reasons={"delay": (("service-not-available", 5), ("need-more-info", 1))}),
         },
@@ -329,6 +332,7 @@ class _Planned:
     quantity: Decimal
     headcount: int
     unit: str
+    kind: str
     rate: Decimal | None
 
 
@@ -360,6 +364,7 @@ class _VersionPlan:
     per_day: _StepPlan | None
     discharge: _StepPlan | None
     deviation_steps: _Choice
+    daily: list[_StepPlan] = field(default_factory=list)
 
 
 @dataclass
@@ -378,6 +383,27 @@ class _PathwayPlan:
             if version.effective_day <= day:
                 chosen = version
         return chosen
+
+
+def prepare_demo(*, stdout=None) -> None:
+    """The demo trust, its users and pathways (idempotent), without the hand-made demo episodes.
+
+    HIP-FRACTURE and TKR come from ``demo/pathways.py``, SEPSIS-ED from
+    ``demo/sepsis.py`` (its pathway only: not the 4TU log, which ``load_demo`` imports).
+    """
+    from demo import org, sepsis
+
+    out = stdout or io.StringIO()
+    units = org.load_org()
+    users = {u.username: u for u in org.load_users(units)}
+    try:
+        from demo import pathways as demo_pathways
+    except ImportError:
+        demo_pathways = None
+    if demo_pathways is not None:
+        demo_pathways.load(units=units, users=users, stdout=out)
+    actor = users.get("ed-lead")
+    sepsis.build_pathway(owner_unit=units["ED"], actor=actor, resources=sepsis.load_resources(actor=actor))
 
 
 class GenerationError(Exception):
@@ -430,6 +456,7 @@ def _step_plans(version_ids: list[int], rates: dict[int, Decimal], profiles: dic
                 quantity=p.quantity,
                 headcount=p.headcount,
                 unit=p.resource.unit,
+                kind=p.resource.kind,
                 rate=rates.get(p.resource_id),
             )
             for p in step.planned_resources.all()
@@ -450,7 +477,8 @@ def _step_plans(version_ids: list[int], rates: dict[int, Decimal], profiles: dic
             profile=profile,
         )
         plan.minute_resources = [p for p in planned if p.unit == Resource.Unit.MINUTE]
-        items = [p for p in planned if p.unit == Resource.Unit.ITEM and p.rate is not None and p.rate >= 250]
+        # An item whose price can change with the supplier (an implant), not a whole attendance.
+        items = [p for p in planned if p.kind in PRICED_KINDS and p.rate is not None and p.rate >= 250]
         plan.priced_item = max(items, key=lambda p: p.rate, default=None)
         by_version[step.version_id].append(plan)
     return specs, by_version
@@ -542,7 +570,22 @@ def _episode_units(profile: PathwayProfile, owner: OrgUnit) -> list[tuple[OrgUni
     return [(u, 1.0) for u in leaves] or [(owner, 1.0)]
 
 
-def load_plans(*, episodes: int) -> list[_PathwayPlan]:
+def _effective_days(versions: list[_VersionPlan], *, first_day: int, cutoff_day: int) -> None:
+    """When episodes start on each version (versions in number order; the first from the beginning).
+
+    Their own effective dates where those fall in order before the cutoff; otherwise
+    (a demo database whose versions were all published today) the years are shared
+    out evenly, so that the older episodes follow the retired versions.
+    """
+    days = [v.effective_day for v in versions]
+    if any(b <= a for a, b in zip(days, days[1:], strict=False)) or days[-1] > cutoff_day:
+        span = cutoff_day - first_day
+        for i, version in enumerate(versions):
+            version.effective_day = first_day + span * i // len(versions)
+    versions[0].effective_day = -(10**9)
+
+
+def load_plans(*, episodes: int, first_day: int, cutoff_day: int) -> list[_PathwayPlan]:
     """Every pathway with a published version, ready to generate on (creating staff where needed)."""
     published = list(
         PathwayVersion.objects.filter(status__in=[PathwayVersion.Status.PUBLISHED, PathwayVersion.Status.RETIRED])
@@ -591,11 +634,10 @@ def load_plans(*, episodes: int) -> list[_PathwayPlan]:
                     per_day=next((s for s in steps if s.per_day), None),
                     discharge=next((s for s in steps if s.step_type == Step.Type.DISCHARGE and not s.per_day), None),
                     deviation_steps=_deviation_choice(steps),
+                    daily=[s for s in steps if s.profile.daily and not s.per_day],
                 )
             )
-        # The published version covers everything from its start; retired ones only before it.
-        version_plans.sort(key=lambda v: v.effective_day)
-        version_plans[0].effective_day = -(10**9)
+        _effective_days(version_plans, first_day=first_day, cutoff_day=cutoff_day)
         additions = [
             (activity, [(resources[r], qty) for r, qty in used if r in resources])
             for activity, used in profile.additions
@@ -845,9 +887,14 @@ class _EpisodeMaker:
             for day in range(max(1, end // DAY - start // DAY)):
                 when = max(start + 5 * MINUTE, (start // DAY + day) * DAY + 8 * HOUR + _between(rng, 0, 2 * HOUR))
                 events.append(_Event(step.id, "", when, when + _between(rng, 5, 300), API, None))
-            if expected_los and (end // DAY - start // DAY) > step.expected + 1 and rng.random() < 0.45:
+            if expected_los and (end // DAY - start // DAY) > step.expected + 1 and rng.random() < 0.3:
                 at = (start // DAY + math.ceil(step.expected)) * DAY + 12 * HOUR
                 draft.recorded.append(_Recorded(Type.DELAY, step.id, None, at, at + _between(rng, HOUR, DAY), "stay"))
+        for step in version.daily:
+            if step.id in first:
+                for day in range(1, end // DAY - start // DAY):
+                    when = (start // DAY + day) * DAY + 6 * HOUR + _between(rng, 0, 2 * HOUR)
+                    events.append(_Event(step.id, "", when, when + _between(rng, 5, 300), API, None))
         if version.discharge is not None:
             source = SOURCES(rng)
             events.append(_Event(version.discharge.id, "", end, self._recorded_at(end, source), source,
@@ -907,7 +954,7 @@ class _EpisodeMaker:
             for planned in step.minute_resources:
                 minutes = max(1, round(float(planned.quantity) * factor))
                 quantities.append((planned.resource_id, str(minutes), planned.headcount, None))
-            if factor >= 1.3 and rng.random() < 0.5:
+            if factor >= 1.3 and step.step_type == Step.Type.PROCEDURE and rng.random() < 0.6:
                 draft.recorded.append(
                     _Recorded(
                         Type.OVERRIDE,
@@ -1655,14 +1702,14 @@ def generate(
         )
     began = time.perf_counter()
     rng = random.Random(seed)
-    with transaction.atomic():
-        plans = load_plans(episodes=episodes)
     clock = _Clock()
     cutoff_day = (until - date(1970, 1, 1)).days
     cutoff = cutoff_day * DAY  # local midnight
     cutoff_utc = clock.utc(cutoff)
     span = max(1, round(years * 365.25))
     first_day = cutoff_day - span
+    with transaction.atomic():
+        plans = load_plans(episodes=episodes, first_day=first_day, cutoff_day=cutoff_day)
 
     maker = _EpisodeMaker(rng, cutoff=cutoff, seed=seed)
     writer = _Writer()

@@ -85,7 +85,16 @@ def test_it_generates_realistic_episodes_about_a_third_departing(generated):
     assert f"Variances: {Variance.objects.count():,} in " in generated
 
     episodes = Episode.objects.all()
-    assert set(episodes.values_list("version__pathway__code", flat=True)) >= {"SEPSIS-ED"}
+    assert set(episodes.values_list("version__pathway__code", flat=True)) == {"HIP-FRACTURE", "TKR", "SEPSIS-ED"}
+    # Elective knees are admitted on weekday mornings.
+    knees = [
+        s.astimezone(CUTOFF.tzinfo)
+        for s in episodes.filter(version__pathway__code="TKR").values_list("started_at", flat=True)
+    ]
+    assert not [s for s in knees if s.weekday() == 6] and sum(s.weekday() < 5 for s in knees) >= 0.95 * len(knees)
+    assert all(7 <= s.hour <= 14 for s in knees)
+    # Both hip fracture versions carry episodes: the retired one the older ones.
+    assert episodes.filter(version__pathway__code="HIP-FRACTURE").values("version").distinct().count() == 2
     starts = list(episodes.values_list("started_at", flat=True))
     assert min(starts) >= CUTOFF.replace(year=2023) and max(starts) < CUTOFF
     months = Counter(s.astimezone(CUTOFF.tzinfo).month for s in starts)

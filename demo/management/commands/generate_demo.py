@@ -2,7 +2,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from demo import generate, org
+from demo import generate
 
 
 class Command(BaseCommand):
@@ -28,7 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args, episodes, seed, until, years, batch_events, **options):
         if years < 1:
             raise CommandError("--years must be at least 1.")
-        self._prepare()
+        generate.prepare_demo(stdout=self.stdout)
         try:
             summary = generate.generate(
                 episodes=episodes,
@@ -44,13 +44,6 @@ class Command(BaseCommand):
         for line in summary.lines():
             self.stdout.write(line)
 
-    def _prepare(self) -> None:
-        """The demo trust, its users and pathways (idempotent), without the hand-made demo episodes."""
-        units = org.load_org()
-        users = {u.username: u for u in org.load_users(units)}
-        for build in _pathway_loaders():
-            build(units=units, users=users, stdout=self.stdout)
-
     def _progress(self, summary, total: int) -> None:
         share = summary.episodes / total if total else 1
         self.stdout.write(
@@ -59,23 +52,3 @@ class Command(BaseCommand):
             ending="",
         )
         self.stdout.flush()
-
-
-def _pathway_loaders():
-    """The demo pathways: HIP-FRACTURE and TKR (demo/pathways.py) and SEPSIS-ED (without the 4TU log)."""
-    loaders = []
-    try:
-        from demo import pathways as demo_pathways
-
-        loaders.append(demo_pathways.load)
-    except ImportError:
-        pass
-    loaders.append(_sepsis)
-    return loaders
-
-
-def _sepsis(*, units, users, stdout) -> None:
-    from demo import sepsis
-
-    actor = users.get("ed-lead")
-    sepsis.build_pathway(owner_unit=units["ED"], actor=actor, resources=sepsis.load_resources(actor=actor))

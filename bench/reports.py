@@ -1,0 +1,384 @@
+"""Report computation time against hand-written SQL (the database's limit), at 10k, 100k and 500k episodes.
+
+For each size N, a PostgreSQL database ``<name>_r<N>`` is filled by
+``generate_demo`` (kept and reused with ``--reuse``), then, in a fresh process:
+
+- the variance report (``costing.reports.variance_report``), ``--repeat`` times,
+  and the hand-written SQL for the same figures (``bench/sqllimit.py``), which
+  must agree with it;
+- the cost report: a *full run* (every per-episode cost summary recomputed, as
+  after a rate change), then *warm* runs (nothing changed), and the hand-written
+  SQL that computes the same headline figures from the raw events, plans and
+  rates (no summaries); then 1% of closed episodes change (an extra costed
+  event each, as the services record it) and the *incremental* run is timed as
+  a fraction of the full run;
+- peak memory: the process's resident high-water mark, and Python's own peak
+  (tracemalloc) during one run of each report.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/commonpath \\
+        .venv/bin/python bench/reports.py --episodes 10000 100000 500000 [--reuse]
+
+The database server in DATABASE_URL must let the user create databases. The
+figures are printed last. Not a test: run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+UNTIL = date(2025, 6, 1)  # a fixed cutoff: the same data whatever the day the benchmark runs
+YEARS = 5
+
+
+# --- parent: databases and the table ------------------------------------------------------------
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _admin(url: str, sql: str) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(_with_database(url, "postgres"))
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        conn.close()
+
+
+def _exists(url: str, name: str) -> bool:
+    import psycopg2
+
+    conn = psycopg2.connect(_with_database(url, "postgres"))
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+            return cursor.fetchone() is not None
+    finally:
+        conn.close()
+
+
+def _manage(url: str, *args: str) -> None:
+    env = {**os.environ, "DATABASE_URL": url}
+    env.pop("CELERY_BROKER_URL", None)  # eager: nothing here needs a worker
+    subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+
+
+def prepare(url: str, n: int, *, seed: int, reuse: bool) -> tuple[str, dict | None]:
+    """The database for size ``n``: reused if asked and present, else generated. Returns its URL and figures."""
+    base = urlsplit(url).path.lstrip("/")
+    name = f"{base}_r{n}"
+    target = _with_database(url, name)
+    if reuse and _exists(url, name):
+        _manage(target, "migrate", "--noinput")  # new indexes land on old data too
+        return target, None
+    _admin(url, f'DROP DATABASE IF EXISTS "{name}"')
+    _admin(url, f'CREATE DATABASE "{name}"')
+    _manage(target, "migrate", "--noinput")
+    started = time.perf_counter()
+    figures = _child(target, "generate", n, seed)
+    figures["wall_seconds"] = time.perf_counter() - started
+    return target, figures
+
+
+def _child(url: str, mode: str, n: int, seed: int, repeat: int = 3) -> dict:
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    env.pop("CELERY_BROKER_URL", None)
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", mode, "--episodes", str(n), "--seed", str(seed), "--repeat", str(repeat)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout[-4000:] + result.stderr[-8000:])
+        raise SystemExit(f"the {mode} step for {n:,} episodes failed")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def machine() -> str:
+    cpus = os.cpu_count()
+    memory = ""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = int(f.readline().split()[1])
+        memory = f", {kb / 1024 / 1024:.0f} GB RAM"
+    except (OSError, ValueError, IndexError):
+        pass
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return f"{platform.system()} {platform.machine()}, {cpus} cores{memory}" + (f" ({model})" if model else "")
+
+
+def print_table(results: list[dict], server: str) -> None:
+    print()
+    print(f"Machine: {machine()}; {server}; load average at the end {os.getloadavg()[0]:.1f}")
+    print(f"Date: {date.today().isoformat()}; data: generate_demo, {YEARS} years to {UNTIL.isoformat()}")
+    print()
+    head = (
+        "| episodes | events | variances | generate ev/s | variance report s | its SQL s | ratio "
+        "| cost full run s | cost warm s | cost SQL (raw data) s | warm/SQL | full/SQL | 1% change s | of full "
+        "| peak RSS MB | py peak MB (var/cost) | figures agree |"
+    )
+    print(head)
+    print("|" + "|".join("---" for _ in head.split("|")[1:-1]) + "|")
+    for r in results:
+        gen = r.get("generate") or {}
+        print(
+            f"| {r['episodes']:,} | {r['events']:,} | {r['variances']:,} "
+            f"| {gen.get('events_per_second', 0):,.0f} "
+            f"| {r['variance_report']:.2f} | {r['variance_sql']:.2f} | {r['variance_ratio']:.2f} "
+            f"| {r['cost_full']:.1f} | {r['cost_warm']:.2f} | {r['cost_sql']:.2f} | {r['cost_warm_ratio']:.2f} "
+            f"| {r['cost_full_ratio']:.1f} | {r['cost_incremental']:.2f} | {r['incremental_share']:.1%} "
+            f"| {r['peak_rss_mb']:.0f} | {r['py_peak_variance_mb']:.0f}/{r['py_peak_cost_mb']:.0f} "
+            f"| {'yes' if r['agree'] else 'NO'} |"
+        )
+    if len(results) > 1:
+        print()
+        first = results[0]
+        for r in results[1:]:
+            scale = r["episodes"] / first["episodes"]
+            print(
+                f"{first['episodes']:,} -> {r['episodes']:,} episodes (x{scale:.0f}): variance report "
+                f"x{r['variance_report'] / first['variance_report']:.1f}, its SQL x{r['variance_sql'] / first['variance_sql']:.1f}; "
+                f"cost full run x{r['cost_full'] / first['cost_full']:.1f}, warm x{r['cost_warm'] / first['cost_warm']:.1f}, "
+                f"SQL x{r['cost_sql'] / first['cost_sql']:.1f}"
+            )
+    for r in results:
+        for line in r.get("disagreements", [])[:10]:
+            print(f"DISAGREES at {r['episodes']:,}: {line}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, nargs="+", default=[10_000, 100_000, 500_000])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each warm measurement (median)")
+    parser.add_argument("--reuse", action="store_true", help="reuse databases generated by an earlier run")
+    parser.add_argument("--child", choices=["generate", "measure"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        sys.path.insert(0, str(ROOT))
+        figures = generate_child(args.episodes[0], args.seed) if args.child == "generate" else measure_child(args)
+        print(json.dumps(figures, default=str))
+        return
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        raise SystemExit("Set DATABASE_URL to a PostgreSQL server (the benchmark creates <name>_r<N> databases there).")
+    results = []
+    server = ""
+    for n in args.episodes:
+        print(f"{n:,} episodes: preparing the database", flush=True)
+        target, generated = prepare(url, n, seed=args.seed, reuse=args.reuse)
+        print(f"{n:,} episodes: measuring", flush=True)
+        figures = _child(target, "measure", n, args.seed, args.repeat)
+        figures["generate"] = generated
+        server = figures.pop("server", server)
+        results.append(figures)
+    print_table(results, server)
+
+
+# --- children: generate, measure -----------------------------------------------------------------
+
+
+def _setup_django():
+    import django
+
+    django.setup()
+
+
+def generate_child(n: int, seed: int) -> dict:
+    _setup_django()
+    from django.db import connection
+
+    from demo.generate import TABLES, generate, prepare_demo
+
+    prepare_demo()
+    summary = generate(episodes=n, seed=seed, until=UNTIL, years=YEARS)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE " + ", ".join(t.name for t in TABLES))
+    return {"events": summary.events, "seconds": summary.seconds, "events_per_second": summary.events_per_second}
+
+
+def _timed(fn, *args) -> tuple[float, object]:
+    began = time.perf_counter()
+    value = fn(*args)
+    return time.perf_counter() - began, value
+
+
+def _python_peak(fn, *args) -> float:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn(*args)
+        return tracemalloc.get_traced_memory()[1] / 1024 / 1024
+    finally:
+        tracemalloc.stop()
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_child(args) -> dict:
+    _setup_django()
+    from django.db import connection
+    from django.utils import timezone
+
+    from accounts.models import OrgUnit
+    from costing.models import CostRate, EpisodeCost
+    from costing.reports import ReportParameters, Scope, cost_report, variance_report
+    from pathways.models import Pathway, Step
+    from variances.models import Episode, StepEvent, Variance
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import sqllimit
+
+    repeat = args.repeat
+    root = OrgUnit.objects.get(parent__isnull=True)
+    params = ReportParameters(
+        org_unit=root.code, date_from=UNTIL - timedelta(days=round(YEARS * 365.25) + 1), date_to=UNTIL
+    )
+    scope = Scope(params)
+    pathway_codes = dict(Pathway.objects.values_list("pk", "code"))
+    step_codes = dict(Step.objects.values_list("pk", "code"))
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        version = cursor.fetchone()[0]
+        cursor.execute("SHOW shared_buffers")
+        buffers = cursor.fetchone()[0]
+        cursor.execute("SHOW work_mem")
+        work_mem = cursor.fetchone()[0]
+    out: dict = {
+        "episodes": Episode.objects.count(),
+        "events": StepEvent.objects.count(),
+        "variances": Variance.objects.count(),
+        "server": f"PostgreSQL {version.split()[0]} (shared_buffers {buffers}, work_mem {work_mem})",
+    }
+    disagreements: list[str] = []
+
+    # Variance report against its SQL (alternating, so that neither always finds the cache warmer).
+    report_times, sql_times = [], []
+    for _ in range(repeat):
+        seconds, result = _timed(variance_report, params)
+        report_times.append(seconds)
+        seconds, figures = _timed(sqllimit.variance_figures, scope)
+        sql_times.append(seconds)
+    disagreements += sqllimit.differences(
+        sqllimit.report_variance_headline(result),
+        sqllimit.variance_headline(figures, step_codes=step_codes, pathway_codes=pathway_codes),
+    )
+    out["variance_report"] = statistics.median(report_times)
+    out["variance_sql"] = statistics.median(sql_times)
+    out["variance_ratio"] = out["variance_report"] / out["variance_sql"]
+
+    # Cost report: a full run (a rate change makes every summary stale), warm runs, and its SQL from raw data.
+    CostRate.objects.filter(pk=CostRate.objects.order_by("pk").values("pk")[:1]).update(updated_at=timezone.now())
+    rss_before = _rss_mb()
+    out["cost_full"], result = _timed(cost_report, params)
+    out["full_run_rss_growth_mb"] = _rss_mb() - rss_before
+    out["summaries"] = EpisodeCost.objects.count()
+    warm, sql = [], []
+    for _ in range(repeat):
+        seconds, result = _timed(cost_report, params)
+        warm.append(seconds)
+        seconds, rows = _timed(sqllimit.cost_figures, scope)
+        sql.append(seconds)
+    disagreements += sqllimit.differences(
+        sqllimit.report_cost_headline(result), sqllimit.cost_headline(rows, pathway_codes=pathway_codes)
+    )
+    out["cost_warm"] = statistics.median(warm)
+    out["cost_sql"] = statistics.median(sql)
+    out["cost_warm_ratio"] = out["cost_warm"] / out["cost_sql"]
+    out["cost_full_ratio"] = out["cost_full"] / out["cost_sql"]
+
+    # 1% of closed episodes change: each gets one more costed event, as event_record stores it.
+    changed = change_one_percent()
+    out["changed_episodes"] = changed
+    out["cost_incremental"], result = _timed(cost_report, params)
+    out["incremental_share"] = out["cost_incremental"] / out["cost_full"]
+    seconds, rows = _timed(sqllimit.cost_figures, scope)
+    disagreements += sqllimit.differences(
+        sqllimit.report_cost_headline(result), sqllimit.cost_headline(rows, pathway_codes=pathway_codes)
+    )
+    out["variance_after_change"], _ = _timed(variance_report, params)
+
+    # Memory: Python's own peak during one run of each report, and the process's high-water mark.
+    out["py_peak_variance_mb"] = _python_peak(variance_report, params)
+    change_one_percent(offset=1)
+    out["py_peak_cost_mb"] = _python_peak(cost_report, params)
+    out["peak_rss_mb"] = _rss_mb()
+    out["disagreements"] = disagreements
+    out["agree"] = not disagreements
+    return out
+
+
+def change_one_percent(offset: int = 0) -> int:
+    """One closed episode in a hundred gets an extra event with actual quantities, and is touched."""
+    from django.db import transaction
+    from django.db.models import F
+    from django.utils import timezone
+
+    from pathways.models import PlannedResource
+    from variances.models import Episode, EventQuantity, StepEvent
+
+    ids = list(
+        Episode.objects.exclude(status=Episode.Status.ACTIVE).order_by("pk").values_list("pk", "version_id", "ended_at")
+    )[offset::100]
+    planned: dict[int, tuple[int, int, object]] = {}
+    for step_id, version_id, resource_id, quantity in (
+        PlannedResource.objects.filter(step__per_day=False)
+        .order_by("step__version_id", "step__order", "id")
+        .values_list("step_id", "step__version_id", "resource_id", "quantity")
+    ):
+        planned.setdefault(version_id, (step_id, resource_id, quantity))
+    now = timezone.now()
+    with transaction.atomic():
+        events, quantities = [], []
+        for episode_id, version_id, ended_at in ids:
+            if version_id not in planned:
+                continue
+            step_id, resource_id, quantity = planned[version_id]
+            events.append(
+                StepEvent(episode_id=episode_id, step_id=step_id, occurred_at=ended_at, source="api", recorded_at=now)
+            )
+            quantities.append((resource_id, quantity))
+        StepEvent.objects.bulk_create(events, batch_size=5000)
+        EventQuantity.objects.bulk_create(
+            [
+                EventQuantity(event=e, resource_id=r, quantity=q * 2)
+                for e, (r, q) in zip(events, quantities, strict=True)
+            ],
+            batch_size=5000,
+        )
+        Episode.objects.filter(pk__in=[e.episode_id for e in events]).update(
+            updated_at=now, row_version=F("row_version") + 1
+        )
+    return len(events)
+
+
+if __name__ == "__main__":
+    main()
