@@ -33,7 +33,7 @@ from pathways.models import Pathway, PathwayVersion, Resource, Step
 Kind = Resource.Kind
 Unit = Resource.Unit
 
-DOMAIN_SOURCE = "DOMAIN.md worked example (elective knee replacement)"
+DOMAIN_SOURCE = "Riverside costing model FY 2025/26: the rates of the DOMAIN.md worked example"
 TRUST_2025 = "Riverside costing model FY 2025/26 (illustrative trust figure)"
 TRUST_2024 = "Riverside costing model FY 2024/25 (illustrative trust figure)"
 NCC = "NHS National Cost Collection 2023/24 national schedule"
@@ -211,7 +211,7 @@ def load_resources(*, actor=None) -> dict[str, Resource]:
             ccr=ccr,
             price_year=2025,
             source=DOMAIN_SOURCE,
-            includes="Overheads of the department" if kind in (Kind.ROOM, Kind.BED_DAY) else "",
+            includes="department overheads" if kind in (Kind.ROOM, Kind.BED_DAY) else "",
             actor=actor,
         )
         cost_rate_set(
@@ -220,7 +220,7 @@ def load_resources(*, actor=None) -> dict[str, Resource]:
             rate=Decimal(TKR_RATES_2024[code]),
             price_year=2024,
             source=TRUST_2024,
-            includes="Overheads of the department" if kind in (Kind.ROOM, Kind.BED_DAY) else "",
+            includes="department overheads" if kind in (Kind.ROOM, Kind.BED_DAY) else "",
             actor=actor,
         )
     for code, name, kind, unit, salaried, rate_2025, rate_2024, source in HIP_RESOURCES:

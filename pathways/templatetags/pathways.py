@@ -56,3 +56,35 @@ def plain(value) -> str:
         return ""
     text = f"{value.normalize():f}" if hasattr(value, "normalize") else str(value)
     return text
+
+
+CHANGE_LABELS = {
+    "create": "created the pathway",
+    "pathway_update": "changed the pathway's details",
+    "draft": "drafted this version",
+    "publish": "published this version",
+    "retire": "retired this version",
+    "import": "imported this version from JSON",
+    "stage_add": "added a stage",
+    "stage_update": "renamed a stage",
+    "stage_reorder": "reordered the stages",
+    "stage_remove": "removed a stage",
+    "step_add": "added a step",
+    "step_update": "changed a step",
+    "step_reorder": "reordered steps",
+    "step_remove": "removed a step",
+    "resource_add": "planned a resource",
+    "resource_update": "changed a planned resource",
+    "resource_remove": "removed a planned resource",
+}
+
+
+@register.filter
+def change_label(change) -> str:
+    """ "added a step (SURGERY)": what a PathwayChange did, in words."""
+    label = CHANGE_LABELS.get(change.action, change.action.replace("_", " "))
+    detail = change.detail or {}
+    subject = detail.get("step") or detail.get("stage")
+    if isinstance(subject, dict):
+        subject = subject.get("code")
+    return f"{label} ({subject})" if isinstance(subject, str) and subject else label
