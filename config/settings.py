@@ -251,7 +251,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- Cache ---------------------------------------------------------------------------
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# One per process unless CACHE_URL names a shared one (e.g. redis://127.0.0.1:6379/1): several web
+# processes need it shared so that per-client API rate limits hold across them (README "Scaling out").
+CACHES = {"default": env.cache("CACHE_URL", default="locmemcache://")}
 
 # --- REST framework ------------------------------------------------------------------
 REST_FRAMEWORK = {
