@@ -144,9 +144,12 @@ class ReportParameters:
             return fy
         return None
 
-    def describe(self) -> str:
+    def describe(self, unit_name: str = "") -> str:
         pathways = ", ".join(self.pathways) if self.pathways else "all pathways"
-        return f"{self.org_unit}, {pathways}, episodes started {self.date_from:%d %b %Y} to {self.date_to:%d %b %Y}"
+        return (
+            f"{unit_name or self.org_unit}, {pathways}, "
+            f"episodes started {self.date_from:%-d %b %Y} to {self.date_to:%-d %b %Y}"
+        )
 
 
 class Scope:
@@ -278,11 +281,12 @@ def _user_names(ids) -> dict[int, str]:
     return {u.pk: str(u) for u in users}
 
 
-def _meta(kind: str, params: ReportParameters) -> dict:
+def _meta(kind: str, scope: Scope) -> dict:
+    params = scope.params
     return {
         "kind": kind,
         "parameters": params.to_dict(),
-        "description": params.describe(),
+        "description": params.describe(scope.unit.name),
         "computed_at": timezone.now().isoformat(),
         "currency": settings.CURRENCY,
     }
@@ -749,7 +753,7 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
         individual=True,
     )
     progress(95)
-    result = _meta(ReportRun.Kind.VARIANCE, params)
+    result = _meta(ReportRun.Kind.VARIANCE, scope)
     result["summary"] = summary
     result["tables"] = tables
     result["notes"] = []
@@ -1191,7 +1195,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     )
     progress(97)
 
-    result = _meta(ReportRun.Kind.COST, params)
+    result = _meta(ReportRun.Kind.COST, scope)
     result["summary"] = summary
     result["tables"] = tables
     result["notes"] = []

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import report_views, views
 
 app_name = "costing"
 
@@ -23,4 +23,18 @@ urlpatterns = [
     path("budgets/new/", views.budget_edit, name="budget_new"),
     path("budgets/<int:pk>/", views.budget_edit, name="budget_edit"),
     path("budgets/<int:pk>/remove/", views.budget_remove, name="budget_remove"),
+    # dashboards and report runs (costing/report_views.py)
+    path("dashboard/", report_views.dashboard, name="dashboard"),
+    path("reports/", report_views.report_list, name="report_list"),
+    path("reports/run/", report_views.report_request, name="report_request"),
+    path("reports/<int:pk>/", report_views.report_detail, name="report_detail"),
+    path("reports/<int:pk>/status/", report_views.report_status, name="report_status"),
+    path("reports/<int:pk>/export.xlsx", report_views.report_export_workbook, name="report_export_workbook"),
+    path(
+        "reports/<int:pk>/tables/<slug:table_key>.<str:fmt>",
+        report_views.report_export_table,
+        name="report_export_table",
+    ),
+    path("reports/<int:pk>/pathways/<str:code>/", report_views.drill_pathway, name="drill_pathway"),
+    path("reports/<int:pk>/pathways/<str:code>/steps/<str:step>/", report_views.drill_step, name="drill_step"),
 ]
