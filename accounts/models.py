@@ -205,6 +205,10 @@ class AuditCheck(models.Model):
     # An id, not a foreign key: the bad event may be the one that was deleted.
     first_bad_event_id = models.BigIntegerField(null=True, blank=True)
     reason = models.CharField(max_length=200, blank=True)
+    # The chain's end when it passed: later checks require it to be still there, unchanged,
+    # so that deleting the newest events (which leaves a shorter, valid chain) is noticed.
+    last_event_id = models.BigIntegerField(null=True, blank=True)
+    last_hash = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-id"]
