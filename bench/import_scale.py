@@ -77,7 +77,7 @@ def child(path: str) -> None:
     from demo import org, sepsis
     from variances.importers import import_events, load_mapping, loader
 
-    setup_test_environment()
+    setup_test_environment(debug=False)  # as in production: no query log
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         units = org.load_org()

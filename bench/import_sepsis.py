@@ -63,7 +63,7 @@ def main() -> int:
     if not path.exists():
         print(f"The 4TU Sepsis Cases log is not at {path} (set SHARED_DATA_DIR).")
         return 2
-    setup_test_environment()
+    setup_test_environment(debug=False)  # as in production: no query log
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True)
     try:
         units = org.load_org()
