@@ -38,13 +38,15 @@ from variances.reasons import seed_base_reasons
 SEED = 20_240_601
 REF_PREFIX = "DEMO-"
 DAYS = 548  # 18 months
+VERSION_SWITCH_DAYS = 270
+ON_WARD = 5  # per pathway
 
 # pathway code -> how many, units, arrival pattern
 PLAN = {
     "TKR": {"count": 110, "units": ["ORTHO-ELEC", "ORTHO-W7"], "elective": True},
     "HIP-FRACTURE": {"count": 90, "units": ["ORTHO-W7"], "elective": False},
 }
-DEPARTURE_SHARE = 0.35  # some departures (an optional step skipped) are not variances
+DEPARTURE_SHARE = 0.3  # some departures (an optional step skipped) are not variances
 
 # Local reasons per pathway: what the wards actually say (system causes mostly).
 LOCAL_REASONS = {
@@ -94,16 +96,22 @@ EXPLANATIONS = {
         ("likely-negative-health-outcomes", "New atrial fibrillation; cardiology reviewed."),
         ("patient-ineligible", "Extra review requested by the anaesthetist for frailty."),
     ],
-    "exit": [
-        ("action-not-priority", "Deteriorated with sepsis; transferred to the medical team."),
-        ("patient-ineligible", "Pathological fracture found; moved to the oncology pathway."),
-    ],
 }
 ADDITIONS = {
     "TKR": ["Blood transfusion", "Cardiology review", "Wound review"],
     "HIP-FRACTURE": ["Blood transfusion", "Delirium screen", "Cardiology review", "Return to theatre"],
 }
-EXITS = ["Deteriorated with sepsis; transferred to the medical team", "Pathological fracture; oncology pathway"]
+# pathway -> [(why the patient left the pathway, coded reason)]
+EXITS = {
+    "TKR": [
+        ("Surgery cancelled: new chest pain at admission, referred to cardiology", "patient-contraindication"),
+        ("Deteriorated with sepsis after surgery; transferred to the medical team", "action-not-priority"),
+    ],
+    "HIP-FRACTURE": [
+        ("Pathological fracture found; moved to the oncology pathway", "patient-ineligible"),
+        ("Deteriorated; transferred to critical care", "action-not-priority"),
+    ],
+}
 DESTINATIONS = ["usual-residence"] * 8 + ["care-home", "rehabilitation"]
 # Left unexplained in the demo clinician's inbox, and awaiting the lead's review.
 INBOX_LEFT = 6
@@ -118,6 +126,13 @@ def load(*, units, users, stdout) -> None:
         v.pathway.code: v
         for v in PathwayVersion.objects.published().filter(pathway__code__in=PLAN).select_related("pathway")
     }
+    # Episodes older than VERSION_SWITCH_DAYS follow the version retired since, if any:
+    # in-flight episodes keep the version they started on.
+    previous = {}
+    for v in PathwayVersion.objects.filter(pathway__code__in=PLAN, status=PathwayVersion.Status.RETIRED).order_by(
+        "number"
+    ):
+        previous[v.pathway.code] = v
     missing = sorted(set(PLAN) - set(versions))
     if missing:
         stdout.write(f"Demo episodes skipped: no published pathway {', '.join(missing)}.")
@@ -130,7 +145,7 @@ def load(*, units, users, stdout) -> None:
 
     # One transaction: all of the demo or none of it (and one commit, not hundreds).
     with transaction.atomic():
-        episode_ids, exits = _write_episodes(rng, versions, units, clinician, lead, now)
+        episode_ids, exits = _write_episodes(rng, versions, previous, units, clinician, lead, now)
         counts = _exit(rng, exits, reasons)
         created = evaluate_episodes(episode_ids, now=now)
         counts += _document(rng, episode_ids, reasons, clinician, lead)
@@ -158,9 +173,11 @@ def _local_reasons(versions) -> dict[str, ReasonCode]:
 
 
 def _start_time(rng: random.Random, elective: bool, now: datetime, *, recent: bool) -> datetime:
+    if recent:
+        return now - timedelta(hours=rng.randint(6, 40), minutes=rng.randint(0, 59))
     today = timezone.localdate(now)
     while True:
-        day = today - timedelta(days=rng.randint(1, 3) if recent else rng.randint(4, DAYS))
+        day = today - timedelta(days=rng.randint(4, DAYS))
         if elective and day.weekday() >= 5:
             continue
         at = time(7, rng.choice([15, 30, 45])) if elective else time(rng.randint(0, 23), rng.randint(0, 59))
@@ -181,21 +198,23 @@ def _place(rng: random.Random, due_from, due_by, anchor: datetime, outcome: str)
     return start + timedelta(seconds=rng.uniform(0.05, 0.7) * span)
 
 
-def _write_episodes(rng, versions, units, clinician, lead, now):
+def _write_episodes(rng, versions, previous, units, clinician, lead, now):
     """Episodes and events in bulk; returns their ids and the exits still to record."""
     episodes: list[Episode] = []
     exits: list[tuple[Episode, datetime, str]] = []
     plans: list[tuple[Episode, list[tuple[int | None, str, datetime]]]] = []
     number = 0
-    specs_by_version = load_step_specs(v.pk for v in versions.values())
+    specs_by_version = load_step_specs([v.pk for v in versions.values()] + [v.pk for v in previous.values()])
+    switch = now - timedelta(days=VERSION_SWITCH_DAYS)
     for code, plan in PLAN.items():
-        version = versions[code]
-        specs = specs_by_version.get(version.pk, [])
         for i in range(plan["count"]):
             number += 1
-            started = _start_time(rng, plan["elective"], now, recent=i < 4)  # a few still on the ward
+            on_ward = i < ON_WARD  # the first few are still in hospital: the clinician's active patients
+            started = _start_time(rng, plan["elective"], now, recent=on_ward)
+            version = previous[code] if code in previous and started < switch else versions[code]
+            specs = specs_by_version.get(version.pk, [])
             departs = rng.random() < DEPARTURE_SHARE
-            events, ended, status, exit_reason = _journey(rng, specs, code, started, departs, now)
+            events, ended, status, exit_reason = _journey(rng, specs, code, started, departs, now, on_ward=on_ward)
             exiting = status == Episode.Status.EXITED
             if exiting:
                 # Written active; the exit goes through the service, which records the
@@ -244,7 +263,7 @@ def _write_episodes(rng, versions, units, clinician, lead, now):
     return [e.pk for e in episodes], exits
 
 
-def _journey(rng, specs, code, started, departs, now):
+def _journey(rng, specs, code, started, departs, now, *, on_ward: bool):
     """One episode's events, end and status; departures on at most two steps."""
     planned = [s for s in specs if not s.per_day]
     per_day = [s for s in specs if s.per_day]
@@ -288,16 +307,16 @@ def _journey(rng, specs, code, started, departs, now):
         events.append((None, extra, started + (last - started) * rng.uniform(0.3, 0.9)))
     ended = max(last, started) + timedelta(hours=rng.randint(2, 6))
     status, exit_reason = Episode.Status.COMPLETED, ""
-    if departs and rng.random() < 0.06:
+    if departs and rng.random() < 0.05:
         ended = started + (ended - started) * 0.5
         events = [e for e in events if e[2] <= ended]
-        status, exit_reason = Episode.Status.EXITED, rng.choice(EXITS)
+        status, exit_reason = Episode.Status.EXITED, rng.choice(EXITS[code])
     for spec in per_day:
         day = started
         while day < ended:
             events.append((spec.id, "", day + timedelta(hours=1)))
             day += timedelta(days=1)
-    if ended >= now - timedelta(hours=1):
+    if on_ward or ended >= now - timedelta(hours=1):
         # Still on the ward: only what has happened so far.
         events = [e for e in events if e[2] < now - timedelta(minutes=30)]
         return events, None, Episode.Status.ACTIVE, ""
@@ -308,8 +327,7 @@ def _journey(rng, specs, code, started, departs, now):
 
 
 def _exit(rng, exits, reasons) -> Counter:
-    for episode, ended_at, why in exits:
-        code, _rationale = rng.choice(EXPLANATIONS["exit"])
+    for episode, ended_at, (why, code) in exits:
         services.episode_exit(
             episode=episode,
             ended_at=ended_at,
@@ -373,8 +391,8 @@ def _review(rng, episode_ids, lead, counts) -> None:
         if variance.review_required and waiting < REVIEW_LEFT:
             waiting += 1  # the most recent that must be reviewed: in the lead's queue
             continue
-        if not variance.review_required and rng.random() < 0.6:
-            continue  # optional reviews: the lead does some
+        if not variance.review_required and rng.random() < 0.3:
+            continue  # optional reviews: the lead does most
         justified = variance.cause != Variance.Cause.CLINICIAN or rng.random() < 0.6
         services.variance_review(
             variance=variance,
