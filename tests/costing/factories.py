@@ -166,7 +166,7 @@ def simple_pathway(code: str, unit, *, resources: dict, steps: list, financial_y
     return out
 
 
-def two_pathways(unit) -> tuple[dict, dict]:
+def two_pathways(unit, *, financial_year: int = 2025) -> tuple[dict, dict]:
     """HIP (3 steps, one per-day) and GALL (2 steps) sharing a salaried surgeon."""
     from pathways.models import Resource as R
 
@@ -183,12 +183,14 @@ def two_pathways(unit) -> tuple[dict, dict]:
             ("STAY", True, 4, [("BED", 1, 1)]),
             ("REVIEW", False, 1, [("SURGEON", 15, 1)]),
         ],
+        financial_year=financial_year,
     )
     gall = simple_pathway(
         "GALL",
         unit,
         resources={"SURGEON": (R.Kind.STAFF, R.Unit.MINUTE, True, "2.000000")},
         steps=[("LAP", False, 1, [("SURGEON", 45, 1)]), ("CHECK", False, 1, [("SURGEON", 10, 1)])],
+        financial_year=financial_year,
     )
     return hip, gall
 
