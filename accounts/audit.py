@@ -174,14 +174,31 @@ def audit_record(
     return event
 
 
-def verify_chain(batch_size: int = 5000):
+def latest_anchor() -> tuple[int, str] | None:
+    """The chain's end as the latest passed ``AuditCheck`` saw it (id, hash), if any."""
+    from .models import AuditCheck
+
+    row = (
+        AuditCheck.objects.filter(status=AuditCheck.Status.PASSED, last_event_id__isnull=False)
+        .order_by("-finished_at", "-id")
+        .values_list("last_event_id", "last_hash")
+        .first()
+    )
+    return tuple(row) if row else None
+
+
+def verify_chain(batch_size: int = 5000, *, anchor: tuple[int, str] | None = None):
     """Return ``(count, first_bad_event_or_None, reason)`` walking the chain in id order.
 
+    ``anchor`` (an event id and hash an earlier check saw as the end of the chain)
+    must still be in the chain, unchanged: truncating the newest events leaves a
+    chain that is valid in itself, and only such a remembered end reveals it.
     Reads plain tuples rather than model instances: it has to stay well under
     5 seconds per 100,000 events (``bench/verify_audit.py``).
     """
     prev = GENESIS
     count = 0
+    anchor_seen = anchor is None
     rows = AuditEvent.objects.order_by("id").values_list("id", "hash", *DIGEST_FIELDS)
     for row in rows.iterator(chunk_size=batch_size):
         count += 1
@@ -194,5 +211,18 @@ def verify_chain(batch_size: int = 5000):
             )
         if _digest(values) != stored_hash:
             return count, AuditEvent.objects.get(pk=event_id), "its content does not match its hash (altered)"
+        if not anchor_seen and event_id == anchor[0]:
+            anchor_seen = stored_hash == anchor[1]
         prev = stored_hash
+    if not anchor_seen:
+        # An unsaved stand-in: the event itself is gone (or no longer the one that was verified).
+        missing = AuditEvent(pk=anchor[0], hash=anchor[1])
+        return (
+            count + 1,
+            missing,
+            (
+                "it was the last event of an earlier passed check and is missing or different now "
+                "(the newest events were deleted or the chain rewritten)"
+            ),
+        )
     return count, None, ""

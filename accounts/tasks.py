@@ -6,8 +6,8 @@ from celery import shared_task
 from django.utils import timezone
 
 from .api_support import purge_idempotency_keys as purge_old_idempotency_keys
-from .audit import verify_chain
-from .models import AuditCheck
+from .audit import latest_anchor, verify_chain
+from .models import AuditCheck, AuditEvent
 
 logger = logging.getLogger("commonpath.audit")
 
@@ -25,7 +25,9 @@ def verify_audit_chain(check_id: int) -> str:
     ).update(status=AuditCheck.Status.RUNNING, started_at=timezone.now())
     if not claimed:
         return "already finished"
-    count, bad, reason = verify_chain()
+    # The end is read first: events appended while the chain is walked are left to the next check.
+    end = AuditEvent.objects.order_by("-id").values_list("id", "hash").first()
+    count, bad, reason = verify_chain(anchor=latest_anchor())
     if bad is None:
         status, bad_id = AuditCheck.Status.PASSED, None
     else:
@@ -37,6 +39,8 @@ def verify_audit_chain(check_id: int) -> str:
         events_checked=count,
         first_bad_event_id=bad_id,
         reason=reason[:200],
+        last_event_id=end[0] if end and bad is None else None,
+        last_hash=end[1] if end and bad is None else "",
     )
     return status
 
