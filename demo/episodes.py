@@ -204,7 +204,12 @@ def _write_episodes(rng, versions, previous, units, clinician, lead, now):
     exits: list[tuple[Episode, datetime, str]] = []
     plans: list[tuple[Episode, list[tuple[int | None, str, datetime]]]] = []
     number = 0
-    specs_by_version = load_step_specs([v.pk for v in versions.values()] + [v.pk for v in previous.values()])
+    version_ids = [v.pk for v in versions.values()] + [v.pk for v in previous.values()]
+    specs_by_version = load_step_specs(version_ids)
+    # Expected length of stay: the per-day step's expected count (TKR 3 days, hip fracture 14).
+    stay_days = dict(
+        Step.objects.filter(version_id__in=version_ids, per_day=True).values_list("version_id", "expected_count")
+    )
     switch = now - timedelta(days=VERSION_SWITCH_DAYS)
     for code, plan in PLAN.items():
         for i in range(plan["count"]):
@@ -214,7 +219,9 @@ def _write_episodes(rng, versions, previous, units, clinician, lead, now):
             version = previous[code] if code in previous and started < switch else versions[code]
             specs = specs_by_version.get(version.pk, [])
             departs = rng.random() < DEPARTURE_SHARE
-            events, ended, status, exit_reason = _journey(rng, specs, code, started, departs, now, on_ward=on_ward)
+            events, ended, status, exit_reason = _journey(
+                rng, specs, code, started, departs, now, on_ward=on_ward, stay_days=float(stay_days.get(version.pk, 1))
+            )
             exiting = status == Episode.Status.EXITED
             if exiting:
                 # Written active; the exit goes through the service, which records the
@@ -263,7 +270,7 @@ def _write_episodes(rng, versions, previous, units, clinician, lead, now):
     return [e.pk for e in episodes], exits
 
 
-def _journey(rng, specs, code, started, departs, now, *, on_ward: bool):
+def _journey(rng, specs, code, started, departs, now, *, on_ward: bool, stay_days: float):
     """One episode's events, end and status; departures on at most two steps."""
     planned = [s for s in specs if not s.per_day]
     per_day = [s for s in specs if s.per_day]
@@ -274,6 +281,7 @@ def _journey(rng, specs, code, started, departs, now, *, on_ward: bool):
     events: list[tuple[int | None, str, datetime]] = []
     facts: list[EventFact] = []
     pending = list(planned)
+    before_discharge: list = []
     for _ in range(len(planned) + 1):  # anchors first: repeat until every step is placed
         done = {f.step_id for f in facts}
         waiting = {p.id for p in pending}
@@ -287,6 +295,9 @@ def _journey(rng, specs, code, started, departs, now, *, on_ward: bool):
             pending.remove(spec)
             outcome = departing.get(spec.id, "on-time")
             if outcome == "missed" or (not spec.mandatory and rng.random() < 0.3):
+                continue
+            if spec.window_min is None and spec.window_max is None:
+                before_discharge.append(spec)  # no timing rule: done on the last day (discharge, bone health)
                 continue
             first = first_events(specs, facts)
             due_from, due_by = window(spec, started_at=started, first=first)
@@ -305,7 +316,16 @@ def _journey(rng, specs, code, started, departs, now, *, on_ward: bool):
     if departs and rng.random() < 0.35:
         extra = rng.choice(ADDITIONS[code])
         events.append((None, extra, started + (last - started) * rng.uniform(0.3, 0.9)))
-    ended = max(last, started) + timedelta(hours=rng.randint(2, 6))
+    # Discharged late morning after about the expected stay (longer when things went wrong).
+    nights = max(0, round(rng.gauss(stay_days * (1.3 if departs else 1.0), stay_days * 0.25)))
+    discharge_day = timezone.localtime(started).date() + timedelta(days=nights)
+    ended = max(
+        timezone.make_aware(datetime.combine(discharge_day, time(rng.randint(10, 16), rng.randint(0, 59)))),
+        last + timedelta(hours=rng.randint(2, 6)),
+    )
+    minutes_before = sorted((rng.randint(20, 600) for _ in before_discharge), reverse=True)
+    for spec, minutes in zip(before_discharge, minutes_before, strict=True):
+        events.append((spec.id, "", ended - timedelta(minutes=minutes)))
     status, exit_reason = Episode.Status.COMPLETED, ""
     if departs and rng.random() < 0.05:
         ended = started + (ended - started) * 0.5

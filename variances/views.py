@@ -28,6 +28,7 @@ from pathways.models import Step
 
 from . import selectors, services
 from .forms import (
+    DISCHARGE_DESTINATIONS,
     AmendForm,
     EpisodeCloseForm,
     EpisodeExitForm,
@@ -195,6 +196,9 @@ def episode_detail(request, pk: int):
         {
             "episode": episode,
             "event_form": EventForm(episode=episode) if episode.status == Episode.Status.ACTIVE else None,
+            "destination": dict(DISCHARGE_DESTINATIONS).get(
+                episode.discharge_destination, episode.discharge_destination
+            ),
             **timeline,
         },
     )
