@@ -434,7 +434,11 @@ def report_request(request):
     form = ReportRequestForm(data, user=request.user)
     if not form.is_valid():
         if request.htmx:
-            return render(request, "costing/partials/run_errors.html", {"form": form}, status=422)
+            context = {
+                "form": form,
+                "status_id": request.POST.get("section") if request.POST.get("section") in KINDS else "run",
+            }
+            return render(request, "costing/partials/run_errors.html", context, status=422)
         return _report_list(request, form=form, status=422)
     run, joined = report_run_request(kind=form.cleaned_data["kind"], parameters=form.parameters, actor=request.user)
     run.refresh_from_db()  # in-process (no broker) the run has already finished

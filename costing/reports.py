@@ -815,8 +815,11 @@ def cost_report(params: ReportParameters, progress: Progress | None = None) -> d
     def refreshed(done, total):
         progress(5 + int(70 * done / total))
 
-    # Writes go to the primary; only the aggregates below read from a replica.
-    episode_costs_refresh(episodes=scope.episodes(), on_batch=refreshed)
+    # Writes go to the primary; only the aggregates below read from a replica. An
+    # episode whose summary is in scope is refreshed too: if it moved to another unit
+    # since, its stale summary must not stay in this report.
+    in_scope = Episode.objects.filter(scope.episode_q() | Q(cost_summary__in=scope.costs()))
+    episode_costs_refresh(episodes=in_scope, on_batch=refreshed)
     progress(75)
     with using_reports_replica():
         return _cost_report(scope, progress)

@@ -98,6 +98,16 @@ def run_report(self, run_id: int) -> str:
         logger.warning("report run %s: database unavailable (%s); retrying", run_id, exc)
         mine.update(status=ReportRun.Status.QUEUED, heartbeat_at=timezone.now())
         raise self.retry(countdown=30) from exc
+    except Exception as exc:
+        # A bug, not a transient fault: retrying would fail again. Record it (the class
+        # only: messages can hold data) so the run ends failed instead of looking stuck.
+        logger.exception("report run %s failed", run_id)
+        mine.update(
+            status=ReportRun.Status.FAILED,
+            error=f"An unexpected error ({type(exc).__name__}) stopped the computation.",
+            finished_at=timezone.now(),
+        )
+        raise
     now = timezone.now()
     if not mine.update(
         status=ReportRun.Status.SUCCEEDED, progress=100, result=result, finished_at=now, heartbeat_at=now

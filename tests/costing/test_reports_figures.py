@@ -316,3 +316,20 @@ def test_it_runs_a_fixed_number_of_queries_whatever_the_number_of_episodes(org, 
         counts.append((len(variance_queries), len(cost_queries)))
     assert counts[0] == counts[1]
     assert counts[0][0] <= 30 and counts[0][1] <= 30
+
+
+def test_an_episode_moved_to_another_unit_leaves_the_old_units_report(dataset, org):
+    params = ReportParameters.from_dict({**SCOPES[0], "org_unit": "ORTHO-W7", "pathways": []})
+    before = cost_report(params)["summary"]["episodes"]
+    moved = (
+        Episode.objects.filter(org_unit=org["ORTHO-W7"])
+        .exclude(status="active")
+        .filter(started_at__date__gte=date(2025, 6, 2), started_at__date__lte=date(2025, 12, 30))
+        .first()
+    )
+    Episode.objects.filter(pk=moved.pk).update(org_unit=org["ED"], updated_at=timezone.now() + timedelta(seconds=1))
+
+    after = cost_report(params)["summary"]["episodes"]
+
+    assert after == before - 1
+    assert EpisodeCost.objects.get(pk=moved.pk).org_unit == org["ED"]

@@ -217,3 +217,19 @@ def test_simultaneous_identical_requests_make_one_run(org, carol):
     assert len({pk for pk, _ in answers}) == 1
     assert sorted(joined for _, joined in answers) == [False] + [True] * 7
     assert ReportRun.objects.count() == 1
+
+
+def test_it_marks_a_run_failed_on_an_unexpected_error_without_leaking_its_message(knee, carol, monkeypatch):
+    run, _ = report_run_request(kind="cost", parameters=PARAMS, actor=carol)
+
+    def broken(kind, params, progress):
+        raise ZeroDivisionError("secret detail from deep inside")
+
+    monkeypatch.setattr(tasks, "compute", broken)
+    with pytest.raises(ZeroDivisionError):
+        tasks.run_report(run.pk)
+
+    run.refresh_from_db()
+    assert run.status == "failed"
+    assert run.error == "An unexpected error (ZeroDivisionError) stopped the computation."
+    assert tasks.run_report(run.pk).startswith("nothing to do")  # not retried forever

@@ -268,3 +268,32 @@ def test_every_role_finds_the_dashboard_in_the_navigation(client, runs, alice, b
         client.force_login(person, backend="django.contrib.auth.backends.ModelBackend")
         assert 'href="/costing/dashboard/"' in text(client.get("/"))
         assert client.get(reverse("costing:dashboard")).status_code == 200
+
+
+def test_the_report_page_polls_a_live_run_and_reloads_when_it_is_done(client, data, carol):
+    login(client, carol)
+    run, _ = report_run_request(
+        kind="variance", parameters=ReportParameters.default_for(carol.memberships.get().org_unit), actor=carol
+    )
+    page = text(client.get(reverse("costing:report_detail", args=[run.pk])))
+    assert f'hx-get="/costing/reports/{run.pk}/status/" hx-trigger="every 1s"' in page
+    assert "Waiting for a worker to compute the variance report: 0%" in page
+
+    tasks.run_report(run.pk)
+    response = client.get(reverse("costing:report_status", args=[run.pk]), HTTP_HX_REQUEST="true")
+    assert response["HX-Refresh"] == "true"
+    page = text(client.get(reverse("costing:report_detail", args=[run.pk])))
+    assert "Figures computed" in page and "every 1s" not in page
+
+
+def test_run_now_with_a_unit_out_of_scope_answers_in_place(client, org, carol):
+    login(client, carol)
+    response = client.post(
+        reverse("costing:report_request"),
+        {"kind": "cost", "org_unit": "ED", "section": "cost", "lens": "cost"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert response.status_code == 422
+    page = text(response)
+    assert page.startswith('<div id="status-cost"')
+    assert "Organisational unit: Select a valid choice." in page
