@@ -74,8 +74,8 @@ GROUP BY GROUPING SETS ((), (pathway_id), (month), (org_unit_id), (responsible_c
 """
 
 VARIANCE_VARIANCES = f"""
-SELECT GROUPING(variance_type, cause, reason_id, pathway_id, step_id, month, org_unit_id, responsible_clinician_id) AS g,
-       variance_type, cause, reason_id, pathway_id, step_id, month, org_unit_id, responsible_clinician_id,
+SELECT GROUPING(variance_type, cause, reason_id, pathway_id, step_code, month, org_unit_id, responsible_clinician_id) AS g,
+       variance_type, cause, reason_id, pathway_id, step_code, month, org_unit_id, responsible_clinician_id,
        count(*) AS variances,
        count(DISTINCT episode_id) AS episodes,
        count(*) FILTER (WHERE status = 'unexplained') AS unexplained,
@@ -89,18 +89,19 @@ SELECT GROUPING(variance_type, cause, reason_id, pathway_id, step_id, month, org
        count(*) FILTER (WHERE documented_at > detected_at + interval '7 days') AS later,
        avg(documented_at - detected_at) AS waited
 FROM (
-    SELECT v.variance_type, v.cause, v.reason_id, ver.pathway_id, v.step_id,
+    SELECT v.variance_type, v.cause, v.reason_id, ver.pathway_id, s.code AS step_code,
            date_trunc('month', e.started_at AT TIME ZONE %(tz)s)::date AS month, e.org_unit_id,
            e.responsible_clinician_id, v.episode_id, v.status, v.valence, v.documented_at, d.detected_at
     FROM variances_variance v
     JOIN variances_episode e ON e.id = v.episode_id
     JOIN pathways_pathwayversion ver ON ver.id = e.version_id
     LEFT JOIN variances_detection d ON d.id = v.detection_id
+    LEFT JOIN pathways_step s ON s.id = v.step_id
     WHERE v.status <> 'withdrawn' AND {EPISODE_SCOPE}
 ) x
 GROUP BY GROUPING SETS (
-    (), (variance_type), (cause), (reason_id), (pathway_id), (pathway_id, step_id), (month), (org_unit_id),
-    (responsible_clinician_id, org_unit_id), (pathway_id, step_id, reason_id), (pathway_id, step_id, variance_type)
+    (), (variance_type), (cause), (reason_id), (pathway_id), (pathway_id, step_code), (month), (org_unit_id),
+    (responsible_clinician_id, org_unit_id), (pathway_id, step_code, reason_id), (pathway_id, step_code, variance_type)
 )
 """
 
@@ -112,14 +113,14 @@ def variance_figures(scope) -> dict:
 
 
 # GROUPING() bits, highest first, for the variance statement's eight grouping columns.
-_VARIANCE_BITS = ["variance_type", "cause", "reason_id", "pathway_id", "step_id", "month", "org_unit_id", "clinician"]
+_VARIANCE_BITS = ["variance_type", "cause", "reason_id", "pathway_id", "step_code", "month", "org_unit_id", "clinician"]
 
 
 def _grouped_by(g: int, names: list[str]) -> tuple[str, ...]:
     return tuple(name for i, name in enumerate(names) if not g & (1 << (len(names) - 1 - i)))
 
 
-def variance_headline(figures: dict, *, step_codes: dict[int, str], pathway_codes: dict[int, str]) -> dict:
+def variance_headline(figures: dict, *, pathway_codes: dict[int, str]) -> dict:
     """The SQL figures shaped as the report's headline figures, for comparison."""
     episode_bits = ["pathway_id", "month", "org_unit_id", "clinician"]
     out: dict = {"adherence": {}, "by_type": {}, "by_cause": {}, "by_step": {}, "trend": {}, "by_unit": {}}
@@ -145,8 +146,8 @@ def variance_headline(figures: dict, *, step_codes: dict[int, str], pathway_code
             out["by_type"][row["variance_type"]] = [row["variances"], row["episodes"]]
         elif grouped == ("cause",):
             out["by_cause"][row["cause"]] = [row["variances"], row["episodes"]]
-        elif grouped == ("pathway_id", "step_id") and row["step_id"] is not None:
-            key = f"{pathway_codes[row['pathway_id']]}/{step_codes[row['step_id']]}"
+        elif grouped == ("pathway_id", "step_code") and row["step_code"] is not None:
+            key = f"{pathway_codes[row['pathway_id']]}/{row['step_code']}"
             out["by_step"][key] = [row["variances"], row["episodes"], row["unexplained"]]
         elif grouped == ("month",):
             out["trend"].setdefault(row["month"].strftime("%Y-%m"), [0, 0]).append(row["variances"])
