@@ -67,10 +67,12 @@ def generate(path: Path, events: int, *, seed: int = 7) -> int:
 def child(path: str) -> None:
     """Run one import on a fresh test database and print its figures as JSON."""
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "bench"))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
+    import cpu
     from django.db import connection
     from django.test.utils import setup_test_environment, teardown_test_environment
 
@@ -94,9 +96,12 @@ def child(path: str) -> None:
                 detection_seconds[0] += time.perf_counter() - started
 
         loader.evaluate_episodes = timed_evaluate
+        pid = cpu.backend_pid(connection)
+        python_before, server_before = cpu.own_cpu(), cpu.backend_cpu(pid)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         summary = import_events(path, mapping=mapping, pathway_code="SEPSIS-ED", org_unit=units["ED"], closed=True)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        python_cpu, server_after = cpu.own_cpu() - python_before, cpu.backend_cpu(pid)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()
@@ -110,6 +115,8 @@ def child(path: str) -> None:
                 "seconds": summary.seconds,
                 "detection_seconds": detection_seconds[0],
                 "variances": sum(summary.variances.values()),
+                "python_cpu": python_cpu,
+                "server_cpu": None if server_after is None else server_after - server_before,
                 "rss_before_kb": before,
                 "rss_peak_kb": peak,
             }
@@ -150,6 +157,12 @@ def main() -> int:
             f"peak memory {r['rss_peak_kb'] / 1024:.0f} MB ({(r['rss_peak_kb'] - r['rss_before_kb']) / 1024:.0f} MB "
             f"more than before the import)"
         )
+        if r["server_cpu"] is not None:
+            busy = r["python_cpu"] + r["server_cpu"]
+            print(
+                f"{'':>9}  CPU time: Python {r['python_cpu']:.1f} s + PostgreSQL backend {r['server_cpu']:.1f} s "
+                f"= {busy:.1f} s, i.e. {r['events'] / busy:,.0f} events per CPU-second (about the rate on an idle machine)"
+            )
     small, big = results[0], results[-1]
     rate = big["events"] / big["seconds"]
     growth_small = small["rss_peak_kb"] - small["rss_before_kb"]
