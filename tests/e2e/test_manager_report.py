@@ -55,7 +55,7 @@ def worker(request, hospital):
 
 def test_manager_runs_a_cost_report_watches_progress_sees_the_chart_and_downloads_it(page, live_server, worker):
     browser_login(page, live_server, "carol")
-    page.get_by_role("link", name="Dashboard").click()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Dashboard").click()
     page.wait_for_load_state("networkidle")
     cost = page.locator("#section-cost")
     expect(cost).to_contain_text("No cost report has been computed for Surgery yet")
