@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import pytest
 from django.urls import reverse
@@ -26,10 +27,19 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
+def reachable_database_url() -> str:
+    """The tests' database, or (SQLite in memory cannot be shared with another process) a file."""
+    from django.db import connection
+
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{tempfile.gettempdir()}/commonpath-healthz.sqlite3"
+    return database_url_for_subprocess()
+
+
 def healthz_in_subprocess(**env_overrides: str) -> dict:
     """GET /healthz in a fresh process whose settings come from ``env_overrides``."""
     env = {k: v for k, v in os.environ.items() if k not in {"CELERY_BROKER_URL", "REDIS_URL"}}
-    env.update(DEBUG="true", DATABASE_URL=database_url_for_subprocess(), CONN_MAX_AGE="0")
+    env.update(DEBUG="true", DATABASE_URL=reachable_database_url(), CONN_MAX_AGE="0")
     env.update(env_overrides)
     result = subprocess.run(
         [sys.executable, "manage.py", "shell", "-c", SCRIPT],
