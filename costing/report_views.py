@@ -135,6 +135,8 @@ class DisplayTable:
         return f"table-{self.kind}-{self.key}"
 
     kind: str = ""
+    # What the download links fetch, when not this very table (a drill-down row of it).
+    export_label: str = ""
 
 
 def _drill_url(run: ReportRun, link: str, key: str) -> str:
@@ -551,12 +553,16 @@ def report_export_table(request, pk: int, table_key: str, fmt: str):
 
 
 def _result_table(run, result, key, rows, title, *, description=""):
+    """Some rows of a stored table; its downloads remain the whole table."""
     data = dict(result["tables"][key])
+    whole = data["title"]
     data["rows"] = rows
     data["total"] = None
     data["title"] = title
     data["description"] = description
-    return display_table(run, key, data)
+    shown = display_table(run, key, data)
+    shown.export_label = f"the whole table ({whole.lower()})"
+    return shown
 
 
 @require_GET
@@ -596,7 +602,8 @@ def drill_step(request, pk: int, code: str, step: str):
         "run": run,
         "code": code,
         "step_code": step,
-        "step": _result_table(run, result, "by_step", [row], row["label"]),
+        "step": _result_table(run, result, "by_step", [row], "Figures for this step"),
+        "step_label": row["label"],
         "audience": audience,
     }
     if audience.can_open_episodes:
