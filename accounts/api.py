@@ -8,7 +8,7 @@ from rest_framework import generics, serializers
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 
-from .api_support import ApiMixin, idempotent, object_in_scope_or_404
+from .api_support import ApiMixin, StrictFilterSet, idempotent, object_in_scope_or_404
 from .models import ApiToken, OrgUnit
 from .permissions import ALL_ROLES, unit_ids_for
 from .services import api_token_revoke
@@ -53,7 +53,7 @@ class OrgUnitSerializer(serializers.ModelSerializer):
         fields = ["code", "name", "kind", "parent"]
 
 
-class OrgUnitFilter(django_filters.FilterSet):
+class OrgUnitFilter(StrictFilterSet):
     kind = django_filters.ChoiceFilter(choices=OrgUnit.Kind.choices)
     parent = django_filters.CharFilter(field_name="parent__code", help_text="Units directly under this unit code.")
 

@@ -60,7 +60,7 @@ IDEMPOTENCY_KEY = OpenApiParameter(
     name="Idempotency-Key",
     location=OpenApiParameter.HEADER,
     required=False,
-    type=str,
+    type={"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
     description="Makes a retry safe: the same key with the same body returns the stored response instead of "
     "acting twice (kept at least 24 hours). The same key with another body is refused with 422.",
 )

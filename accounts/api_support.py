@@ -25,6 +25,7 @@ from decimal import Decimal
 from http import HTTPStatus
 
 import django_filters
+from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -32,6 +33,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.http import Http404, JsonResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.negotiation import BaseContentNegotiation
@@ -140,7 +142,8 @@ def _flatten_errors(detail, prefix: tuple = ()) -> list[dict]:
         return items
     field = ".".join(prefix)
     pointer = "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in prefix) if prefix else "#"
-    return [{"field": field, "pointer": pointer, "detail": str(detail), "code": getattr(detail, "code", "invalid")}]
+    code = getattr(detail, "code", None) or "invalid"
+    return [{"field": field, "pointer": pointer, "detail": str(detail), "code": code}]
 
 
 def _validation_summary(errors: list[dict]) -> str:
@@ -313,9 +316,10 @@ class Pagination(LimitOffsetPagination):
         raw = request.query_params.get(name)
         if raw is None:
             return None
-        if not re.fullmatch(r"\d{1,18}", raw) or int(raw) < minimum:
+        if not re.fullmatch(r"\d+", raw) or int(raw[:30]) < minimum:
             raise exceptions.ValidationError({name: [f"Must be a whole number of at least {minimum}."]})
-        return int(raw)
+        # Beyond 30 digits the exact value cannot matter (limits are capped, offsets past the end).
+        return int(raw) if len(raw) <= 30 else 10**30
 
     def get_limit(self, request):
         value = self._int_param(request, self.limit_query_param, 1)
@@ -389,8 +393,14 @@ class ApiMixin:
         set_request_context(RequestContext(request_id=ctx.request_id, address=ctx.address, user=user))
 
 
+# Largest id a database integer key holds: a bigger number in a URL can only be "not found".
+MAX_ID = 2**63 - 1
+
+
 def object_in_scope_or_404(scoped_queryset, *, label: str, **lookup):
     """The object from the caller's scoped queryset, or 404 (audited as a denial when it exists)."""
+    if any(isinstance(v, int) and not 0 <= v <= MAX_ID for v in lookup.values()):
+        raise exceptions.NotFound(f"No {label} with this identifier is available to you.")
     obj = scoped_queryset.filter(**lookup).first()
     if obj is not None:
         return obj
@@ -464,16 +474,36 @@ class StrictSerializer(StrictInputMixin, serializers.Serializer):
     pass
 
 
+# Clinical and financial dates outside these years are typing mistakes, and far-off
+# dates overflow date arithmetic (a window end, a day after the last day of 9999).
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200
+
+
+def check_year(value):
+    if not EARLIEST_YEAR <= value.year <= LATEST_YEAR:
+        raise serializers.ValidationError(f"Give a date between the years {EARLIEST_YEAR} and {LATEST_YEAR}.")
+    return value
+
+
 class StrictDateTimeField(serializers.DateTimeField):
     """ISO 8601 with a time zone only: a naive time at a hospital boundary is ambiguous."""
 
     def to_internal_value(self, value):
         if not isinstance(value, str):
             self.fail("invalid", format="ISO 8601 with a UTC offset, e.g. 2025-03-01T09:30:00Z")
-        result = super().to_internal_value(value)
-        if timezone.is_naive(result) or not re.search(r"(Z|[+-]\d\d:?\d\d)$", value.strip()):
+        if not re.search(r"(Z|[+-]\d\d:?\d\d)$", value.strip()):
             raise serializers.ValidationError("Give a time zone, e.g. 2025-03-01T09:30:00Z or +01:00.")
-        return result
+        try:
+            return check_year(super().to_internal_value(value))
+        except OverflowError:
+            raise serializers.ValidationError(
+                f"Give a date between the years {EARLIEST_YEAR} and {LATEST_YEAR}."
+            ) from None
+
+
+class StrictDateField(serializers.DateField):
+    def to_internal_value(self, value):
+        return check_year(super().to_internal_value(value))
 
 
 @extend_schema_field({"type": "string", "format": "decimal", "example": "4167.125"})
@@ -495,6 +525,9 @@ def money_str(value) -> str | None:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text or "0"
+
+
+# --- Filters -------------------------------------------------------------------------------
 
 
 @extend_schema_field({"type": "string"})
@@ -519,6 +552,65 @@ class UnitFilter(CodeFilter):
         if value in ([], (), {}, "", None):
             return qs
         return qs.filter(**{self.path_field: value.path})
+
+
+class IntegerFilter(django_filters.NumberFilter):
+    """A whole number (a NumberFilter would accept 1.5 for an id)."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", MAX_ID)
+        super().__init__(*args, **kwargs)
+
+
+class BoundedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
+    def to_python(self, value):
+        message = f"Give a time between the years {EARLIEST_YEAR} and {LATEST_YEAR}."
+        try:
+            result = super().to_python(value)
+        except OverflowError:
+            raise forms.ValidationError(message) from None
+        if result is not None and not EARLIEST_YEAR <= result.year <= LATEST_YEAR:
+            raise forms.ValidationError(message)
+        return result
+
+
+class StrictBooleanField(forms.Field):
+    """``true`` or ``false`` only (Django's NullBooleanField would read ``null`` or ``maybe`` as "not given")."""
+
+    VALUES = {"true": True, "1": True, "false": False, "0": False}
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if str(value).lower() not in self.VALUES:
+            raise forms.ValidationError("Give true or false.")
+        return self.VALUES[str(value).lower()]
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = StrictBooleanField
+
+
+class SinceFilter(django_filters.IsoDateTimeFilter):
+    """``?since=2025-03-01T09:30:00Z`` (ISO 8601; encode a ``+`` offset as %2B)."""
+
+    field_class = BoundedIsoDateTimeField
+
+
+class StrictFilterSet(django_filters.FilterSet):
+    """Filters that refuse an empty typed value (``?since=``) instead of silently ignoring it."""
+
+    def is_valid(self):
+        valid = super().is_valid()
+        for name, filter_ in self.filters.items():
+            typed = not isinstance(filter_, django_filters.CharFilter | CodeFilter)
+            if typed and name in self.data and self.data.get(name) == "":
+                self.form.add_error(name, "Give a value, or leave the parameter out.")
+                valid = False
+        return valid
 
 
 # --- ETags -------------------------------------------------------------------------------
@@ -553,16 +645,15 @@ IN_FLIGHT_TIMEOUT = timedelta(minutes=2)
 _REPLAYED_HEADERS = ("Location", "ETag")
 
 
-def _request_hash(request) -> str:
-    payload = json.dumps(
-        [request.method, request.get_full_path(), request.data], sort_keys=True, separators=(",", ":"), default=str
-    )
+def request_fingerprint(method: str, path: str, data) -> str:
+    """What makes two requests "the same request" for an Idempotency-Key: method, path and body."""
+    payload = json.dumps([method, path, data], sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def _claim(request, key: str) -> tuple[IdempotencyKey | None, IdempotencyKey | None]:
     """(row we now own, None) or (None, completed row to replay); raises 409/422 otherwise."""
-    request_hash = _request_hash(request)
+    request_hash = request_fingerprint(request.method, request.get_full_path(), request.data)
     client = request.user
     for _attempt in range(3):
         now = timezone.now()
@@ -603,8 +694,19 @@ def _claim(request, key: str) -> tuple[IdempotencyKey | None, IdempotencyKey | N
     raise IdempotencyKeyInFlight(headers={"Retry-After": "1"})
 
 
+def _storable(value):
+    """JSON as PostgreSQL's jsonb can hold it: no NUL characters (an error may echo a client's field name)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
 def _complete(row: IdempotencyKey, response: Response) -> None:
-    body = json.loads(JSONRenderer().render(response.data)) if response.data is not None else None
+    body = _storable(json.loads(JSONRenderer().render(response.data))) if response.data is not None else None
     headers = {name: response[name] for name in _REPLAYED_HEADERS if response.has_header(name)}
     if response.content_type:  # set only where it is not the renderer's (problem+json)
         headers["Content-Type"] = response.content_type
@@ -698,6 +800,7 @@ class ReportRequestThrottle(SimpleRateThrottle):
 # --- Unknown endpoints -----------------------------------------------------------------
 
 
+@csrf_exempt  # it changes nothing, and must answer a stray POST in problem+json, not with the CSRF page
 @login_not_required
 def endpoint_not_found(request, *args, **kwargs):
     """Unknown paths under /api/v1/ answer in problem+json like the rest of the API."""

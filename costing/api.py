@@ -19,8 +19,11 @@ from rest_framework.response import Response
 from accounts.api_support import (
     ApiMixin,
     Conflict,
+    IntegerFilter,
     MoneyField,
     ReportRequestThrottle,
+    StrictDateField,
+    StrictFilterSet,
     StrictSerializer,
     check_if_match,
     django_validation_detail,
@@ -94,6 +97,9 @@ class CostRateSerializer(serializers.ModelSerializer):
     theoretical_capacity_minutes = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
     practical_factor = serializers.DecimalField(max_digits=4, decimal_places=3, allow_null=True)
     updated_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+    # Declared, not derived: the model's bounds differ between SQLite and PostgreSQL, the schema must not.
+    financial_year = serializers.IntegerField(read_only=True)
+    price_year = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = CostRate
@@ -202,9 +208,9 @@ def _apply_rate(*, resource, financial_year, data, current: CostRate | None, act
     )
 
 
-class CostRateFilter(django_filters.FilterSet):
+class CostRateFilter(StrictFilterSet):
     resource = django_filters.CharFilter(field_name="resource__code", help_text="Resource code.")
-    financial_year = django_filters.NumberFilter(help_text="Start year of the financial year: 2025 is FY 2025/26.")
+    financial_year = IntegerFilter(max_value=9999, help_text="Start year of the financial year: 2025 is FY 2025/26.")
     in_force_on = django_filters.DateFilter(method="filter_in_force", help_text="Only the rates in force on this date.")
 
     class Meta:
@@ -302,8 +308,8 @@ class CostRateDetail(ApiMixin, generics.GenericAPIView):
 
 class ReportParametersSerializer(StrictSerializer):
     org_unit = serializers.CharField(max_length=32, help_text="Org unit code: the report covers its whole subtree.")
-    date_from = serializers.DateField(help_text="Episodes started on or after this date.")
-    date_to = serializers.DateField(help_text="Episodes started on or before this date.")
+    date_from = StrictDateField(help_text="Episodes started on or after this date.")
+    date_to = StrictDateField(help_text="Episodes started on or before this date.")
     pathways = serializers.ListField(
         child=serializers.CharField(max_length=40),
         required=False,
@@ -319,6 +325,7 @@ class ReportRequestSerializer(StrictSerializer):
 
 class ReportRunSerializer(serializers.ModelSerializer):
     url = serializers.SerializerMethodField()
+    progress = serializers.IntegerField(read_only=True, help_text="Percent done, 0-100.")
     result = serializers.SerializerMethodField(
         help_text="When succeeded: summary, tables and notes, with small cells shown as '*' where your role needs it."
     )

@@ -19,7 +19,7 @@ from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers
 from rest_framework.response import Response
 
-from accounts.api_support import ApiMixin, MoneyField, UnitFilter, object_in_scope_or_404
+from accounts.api_support import ApiMixin, MoneyField, StrictFilterSet, UnitFilter, object_in_scope_or_404
 from accounts.permissions import ALL_ROLES, AUTHOR_ROLES, unit_ids_for
 
 from .models import Pathway, PathwayVersion, PlannedResource, Stage, Step
@@ -151,7 +151,7 @@ class PathwaySummarySerializer(serializers.Serializer):
     )
 
 
-class PathwayFilter(django_filters.FilterSet):
+class PathwayFilter(StrictFilterSet):
     org_unit = UnitFilter(field_name="owner_unit", help_text="Pathways owned by this unit or a unit below it.")
     specialty = django_filters.CharFilter(lookup_expr="iexact")
 

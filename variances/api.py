@@ -24,11 +24,16 @@ from rest_framework import exceptions, generics, serializers, status
 from rest_framework.response import Response
 
 from accounts.api_support import (
+    MAX_ID,
     ApiMixin,
+    BooleanFilter,
     CodeFilter,
+    IntegerFilter,
     MoneyField,
     PreconditionFailed,
+    SinceFilter,
     StrictDateTimeField,
+    StrictFilterSet,
     StrictSerializer,
     UnitFilter,
     check_if_match,
@@ -92,6 +97,8 @@ EPISODE_RENAMES = {"pathway_version": "version", "__all__": "non_field_errors"}
 class QuantitySerializer(serializers.ModelSerializer):
     resource = serializers.CharField(source="resource.code")
     unit_cost = MoneyField(allow_null=True, help_text="Only where the actual price differed from the standard rate.")
+    # Declared integers (here and below): model-derived bounds differ between databases.
+    headcount = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = EventQuantity
@@ -144,6 +151,7 @@ class VarianceSerializer(serializers.ModelSerializer):
     recorded_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     detected = serializers.SerializerMethodField(help_text="True when the detector raised it (not a person).")
+    revision = serializers.IntegerField(read_only=True, help_text="Goes up with every change; the ETag follows it.")
 
     class Meta:
         model = Variance
@@ -258,6 +266,7 @@ class EpisodeDetailSerializer(EpisodeSummarySerializer):
 class RevisionSerializer(serializers.ModelSerializer):
     changed_by = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     state = serializers.SerializerMethodField(help_text="The variance as it was after this change.")
+    number = serializers.IntegerField(read_only=True)
 
     class Meta:
         model = VarianceRevision
@@ -305,7 +314,10 @@ class ReasonCodeSerializer(serializers.ModelSerializer):
 class EpisodeCreateSerializer(StrictSerializer):
     pathway = serializers.SlugRelatedField(slug_field="code", queryset=Pathway.objects.all())
     version = serializers.IntegerField(
-        required=False, min_value=1, help_text="A published or retired version number; default the published one."
+        required=False,
+        min_value=1,
+        max_value=2**31 - 1,
+        help_text="A published or retired version number; default the published one.",
     )
     patient_ref = serializers.CharField(
         max_length=40,
@@ -402,7 +414,7 @@ class EventInputSerializer(StrictSerializer):
 
 
 class VarianceCreateSerializer(StrictSerializer):
-    episode = serializers.IntegerField(min_value=1)
+    episode = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     step = serializers.CharField(max_length=40, required=False, allow_null=True)
     resource = serializers.CharField(max_length=40, required=False, allow_null=True)
     type = serializers.ChoiceField(choices=Variance.Type.choices)
@@ -469,11 +481,11 @@ def _reason(episode: Episode, code: str) -> ReasonCode:
 # --- filters ---------------------------------------------------------------------------------------
 
 
-class EpisodeFilter(django_filters.FilterSet):
+class EpisodeFilter(StrictFilterSet):
     pathway = django_filters.CharFilter(field_name="version__pathway__code", help_text="Pathway code.")
     status = django_filters.ChoiceFilter(choices=Episode.Status.choices)
     org_unit = UnitFilter()
-    since = django_filters.IsoDateTimeFilter(
+    since = SinceFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Only episodes created or changed at or after this time."
     )
     patient_ref = django_filters.CharFilter()
@@ -484,18 +496,16 @@ class EpisodeFilter(django_filters.FilterSet):
         fields = ["pathway", "status", "org_unit", "since", "patient_ref", "responsible_clinician"]
 
 
-class VarianceFilter(django_filters.FilterSet):
+class VarianceFilter(StrictFilterSet):
     pathway = django_filters.CharFilter(field_name="episode__version__pathway__code", help_text="Pathway code.")
-    episode = django_filters.NumberFilter(field_name="episode_id", help_text="Episode id.")
+    episode = IntegerFilter(field_name="episode_id", help_text="Episode id.")
     status = django_filters.ChoiceFilter(choices=Variance.Status.choices)
     type = django_filters.ChoiceFilter(field_name="variance_type", choices=Variance.Type.choices)
     cause = django_filters.ChoiceFilter(choices=Variance.Cause.choices)
     step = django_filters.CharFilter(field_name="step__code", help_text="Step code.")
     reason = django_filters.CharFilter(field_name="reason__code", help_text="Reason code.")
     org_unit = UnitFilter(field_name="episode__org_unit")
-    since = django_filters.IsoDateTimeFilter(
-        method="changed_since", help_text="Only variances recorded or changed at or after this time."
-    )
+    since = SinceFilter(method="changed_since", help_text="Only variances recorded or changed at or after this time.")
 
     class Meta:
         model = Variance
@@ -506,7 +516,7 @@ class VarianceFilter(django_filters.FilterSet):
         return queryset.filter(Exists(changed))
 
 
-class EventFilter(django_filters.FilterSet):
+class EventFilter(StrictFilterSet):
     step = django_filters.CharFilter(field_name="step__code", help_text="Step code.")
     source = django_filters.ChoiceFilter(choices=StepEvent.Source.choices)
 
@@ -515,13 +525,13 @@ class EventFilter(django_filters.FilterSet):
         fields = ["step", "source"]
 
 
-class ReasonCodeFilter(django_filters.FilterSet):
+class ReasonCodeFilter(StrictFilterSet):
     # The filters below declare and validate the parameters; filter_queryset applies
     # them together, because each one's absence has a meaning too (no retired codes,
     # no other pathway's local codes).
     pathway = CodeFilter(queryset=Pathway.objects.all(), help_text="Base codes plus this pathway's local codes.")
     category = django_filters.CharFilter()
-    include_retired = django_filters.BooleanFilter(help_text="Also list retired codes.")
+    include_retired = BooleanFilter(help_text="Also list retired codes.")
 
     class Meta:
         model = ReasonCode
@@ -880,9 +890,9 @@ class VarianceDetail(ApiMixin, generics.GenericAPIView):
     @extend_schema(request=VariancePatchSerializer, responses={200: VarianceSerializer})
     def patch(self, request, pk: int):
         variance = self.get_variance(request, pk)
-        check_if_match(request, variance_etag(variance))
         serializer = VariancePatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
+        check_if_match(request, variance_etag(variance))
         data = dict(serializer.validated_data)
         try:
             if variance.status == Variance.Status.UNEXPLAINED:

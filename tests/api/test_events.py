@@ -131,7 +131,7 @@ def test_it_accepts_a_batch_of_1000_events_and_refuses_1001(api, sam, alice, org
     assert response.status_code == 201, response.content[:500]
     assert len(response.json()) == 1000
     assert StepEvent.objects.filter(episode=episode).count() == 1000
-    assert elapsed < 60, f"a batch of 1,000 took {elapsed:.1f}s"
+    assert elapsed < 120, f"a batch of 1,000 took {elapsed:.1f}s"
 
 
 def test_it_refuses_events_with_unknown_or_server_set_fields(api, sam, alice, org):

@@ -5,6 +5,7 @@ from datetime import timedelta
 import time_machine
 from django.utils import timezone
 
+from accounts.api_support import request_fingerprint
 from accounts.models import IdempotencyKey
 from accounts.tasks import purge_idempotency_keys
 from tests.api.conftest import problem
@@ -70,20 +71,23 @@ def test_it_answers_409_while_the_first_request_is_in_flight(api, sam, org):
 
 def test_it_takes_over_a_key_whose_request_died_in_flight(api, sam, org):
     build_tkr(org["ORTHO"])
-    client = api(sam)
     body = episode_body()
-    post(client, body)
-    # The state a crash leaves: the write rolled back, the key row (committed first) still in flight.
-    Episode.objects.all().delete()
-    IdempotencyKey.objects.update(
-        status=IdempotencyKey.Status.IN_FLIGHT, response_status=None, created_at=timezone.now() - timedelta(minutes=10)
+    # What a crash mid-request leaves: the key row (committed first) in flight, the write rolled back.
+    IdempotencyKey.objects.create(
+        client=sam,
+        key="key-1",
+        method="POST",
+        path="/api/v1/episodes/",
+        request_hash=request_fingerprint("POST", "/api/v1/episodes/", body),
+        created_at=timezone.now() - timedelta(minutes=10),
     )
 
-    response = post(client, body)
+    response = post(api(sam), body)
 
     assert response.status_code == 201
     assert "Idempotent-Replayed" not in response
     assert Episode.objects.count() == 1
+    assert IdempotencyKey.objects.get().status == "completed"
 
 
 def test_it_remembers_a_rejected_request_too(api, sam, org):
@@ -143,3 +147,15 @@ def test_it_refuses_a_malformed_key(api, sam, org):
 
     assert response.status_code == 400
     assert problem(response)["errors"][0]["field"] == "Idempotency-Key"
+
+
+def test_it_stores_a_rejection_that_echoes_a_field_name_with_a_nul_character(api, sam, org):
+    client = api(sam)
+    body = {**episode_body(), "bad\u0000field": 1}
+
+    first = post(client, body)
+    again = post(client, body)
+
+    assert first.status_code == again.status_code == 400
+    assert "bad\u0000field" in {e["field"] for e in first.json()["errors"]}
+    assert again["Idempotent-Replayed"] == "true"
