@@ -5,6 +5,7 @@ import logging
 from django.shortcuts import render
 
 from accounts.context import current_request_context
+from accounts.permissions import roles_of
 
 logger = logging.getLogger("commonpath.errors")
 
@@ -19,6 +20,16 @@ def _render(request, status, title, message):
 
 
 def permission_denied(request, exception=None):
+    user = getattr(request, "user", None)
+    if getattr(user, "is_authenticated", False) and not roles_of(user):
+        # A signed-in account with no role anywhere: every page would say "not available".
+        return _render(
+            request,
+            403,
+            "Not available to you",
+            "Your account has no role in any unit yet, so there is nothing you can open. "
+            "Ask your administrator to give you a role (clinician, clinical lead, manager or finance) in your unit.",
+        )
     return _render(request, 403, "Not available to you", "You do not have access to this page with your current role.")
 
 

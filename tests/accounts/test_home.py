@@ -67,8 +67,9 @@ def test_it_tells_everyone_when_no_pathway_is_published_yet(client, alice):
     assert "No pathway has been published yet" in home_of(client, alice)
 
 
-def test_it_refuses_the_home_page_to_a_user_without_any_role(client, nobody):
+def test_it_tells_a_user_without_any_role_to_ask_for_one(client, nobody):
     response = login(client, nobody).get(reverse("home"))
 
     assert response.status_code == 403
-    assert "You do not have access to this page with your current role." in response.content.decode()
+    assert "Your account has no role in any unit yet" in response.content.decode()
+    assert "Ask your administrator to give you a role" in response.content.decode()
