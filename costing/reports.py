@@ -306,22 +306,28 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     scope = Scope(params)
     variances = scope.variances()
     current = Variance.objects.current().filter(episode_id=OuterRef("pk"))
-    episodes = scope.episodes().annotate(
-        has_variance=Exists(current),
-        has_unexplained=Exists(current.filter(status=Variance.Status.UNEXPLAINED)),
-        has_unjustified=Exists(current.filter(status=Variance.Status.REVIEWED, justified=False)),
-        has_awaiting=Exists(current.filter(status=Variance.Status.DOCUMENTED)),
+    episodes = scope.episodes().annotate(has_variance=Exists(current))
+    # The adherence split counts each episode's variances by status in one join, then
+    # counts the episodes: PostgreSQL inlines the outer query and would evaluate an
+    # EXISTS per status once for every filter naming it (2.5 s instead of 0.2 s at
+    # 100,000 episodes; bench/reports.py).
+    Status = Variance.Status
+    counted = scope.episodes().annotate(
+        n_current=Count("variances", filter=~Q(variances__status=Status.WITHDRAWN)),
+        n_unexplained=Count("variances", filter=Q(variances__status=Status.UNEXPLAINED)),
+        n_unjustified=Count("variances", filter=Q(variances__status=Status.REVIEWED, variances__justified=False)),
+        n_awaiting=Count("variances", filter=Q(variances__status=Status.DOCUMENTED)),
     )
     adherence_filters = {
-        "on_pathway": Q(has_variance=False),
-        "undocumented": Q(has_unexplained=True),
-        "unjustified": Q(has_unexplained=False, has_unjustified=True),
-        "awaiting_review": Q(has_unexplained=False, has_unjustified=False, has_awaiting=True),
-        "justified": Q(has_variance=True, has_unexplained=False, has_unjustified=False, has_awaiting=False),
+        "on_pathway": Q(n_current=0),
+        "undocumented": Q(n_unexplained__gt=0),
+        "unjustified": Q(n_unexplained=0, n_unjustified__gt=0),
+        "awaiting_review": Q(n_unexplained=0, n_unjustified=0, n_awaiting__gt=0),
+        "justified": Q(n_current__gt=0, n_unexplained=0, n_unjustified=0, n_awaiting=0),
     }
-    head = episodes.aggregate(
+    head = counted.aggregate(
         episodes=Count("pk"),
-        with_variance=Count("pk", filter=Q(has_variance=True)),
+        with_variance=Count("pk", filter=Q(n_current__gt=0)),
         active=Count("pk", filter=Q(status=Episode.Status.ACTIVE)),
         **{key: Count("pk", filter=condition) for key, condition in adherence_filters.items()},
     )
