@@ -115,3 +115,13 @@ def test_it_lets_an_admin_revoke_tokens_from_the_admin_list(client, erin, sam, t
     assert ApiToken.objects.get().revoked_at is not None
     assert AuditEvent.objects.get(action="api_token.revoke").actor_name == "erin"
     assert bearer(raw).get("/api/v1/org-units/").status_code == 401
+
+
+def test_it_lists_tokens_in_a_fixed_number_of_queries(sam, token_for, django_assert_max_num_queries):
+    raw = token_for(sam)
+    for n in range(5):
+        token_for(sam, name=f"spare {n}")
+    client = bearer(raw)
+
+    with django_assert_max_num_queries(6):
+        assert client.get("/api/v1/tokens/").json()["count"] == 6

@@ -256,3 +256,21 @@ def test_it_lists_reason_codes_base_and_local(api, dora, org):
     assert {r["code"] for r in local["results"]} - codes == {"no-bed-ward-7"}
     retired = client.get("/api/v1/reason-codes/?include_retired=true&limit=200").json()
     assert "old-code" in {r["code"] for r in retired["results"]}
+
+
+def test_it_reads_history_and_reason_codes_in_a_fixed_number_of_queries(api, alice, org, django_assert_max_num_queries):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    for n in range(4):
+        services.variance_amend(
+            variance=variance,
+            changes={"rationale": f"take {n}"},
+            reason="wording",
+            actor=alice,
+            expected_revision=n + 1,
+        )
+    client = api(alice)
+
+    with django_assert_max_num_queries(14):
+        assert client.get(f"/api/v1/variances/{variance.pk}/history/").json()["count"] == 5
+    with django_assert_max_num_queries(8):
+        assert client.get("/api/v1/reason-codes/?limit=200").json()["count"] > 20
