@@ -220,6 +220,16 @@ def problem_exception_handler(exc, context):
 
     if isinstance(exc, exceptions.ValidationError):
         errors = _flatten_errors(exc.detail)
+        if request is not None and request.method not in ("GET", "HEAD", "OPTIONS"):
+            # A refused write is part of the record too: who tried what, and that it failed.
+            fields = sorted({e["field"] for e in errors})[:20]
+            audit_record(
+                action="api.write_refused",
+                object_type="api",
+                object_id=request.path[:64],
+                outcome=AuditEvent.Outcome.FAILURE,
+                detail=_storable({"method": request.method, "fields": [f[:64] for f in fields]}),
+            )
         return problem_response(
             request,
             status_code=400,

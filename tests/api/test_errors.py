@@ -116,3 +116,13 @@ def test_it_lets_browser_sessions_read_and_needs_csrf_to_write(alice, org):
         HTTP_X_CSRFTOKEN=browser.cookies["csrftoken"].value,
     )
     assert with_token.status_code == 202, with_token.content
+
+
+def test_it_audits_a_refused_write_with_the_fields_at_fault(api, alice, org):
+    response = api(alice).post("/api/v1/episodes/", {"pathway": "NOPE", "colour": "red"}, format="json")
+
+    assert response.status_code == 400
+    refused = AuditEvent.objects.get(action="api.write_refused")
+    assert (refused.actor_name, refused.outcome, refused.object_id) == ("alice", "failure", "/api/v1/episodes/")
+    assert {"pathway", "colour", "patient_ref"} <= set(refused.detail["fields"])
+    assert "NOPE" not in str(refused.detail)  # field names only, never the values sent
