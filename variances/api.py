@@ -664,10 +664,10 @@ class EpisodeClose(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
     def post(self, request, pk: int):
         def close():
             episode = object_in_scope_or_404(episode_scope(request.user), label="episode", pk=pk)
-            check_if_match(request, episode_etag(episode), required=False)
             serializer = EpisodeCloseSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
+            check_if_match(request, episode_etag(episode), required=False)
             try:
                 if "exit_reason" in data:
                     services.episode_exit(
