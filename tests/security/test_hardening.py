@@ -74,8 +74,8 @@ def production(tmp_path_factory):
         STATIC_ROOT=str(tmp / "static"),
         PROBE_PASSWORD=PASSWORD,
     )
-    env.pop("CELERY_BROKER_URL", None)
-    env.pop("REDIS_URL", None)
+    for name in ("CELERY_BROKER_URL", "REDIS_URL", "DJANGO_ALLOW_ASYNC_UNSAFE"):  # the last: set by browser tests
+        env.pop(name, None)
     for command in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
         subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=300)
     result = subprocess.run(

@@ -76,9 +76,10 @@ def test_it_lets_each_persona_through_exactly_the_doors_of_its_roles(persona, re
                 # 405 where a view checks the method before the role: it says nothing about any record.
                 ok = (status == 403 and "Not available to you" in body) or (status == 405 and not body)
             else:
+                # /healthz answers 503 by design when a configured broker has no worker.
                 ok = (
                     status != 403
-                    and status < 500
+                    and (status < 500 or name == "healthz")
                     and not (status == 302 and response["Location"].startswith("/accounts/login/"))
                 )
             if not ok:
