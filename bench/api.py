@@ -34,17 +34,15 @@ import argparse
 import http.client
 import json
 import os
-import secrets
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from support import ROOT, base_url, generated_database, machine, percentile
+from support import ROOT, base_url, generated_database, machine, percentile, production_env
 
 VENV_BIN = Path(sys.executable).parent
 SEPSIS_STEPS = ["ER-TRIAGE", "SEPSIS-TRIAGE", "LACTATE", "BLOODS", "IV-ANTIBIOTICS", "IV-FLUIDS"]
@@ -81,30 +79,12 @@ class Stack:
     """gunicorn and a Celery worker with production settings, on loopback; stopped on exit."""
 
     def __init__(self, database_url: str, broker_url: str, port: int, workers: int):
-        static = tempfile.mkdtemp(prefix="commonpath-bench-static-")
-        self.env = {
-            **os.environ,
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "false",
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": broker_url,
-            "STATIC_ROOT": static,
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-        }
+        self.env = production_env(database_url, broker=broker_url)
         self.port = port
         self.workers = workers
         self.processes: list[subprocess.Popen] = []
 
     def start(self) -> None:
-        subprocess.run(
-            [sys.executable, "manage.py", "collectstatic", "--noinput"],
-            cwd=ROOT,
-            env=self.env,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
         self.processes.append(
             subprocess.Popen(
                 [str(VENV_BIN / "celery"), "-A", "config", "worker", "--concurrency", "1", "--loglevel", "WARNING"],
@@ -329,7 +309,7 @@ def main() -> None:
     setup = subprocess.run(
         [sys.executable, __file__, "--setup-child"],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": target, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        env=production_env(target),
         capture_output=True,
         text=True,
         check=True,

@@ -30,7 +30,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 
-from support import ROOT, UNTIL, base_url, generated_database, machine, percentile
+from support import ROOT, UNTIL, base_url, generated_database, machine, percentile, production_env
 
 TARGET_P95_MS = 300
 
@@ -100,7 +100,7 @@ def measure_child(args) -> dict:
     ]
     rows = []
     for label, username, url in pages:
-        client = Client()
+        client = Client(secure=True)  # as behind the TLS proxy: secure cookies are sent
         client.force_login(User.objects.get(username=username), backend="django.contrib.auth.backends.ModelBackend")
         client.get(url)  # warm: templates compiled, connection open
         # Counted at the cursor: the request may close and reopen the connection (CONN_MAX_AGE, health checks).
@@ -153,8 +153,7 @@ def main() -> None:
     for n in args.episodes:
         print(f"{n:,} episodes: preparing the database (reused if bench/reports.py made it)", flush=True)
         target, _ = generated_database(url, f"r{n}", n, seed=args.seed, reuse=True)
-        env = {**os.environ, "DATABASE_URL": target, "DJANGO_SETTINGS_MODULE": "config.settings"}
-        env.pop("CELERY_BROKER_URL", None)
+        env = production_env(target)
         print(f"{n:,} episodes: computing the dashboards' reports, then timing the pages", flush=True)
         done = subprocess.run(
             [sys.executable, __file__, "--child", "--repeat", str(args.repeat)],

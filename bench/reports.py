@@ -12,8 +12,12 @@ For each size N, a PostgreSQL database ``<name>_r<N>`` is filled by
   rates (no summaries); then 1% of closed episodes change (an extra costed
   event each, as the services record it) and the *incremental* run is timed as
   a fraction of the full run;
-- peak memory: the process's resident high-water mark, and Python's own peak
-  (tracemalloc) during one run of each report.
+- peak memory: how far the process's resident high-water mark rose during the
+  variance reports and during the full cost run, and Python's own peak
+  (tracemalloc) during one variance report and one incremental cost run.
+
+Children run with production settings (DEBUG off: with DEBUG on, Django keeps
+the text of every query, which costs memory production never spends).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/commonpath \\
         .venv/bin/python bench/reports.py --episodes 10000 100000 500000 [--reuse]
@@ -33,16 +37,14 @@ import sys
 import time
 from datetime import date, timedelta
 
-from support import ROOT, UNTIL, YEARS, base_url, generated_database, machine
+from support import ROOT, UNTIL, YEARS, base_url, generated_database, machine, production_env
 
 
 def _child(url: str, n: int, repeat: int) -> dict:
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": "config.settings"}
-    env.pop("CELERY_BROKER_URL", None)
     result = subprocess.run(
         [sys.executable, __file__, "--child", "--episodes", str(n), "--repeat", str(repeat)],
         cwd=ROOT,
-        env=env,
+        env=production_env(url),
         capture_output=True,
         text=True,
     )
@@ -56,24 +58,41 @@ def print_table(results: list[dict], server: str) -> None:
     print()
     print(f"Machine: {machine()}; {server}; load average at the end {os.getloadavg()[0]:.1f}")
     print(f"Date: {date.today().isoformat()}; data: generate_demo, {YEARS} years to {UNTIL.isoformat()}")
-    print()
-    head = (
-        "| episodes | events | variances | generate ev/s | variance report s | its SQL s | ratio "
-        "| cost full run s | cost warm s | cost SQL (raw data) s | warm/SQL | full/SQL | 1% change s | of full "
-        "| peak RSS MB | py peak MB (var/cost) | figures agree |"
-    )
-    print(head)
-    print("|" + "|".join("---" for _ in head.split("|")[1:-1]) + "|")
     for r in results:
-        gen = r.get("generate") or {}
+        gen = r.get("generate")
+        made = (
+            f"generated in {gen['seconds']:.0f} s, {gen['events_per_second']:,.0f} events/s, peak RSS {gen['peak_rss_mb']:.0f} MB"
+            if gen
+            else "reused"
+        )
+        print(f"{r['episodes']:,} episodes, {r['events']:,} events, {r['variances']:,} variances ({made})")
+    print()
+    print("Variance report (seconds, median of the warm runs) against the hand-written SQL for its figures:")
+    print()
+    print(
+        "| episodes | report s | SQL s | report/SQL | after 1% change s | RSS growth MB | Python peak MB | figures agree |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in results:
         print(
-            f"| {r['episodes']:,} | {r['events']:,} | {r['variances']:,} "
-            f"| {gen.get('events_per_second', 0):,.0f} "
-            f"| {r['variance_report']:.2f} | {r['variance_sql']:.2f} | {r['variance_ratio']:.2f} "
-            f"| {r['cost_full']:.1f} | {r['cost_warm']:.2f} | {r['cost_sql']:.2f} | {r['cost_warm_ratio']:.2f} "
-            f"| {r['cost_full_ratio']:.1f} | {r['cost_incremental']:.2f} | {r['incremental_share']:.1%} "
-            f"| {r['peak_rss_mb']:.0f} | {r['py_peak_variance_mb']:.0f}/{r['py_peak_cost_mb']:.0f} "
+            f"| {r['episodes']:,} | {r['variance_report']:.2f} | {r['variance_sql']:.2f} | {r['variance_ratio']:.2f} "
+            f"| {r['variance_after_change']:.2f} | {r['variance_rss_mb']:.0f} | {r['py_peak_variance_mb']:.1f} "
             f"| {'yes' if r['agree'] else 'NO'} |"
+        )
+    print()
+    print("Cost report (seconds): full run (every summary recomputed), warm, after 1% of episodes changed,")
+    print("against hand-written SQL computing the headline figures from raw events, plans and rates:")
+    print()
+    print(
+        "| episodes | full run s | warm s | SQL s | warm/SQL | full/SQL | 1% change s | of full run "
+        "| RSS growth MB (full run) | Python peak MB (1% run) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        print(
+            f"| {r['episodes']:,} | {r['cost_full']:.1f} | {r['cost_warm']:.2f} | {r['cost_sql']:.2f} "
+            f"| {r['cost_warm_ratio']:.2f} | {r['cost_full_ratio']:.1f} | {r['cost_incremental']:.2f} "
+            f"| {r['incremental_share']:.1%} | {r['cost_full_rss_mb']:.0f} | {r['py_peak_cost_mb']:.1f} |"
         )
     if len(results) > 1:
         print()
@@ -82,9 +101,10 @@ def print_table(results: list[dict], server: str) -> None:
             scale = r["episodes"] / first["episodes"]
             print(
                 f"{first['episodes']:,} -> {r['episodes']:,} episodes (x{scale:.0f}): variance report "
-                f"x{r['variance_report'] / first['variance_report']:.1f}, its SQL x{r['variance_sql'] / first['variance_sql']:.1f}; "
-                f"cost full run x{r['cost_full'] / first['cost_full']:.1f}, warm x{r['cost_warm'] / first['cost_warm']:.1f}, "
-                f"SQL x{r['cost_sql'] / first['cost_sql']:.1f}"
+                f"x{r['variance_report'] / first['variance_report']:.1f} (its SQL "
+                f"x{r['variance_sql'] / first['variance_sql']:.1f}); cost full run x{r['cost_full'] / first['cost_full']:.1f}, "
+                f"warm x{r['cost_warm'] / first['cost_warm']:.1f}, 1% change x{r['cost_incremental'] / first['cost_incremental']:.1f} "
+                f"(SQL x{r['cost_sql'] / first['cost_sql']:.1f})"
             )
     for r in results:
         for line in r.get("disagreements", [])[:10]:
@@ -97,6 +117,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs of each warm measurement (median)")
     parser.add_argument("--reuse", action="store_true", help="reuse databases generated by an earlier run")
+    parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -114,6 +135,9 @@ def main() -> None:
         figures["generate"] = generated
         server = figures.pop("server", server)
         results.append(figures)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"server": server, "results": results}, f, indent=1, default=str)
     print_table(results, server)
 
 
@@ -178,6 +202,9 @@ def measure_child(args) -> dict:
         "server": server,
     }
     disagreements: list[str] = []
+    # Memory: the process's resident high-water mark above this baseline, read after the
+    # variance reports and after the full cost run (nothing before them keeps per-episode data).
+    baseline = _rss_mb()
 
     # Variance report against its SQL (alternating, so that neither always finds the cache warmer).
     report_times, sql_times = [], []
@@ -193,12 +220,12 @@ def measure_child(args) -> dict:
     out["variance_report"] = statistics.median(report_times)
     out["variance_sql"] = statistics.median(sql_times)
     out["variance_ratio"] = out["variance_report"] / out["variance_sql"]
+    out["variance_rss_mb"] = _rss_mb() - baseline
 
     # Cost report: a full run (a rate change makes every summary stale), warm runs, and its SQL from raw data.
     CostRate.objects.filter(pk=CostRate.objects.order_by("pk").values("pk")[:1]).update(updated_at=timezone.now())
-    rss_before = _rss_mb()
     out["cost_full"], result = _timed(cost_report, params)
-    out["full_run_rss_growth_mb"] = _rss_mb() - rss_before
+    out["cost_full_rss_mb"] = _rss_mb() - baseline
     out["summaries"] = EpisodeCost.objects.count()
     warm, sql = [], []
     for _ in range(repeat):
@@ -225,11 +252,10 @@ def measure_child(args) -> dict:
     )
     out["variance_after_change"], _ = _timed(variance_report, params)
 
-    # Memory: Python's own peak during one run of each report, and the process's high-water mark.
+    # Python's own peak allocation (tracemalloc) during one variance report and one incremental cost run.
     out["py_peak_variance_mb"] = _python_peak(variance_report, params)
     change_one_percent(offset=1)
     out["py_peak_cost_mb"] = _python_peak(cost_report, params)
-    out["peak_rss_mb"] = _rss_mb()
     out["disagreements"] = disagreements
     out["agree"] = not disagreements
     return out
