@@ -211,6 +211,7 @@ def _write_episodes(rng, versions, previous, units, clinician, lead, now):
         Step.objects.filter(version_id__in=version_ids, per_day=True).values_list("version_id", "expected_count")
     )
     switch = now - timedelta(days=VERSION_SWITCH_DAYS)
+    exited: set[str] = set()  # each pathway shows at least one exit, whatever today's date does to the draws
     for code, plan in PLAN.items():
         for i in range(plan["count"]):
             number += 1
@@ -220,9 +221,19 @@ def _write_episodes(rng, versions, previous, units, clinician, lead, now):
             specs = specs_by_version.get(version.pk, [])
             departs = rng.random() < DEPARTURE_SHARE
             events, ended, status, exit_reason = _journey(
-                rng, specs, code, started, departs, now, on_ward=on_ward, stay_days=float(stay_days.get(version.pk, 1))
+                rng,
+                specs,
+                code,
+                started,
+                departs,
+                now,
+                on_ward=on_ward,
+                stay_days=float(stay_days.get(version.pk, 1)),
+                force_exit=code not in exited,
             )
             exiting = status == Episode.Status.EXITED
+            if exiting:
+                exited.add(code)
             if exiting:
                 # Written active; the exit goes through the service, which records the
                 # exit variance the lead reviews.
@@ -270,7 +281,7 @@ def _write_episodes(rng, versions, previous, units, clinician, lead, now):
     return [e.pk for e in episodes], exits
 
 
-def _journey(rng, specs, code, started, departs, now, *, on_ward: bool, stay_days: float):
+def _journey(rng, specs, code, started, departs, now, *, on_ward: bool, stay_days: float, force_exit: bool = False):
     """One episode's events, end and status; departures on at most two steps."""
     planned = [s for s in specs if not s.per_day]
     per_day = [s for s in specs if s.per_day]
@@ -327,7 +338,7 @@ def _journey(rng, specs, code, started, departs, now, *, on_ward: bool, stay_day
     for spec, minutes in zip(before_discharge, minutes_before, strict=True):
         events.append((spec.id, "", ended - timedelta(minutes=minutes)))
     status, exit_reason = Episode.Status.COMPLETED, ""
-    if departs and rng.random() < 0.05:
+    if departs and not on_ward and (rng.random() < 0.05 or force_exit):
         ended = started + (ended - started) * 0.5
         events = [e for e in events if e[2] <= ended]
         status, exit_reason = Episode.Status.EXITED, rng.choice(EXITS[code])

@@ -43,6 +43,8 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import Membership, OrgUnit, User
 from costing.models import CostRate
+from demo import org, sepsis
+from demo import pathways as demo_pathways
 from pathways.models import PathwayVersion, Resource, Step
 from variances.detection import CRITICAL_STEP_CRITICALITY, EventFact, StepSpec, detect, load_step_specs
 from variances.models import Detection, Episode, EventQuantity, ReasonCode, StepEvent, Variance, VarianceRevision
@@ -391,17 +393,10 @@ def prepare_demo(*, stdout=None) -> None:
     HIP-FRACTURE and TKR come from ``demo/pathways.py``, SEPSIS-ED from
     ``demo/sepsis.py`` (its pathway only: not the 4TU log, which ``load_demo`` imports).
     """
-    from demo import org, sepsis
-
     out = stdout or io.StringIO()
     units = org.load_org()
     users = {u.username: u for u in org.load_users(units)}
-    try:
-        from demo import pathways as demo_pathways
-    except ImportError:
-        demo_pathways = None
-    if demo_pathways is not None:
-        demo_pathways.load(units=units, users=users, stdout=out)
+    demo_pathways.load(units=units, users=users, stdout=out)
     actor = users.get("ed-lead")
     sepsis.build_pathway(owner_unit=units["ED"], actor=actor, resources=sepsis.load_resources(actor=actor))
 

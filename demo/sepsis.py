@@ -34,6 +34,7 @@ from pathways.services import (
     step_add,
 )
 from variances.importers import import_events, load_mapping
+from variances.models import Episode
 
 CODE = "SEPSIS-ED"
 MAPPING_PATH = Path(settings.BASE_DIR) / "data" / "mappings" / "sepsis-4tu.json"
@@ -251,6 +252,11 @@ def load(*, units, users, stdout) -> None:
     if not path.exists():
         stdout.write(f"The 4TU Sepsis log is not at {path}; SEPSIS-ED has no imported episodes.")
         return
+    already = Episode.objects.filter(version__pathway__code=CODE).count()
+    if already:
+        # Loaded by an earlier run: importing again would change nothing but the audit trail.
+        stdout.write(f"The 4TU Sepsis log is already imported ({already} episodes). Data: {CITATION}.")
+        return
     summary = import_events(
         path,
         mapping=load_mapping(MAPPING_PATH),
@@ -259,12 +265,7 @@ def load(*, units, users, stdout) -> None:
         closed=True,
         actor=actor,
     )
-    if summary.episodes_created:
-        stdout.write(
-            f"Imported the 4TU Sepsis log: {summary.episodes_created} episodes, {summary.events_created} events, "
-            f"{sum(summary.variances.values())} variances detected ({summary.seconds:.1f} s). Data: {CITATION}."
-        )
-    else:
-        stdout.write(
-            f"The 4TU Sepsis log is already imported ({summary.episodes_unchanged} episodes). Data: {CITATION}."
-        )
+    stdout.write(
+        f"Imported the 4TU Sepsis log: {summary.episodes_created} episodes, {summary.events_created} events, "
+        f"{sum(summary.variances.values())} variances detected ({summary.seconds:.1f} s). Data: {CITATION}."
+    )

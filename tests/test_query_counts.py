@@ -179,7 +179,10 @@ def test_a_variances_history_costs_the_same_queries_however_many_revisions(clien
         # Alike but for their histories: documented, on a step, about no particular resource (a resource
         # adds one batched look-up for its code).
         Variance.objects.filter(
-            episode__version__pathway__code="HIP-FRACTURE", reason__isnull=False, resource__isnull=True
+            episode__version__pathway__code="HIP-FRACTURE",
+            reason__isnull=False,
+            step__isnull=False,
+            resource__isnull=True,
         ).order_by("revision", "pk")
     )
     fewest, most = by_revisions[0], by_revisions[-1]
