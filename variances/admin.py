@@ -9,7 +9,7 @@ from django.db import transaction
 
 from accounts.audit import audit_record
 
-from .models import Detection, Episode, ReasonCode, StepEvent, Variance, VarianceRevision
+from .models import Detection, Episode, ImportJob, ReasonCode, StepEvent, Variance, VarianceRevision
 
 
 @admin.register(ReasonCode)
@@ -114,3 +114,14 @@ class VarianceAdmin(ReadOnlyAdmin):
     search_fields = ["episode__patient_ref"]
     list_select_related = ["episode__version__pathway", "step", "reason"]
     inlines = [RevisionInline]
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(ReadOnlyAdmin):
+    """Browser imports as a record: who imported which file onto which pathway, and what came of it."""
+
+    list_display = ["requested_at", "file_name", "pathway", "org_unit", "status", "dry_run", "requested_by"]
+    list_filter = ["status", "dry_run", "pathway"]
+    search_fields = ["file_name", "mapping_name"]
+    list_select_related = ["pathway", "org_unit", "requested_by"]
+    exclude = ["upload"]

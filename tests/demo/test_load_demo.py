@@ -9,6 +9,7 @@ from django.core.management import call_command
 
 from accounts.models import Membership, OrgUnit, User
 from accounts.permissions import primary_role
+from costing.models import ReportRun
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -65,3 +66,20 @@ def test_it_creates_the_trust_and_one_login_per_role_and_prints_them():
     assert ortho.parent.kind == OrgUnit.Kind.DIVISION
     assert OrgUnit.objects.get(code="RCH").kind == OrgUnit.Kind.TRUST
     assert OrgUnit.objects.count() >= 10
+
+
+def test_the_dashboards_open_with_figures_for_every_unit_with_people(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):  # runs are queued once load_demo's work is committed
+        output = load_demo()
+
+    runs = ReportRun.objects.all()
+    units_with_people = set(Membership.objects.values_list("org_unit__code", flat=True))
+    assert {run.org_unit.code for run in runs} == units_with_people
+    assert {run.kind for run in runs} == set(ReportRun.Kind.values)
+    assert all(run.status == ReportRun.Status.SUCCEEDED for run in runs), [(r.pk, r.status, r.error) for r in runs]
+    # Twelve months of the 200 generated orthopaedic episodes, every one of them costed.
+    ortho_variance = runs.get(org_unit__code="ORTHO", kind=ReportRun.Kind.VARIANCE).result["summary"]
+    ortho_cost = runs.get(org_unit__code="ORTHO", kind=ReportRun.Kind.COST).result["summary"]
+    assert ortho_variance["episodes"] >= 50
+    assert ortho_cost["episodes"] == ortho_variance["episodes"] - ortho_variance["active"], (ortho_cost, ortho_variance)
+    assert f"Requested {runs.count()} reports" in output

@@ -1,39 +1,25 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from demo import org
+from costing.models import ReportRun
+from costing.tasks import nightly_reports
+from demo import episodes, org, pathways, sepsis
 
 
 class Command(BaseCommand):
-    help = "Load the demo trust, users, pathways and episodes. Idempotent: a second run changes nothing."
+    help = "Load the demo trust, users, pathways, episodes and reports. Idempotent: a second run changes nothing."
 
     def handle(self, *args, **options):
         units = org.load_org()
-        users = org.load_users(units)
-        for step in _content_loaders():
-            step(units=units, users={u.username: u for u in users}, stdout=self.stdout)
+        users = {u.username: u for u in org.load_users(units)}
+        # In dependency order: pathways, SEPSIS-ED (and the real 4TU log when it is at hand), episodes.
+        for load in (pathways.load, sepsis.load, episodes.load):
+            load(units=units, users=users, stdout=self.stdout)
+        if not ReportRun.objects.exists():
+            # The nightly run, now, so that the dashboards open with figures (in-process without a broker).
+            requested = nightly_reports()
+            self.stdout.write(f"Requested {requested} reports (rolling twelve months for every unit).")
         self.stdout.write(self.style.SUCCESS("Demo data ready."))
         self.stdout.write(f"Demo logins (password for all: {settings.DEMO_PASSWORD}):")
         for username, display_name, role, unit in org.DEMO_USERS:
             self.stdout.write(f"  {username:<13} {role.label:<14} {unit:<10} {display_name}")
-
-
-def _content_loaders():
-    """Further demo content, in dependency order (pathways, then episodes)."""
-    loaders = []
-    try:
-        from demo import pathways as demo_pathways
-
-        loaders.append(demo_pathways.load)
-    except ImportError:
-        pass
-    from demo import sepsis as demo_sepsis  # SEPSIS-ED, and the real 4TU log when it is at hand
-
-    loaders.append(demo_sepsis.load)
-    try:
-        from demo import episodes as demo_episodes
-
-        loaders.append(demo_episodes.load)
-    except ImportError:
-        pass
-    return loaders
