@@ -9,6 +9,9 @@
 - ``Idempotency-Key`` on POST: the (client, key) unique constraint decides which
   of several concurrent requests runs; the others wait for nothing and get 409
   (still running), the stored response (finished, same body) or 422 (other body).
+  On PostgreSQL the running request also holds an advisory lock on its key, which
+  dies with its connection: a retry after a database restart or a killed process
+  takes the key over at once instead of getting 409 until ``IN_FLIGHT_TIMEOUT``.
 - ``ETag`` / ``If-Match`` for optimistic concurrency on PATCH (428 without, 412 stale).
 - Limits: page size, body size, report requests per client.
 """
@@ -30,7 +33,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -650,7 +653,8 @@ def check_if_match(request, current: str, *, required: bool = True) -> None:
 # --- Idempotency ---------------------------------------------------------------------------
 
 _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
-# A request still "in flight" this long after it started has died with its process.
+# A request still "in flight" this long after it started has died with its process
+# (where no advisory lock tells it sooner: not PostgreSQL).
 IN_FLIGHT_TIMEOUT = timedelta(minutes=2)
 _REPLAYED_HEADERS = ("Location", "ETag")
 
@@ -661,8 +665,35 @@ def request_fingerprint(method: str, path: str, data) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _claim(request, key: str) -> tuple[IdempotencyKey | None, IdempotencyKey | None]:
-    """(row we now own, None) or (None, completed row to replay); raises 409/422 otherwise."""
+def key_lock_id(client_id: int, key: str) -> int:
+    """The PostgreSQL advisory lock a request holds while its (client, key) is in flight."""
+    digest = hashlib.sha256(f"idempotency-key:{client_id}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def _try_lock(lock_id: int) -> bool | None:
+    """Take the key's session lock: True, False (a live request holds it), None (not PostgreSQL)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [lock_id])
+        return bool(cursor.fetchone()[0])
+
+
+def _unlock(lock_id: int) -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [lock_id])
+    except DatabaseError:
+        logger.warning("could not release an idempotency key lock")  # the connection is gone, and its locks with it
+
+
+def _claim(request, key: str, *, owner_gone: bool) -> tuple[IdempotencyKey | None, IdempotencyKey | None]:
+    """(row we now own, None) or (None, completed row to replay); raises 409/422 otherwise.
+
+    ``owner_gone``: we hold the key's advisory lock, so a row still in flight belongs
+    to a request whose connection died (a database restart, a killed process).
+    """
     request_hash = request_fingerprint(request.method, request.get_full_path(), request.data)
     client = request.user
     for _attempt in range(3):
@@ -691,7 +722,7 @@ def _claim(request, key: str) -> tuple[IdempotencyKey | None, IdempotencyKey | N
             raise IdempotencyKeyReused()
         if existing.status == IdempotencyKey.Status.COMPLETED:
             return None, existing
-        if existing.created_at < now - IN_FLIGHT_TIMEOUT:
+        if owner_gone or existing.created_at < now - IN_FLIGHT_TIMEOUT:
             # The first attempt died without finishing (its transaction rolled back): take it over.
             taken = IdempotencyKey.objects.filter(
                 pk=existing.pk, status=IdempotencyKey.Status.IN_FLIGHT, created_at=existing.created_at
@@ -757,7 +788,19 @@ def idempotent(view, request, action: Callable[[], Response]) -> Response:
         raise exceptions.ValidationError(
             {"Idempotency-Key": ["Use 1-255 visible ASCII characters (a UUID is a good choice)."]}
         )
-    row, stored = _claim(request, key)
+    lock_id = key_lock_id(request.user.pk, key)
+    locked = _try_lock(lock_id)
+    if locked is False:
+        raise IdempotencyKeyInFlight(headers={"Retry-After": "1"})  # its request is running right now
+    try:
+        return _run_once(view, request, key, action, owner_gone=bool(locked))
+    finally:
+        if locked:
+            _unlock(lock_id)
+
+
+def _run_once(view, request, key: str, action: Callable[[], Response], *, owner_gone: bool) -> Response:
+    row, stored = _claim(request, key, owner_gone=owner_gone)
     if stored is not None:
         return _replay(stored)
     try:

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from .audit import audit_record
 from .models import ApiToken, AuditCheck, OrgUnit, User
+from .queueing import enqueue_on_commit
 from .tasks import verify_audit_chain
 
 
@@ -63,5 +64,5 @@ def audit_check_request(*, requested_by: User | None = None) -> AuditCheck:
     check.full_clean()
     check.save()
     audit_record(action="audit.verify_requested", actor=requested_by, obj=check)
-    verify_audit_chain.delay_on_commit(check.pk)
+    enqueue_on_commit(verify_audit_chain, check.pk)  # sent again by sweep_audit_checks if the broker is down
     return check

@@ -1,6 +1,7 @@
 """Background work of accounts: verifying the audit chain (nightly, and on request); purging old idempotency keys."""
 
 import logging
+from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
@@ -10,6 +11,10 @@ from .audit import latest_anchor, verify_chain
 from .models import AuditCheck, AuditEvent
 
 logger = logging.getLogger("commonpath.audit")
+
+# A check still pending this long after it was requested was lost with the broker.
+# Generous: a message sent twice walks the chain twice (harmless, but not free).
+AUDIT_CHECK_RESEND_AFTER = timedelta(minutes=10)
 
 
 @shared_task(name="accounts.verify_audit_chain")
@@ -51,6 +56,17 @@ def nightly_audit_check() -> int:
     from .services import audit_check_request  # services queue this module's tasks
 
     return audit_check_request().pk
+
+
+@shared_task(name="accounts.sweep_audit_checks")
+def sweep_audit_checks() -> int:
+    """Beat: send again checks still pending long after they were requested (the broker was down)."""
+    cutoff = timezone.now() - AUDIT_CHECK_RESEND_AFTER
+    pending = AuditCheck.objects.filter(status=AuditCheck.Status.PENDING, requested_at__lt=cutoff)
+    ids = list(pending.order_by("pk").values_list("pk", flat=True))
+    for check_id in ids:
+        verify_audit_chain.delay(check_id)
+    return len(ids)
 
 
 @shared_task(name="accounts.purge_idempotency_keys")

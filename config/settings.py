@@ -67,6 +67,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "accounts.middleware.RequestIdMiddleware",
+    "config.errors.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -223,7 +224,17 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True  # state lives in our own rows
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    # An unreachable or hung broker must not hold a request for the OS's TCP timeout (or forever).
+    "socket_connect_timeout": env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=1.0),
+    "socket_timeout": env.float("CELERY_BROKER_SOCKET_TIMEOUT", default=2.0),
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECT_TIMEOUT", default=1.0)
+# Tasks are sent from robust on-commit callbacks (accounts/queueing.py) and swept again
+# if lost, so a request gives up on a down broker quickly instead of Celery's 3 retries:
+# measured: about 0.2 s when the broker refuses connections, 2 s when it accepts but never answers.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = TIME_ZONE
@@ -243,6 +254,14 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-report-runs": {
         "task": "costing.sweep_report_runs",
         "schedule": timedelta(minutes=1),
+    },
+    "sweep-import-jobs": {
+        "task": "variances.sweep_import_jobs",
+        "schedule": timedelta(minutes=1),
+    },
+    "sweep-audit-checks": {
+        "task": "accounts.sweep_audit_checks",
+        "schedule": timedelta(minutes=10),
     },
     "purge-idempotency-keys": {
         "task": "accounts.purge_idempotency_keys",

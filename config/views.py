@@ -51,12 +51,17 @@ def _check_broker_and_worker() -> tuple[dict, dict]:
     # Worker pings cost a broadcast round trip: cache a positive answer briefly.
     workers = cache.get("healthz:workers")
     if workers is None:
-        try:
-            # One reply shows a worker is up: stop at the first instead of waiting out the whole
-            # second for others (a web process answered nothing else meanwhile).
-            replies = app.control.ping(timeout=1.0, limit=1) or []
-        except Exception as exc:
-            return {"status": "up"}, {"status": "down", "error": type(exc).__name__}
+        for attempt in range(2):
+            try:
+                # One reply shows a worker is up: stop at the first instead of waiting out the whole
+                # second for others (a web process answered nothing else meanwhile).
+                replies = app.control.ping(timeout=1.0, limit=1) or []
+                break
+            except Exception as exc:
+                # The first use of a pooled connection from before a broker restart fails once;
+                # the retry takes a new one. Failing twice, the broker really is in trouble.
+                if attempt:
+                    return {"status": "up"}, {"status": "down", "error": type(exc).__name__}
         workers = len(replies)
         if workers:
             cache.set("healthz:workers", workers, 15)

@@ -10,13 +10,12 @@ database, returns the winner's run.
 
 from __future__ import annotations
 
-from functools import partial
-
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from accounts.audit import audit_record
 from accounts.models import OrgUnit
+from accounts.queueing import enqueue_on_commit
 
 from .models import ReportRun
 from .reports import ReportParameters
@@ -71,13 +70,9 @@ def report_run_request(*, kind: str, parameters: dict | ReportParameters, actor)
 def _enqueue(run_id: int) -> None:
     """Send the run to a worker once the transaction commits.
 
-    Like ``delay_on_commit``, but ``robust``: if the broker is down, the request still
+    Robust (``accounts.queueing``): if the broker is down, the request still
     succeeds, the run stays queued and ``costing.sweep_report_runs`` sends it later.
     """
-    transaction.on_commit(partial(_send, run_id), robust=True)
-
-
-def _send(run_id: int) -> None:
     from .tasks import run_report
 
-    run_report.delay(run_id)
+    enqueue_on_commit(run_report, run_id)

@@ -3,7 +3,10 @@
 ``import_job_create`` stores the upload and queues the task on commit; the task
 ``variances.import_events`` claims the job with a conditional UPDATE (so a
 re-delivered message cannot run it twice at once), runs the same importer as
-``manage.py import_events`` and writes the summary to the job row. The import
+``manage.py import_events`` and writes the summary to the job row. The job row is
+the outbox: ``variances.sweep_import_jobs`` (beat, every minute) sends again a job
+still queued a minute after it was last sent (the broker was down when it was
+queued) or one whose worker went silent past the lease. The import
 itself is one transaction, so its progress is written from a second database
 connection of its own (PostgreSQL), where the polling page can see it at once.
 """
@@ -26,6 +29,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import OrgUnit
+from accounts.queueing import enqueue_on_commit
 from pathways.models import Pathway
 
 from .importers import ImportFailed, ImportSummary, Mapping, MappingError, import_events, parse_mapping
@@ -36,6 +40,8 @@ logger = logging.getLogger(__name__)
 # A running job whose progress has been silent this long lost its worker.
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 3
+# A job still queued this long after it was (last) sent was lost with the broker: send it again.
+RESEND_AFTER = timedelta(minutes=1)
 
 
 @transaction.atomic
@@ -81,7 +87,7 @@ def import_job_create(
             "skip_bad": skip_bad,
         },
     )
-    import_events_task.delay_on_commit(job.pk)
+    enqueue_on_commit(import_events_task, job.pk)  # sent again by sweep_import_jobs if the broker is down
     return job
 
 
@@ -234,3 +240,20 @@ def import_events_task(self, job_id: int) -> str:
     if outcome == ImportJob.Status.RUNNING:
         raise self.retry(countdown=int(LEASE.total_seconds()))
     return outcome
+
+
+@shared_task(name="variances.sweep_import_jobs")
+def sweep_import_jobs() -> int:
+    """Beat, every minute: send again jobs queued but never delivered (broker outage) or abandoned by their worker."""
+    now = timezone.now()
+    unsent = Q(status=ImportJob.Status.QUEUED, requested_at__lt=now - RESEND_AFTER) & (
+        Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - RESEND_AFTER)
+    )
+    silent = Q(status=ImportJob.Status.RUNNING, heartbeat_at__lt=now - LEASE)
+    sent = 0
+    for job_id in ImportJob.objects.filter(unsent | silent).order_by("pk").values_list("pk", flat=True):
+        # For a queued job, heartbeat_at records when it was last sent: at most once a minute.
+        ImportJob.objects.filter(pk=job_id, status=ImportJob.Status.QUEUED).update(heartbeat_at=now)
+        import_events_task.delay(job_id)
+        sent += 1
+    return sent

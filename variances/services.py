@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Membership, OrgUnit
+from accounts.queueing import enqueue_on_commit
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from .models import (
@@ -162,7 +163,8 @@ def _touch_episode(episode_id: int, *, at: datetime | None = None) -> None:
 def _queue_detection(episode_id: int) -> None:
     from .tasks import detect_episode
 
-    detect_episode.delay_on_commit(episode_id)
+    # Robust: with the broker down the write still succeeds; the beat job detects it later.
+    enqueue_on_commit(detect_episode, episode_id)
 
 
 def _check_step(episode: Episode, step: Step | None, field: str = "step") -> None:

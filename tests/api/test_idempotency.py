@@ -1,15 +1,18 @@
 """Idempotency-Key on POST: same key and body -> the stored response; other body -> 422; in flight -> 409."""
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import time_machine
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.utils import timezone
 
-from accounts.api_support import request_fingerprint
+from accounts.api_support import key_lock_id, request_fingerprint
 from accounts.models import IdempotencyKey
 from accounts.tasks import purge_idempotency_keys
 from tests.api.conftest import problem
 from tests.api.factories import build_tkr
+from tests.conftest import require
 from variances.models import Episode
 
 
@@ -24,6 +27,21 @@ def episode_body(ref="PT-7F3K2Q"):
 
 def post(client, body, key="key-1"):
     return client.post("/api/v1/episodes/", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+
+@contextmanager
+def running_request_holding(row: IdempotencyKey):
+    """What a live request holds on PostgreSQL while its key is in flight: the key's advisory lock."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    other = connections.create_connection(DEFAULT_DB_ALIAS)
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [key_lock_id(row.client_id, row.key)])
+        yield
+    finally:
+        other.close()
 
 
 def test_it_replays_the_stored_response_for_the_same_key_and_body(api, sam, org):
@@ -59,14 +77,36 @@ def test_it_answers_409_while_the_first_request_is_in_flight(api, sam, org):
     client = api(sam)
     body = episode_body()
     post(client, body)
-    # Put the key back in the state it has while its first request is still running.
+    # Put the key back in the state it has while its first request is still running:
+    # the row in flight and (PostgreSQL) the key's lock held by that request's connection.
     IdempotencyKey.objects.update(status=IdempotencyKey.Status.IN_FLIGHT, response_status=None)
-
-    response = post(client, body)
+    with running_request_holding(IdempotencyKey.objects.get()):
+        response = post(client, body)
 
     assert response.status_code == 409
     assert response["Retry-After"] == "1"
     assert "still being processed" in problem(response)["detail"]
+
+
+def test_it_takes_over_at_once_a_key_whose_request_lost_its_database_connection(api, sam, org):
+    """A database restart killed the first attempt after its key was committed: no 409 for two minutes."""
+    require(connection.vendor == "postgresql", "the advisory lock is PostgreSQL's")
+    build_tkr(org["ORTHO"])
+    body = episode_body()
+    IdempotencyKey.objects.create(
+        client=sam,
+        key="key-1",
+        method="POST",
+        path="/api/v1/episodes/",
+        request_hash=request_fingerprint("POST", "/api/v1/episodes/", body),
+        created_at=timezone.now(),  # just now, but no live request holds its lock
+    )
+
+    response = post(api(sam), body)
+
+    assert response.status_code == 201, response.content
+    assert Episode.objects.count() == 1
+    assert IdempotencyKey.objects.get().status == "completed"
 
 
 def test_it_takes_over_a_key_whose_request_died_in_flight(api, sam, org):
