@@ -771,6 +771,7 @@ class EpisodeEvents(ApiMixin, generics.ListAPIView):
                         external_id=item.get("external_id", ""),
                         quantities=[{**q, "resource": resources[q["resource"]]} for q in item.get("quantities", [])],
                         actor=request.user,
+                        detect=False,
                     )
                 except DjangoValidationError as exc:
                     errors[index] = _service_errors(exc, {"__all__": "non_field_errors"}).detail
@@ -779,6 +780,8 @@ class EpisodeEvents(ApiMixin, generics.ListAPIView):
             if any(errors):
                 # All or nothing: one bad event rolls back the whole batch.
                 transaction.set_rollback(True)
+            elif any(created for _pk, created in recorded):
+                services.detection_queue(episode.pk)  # once for the batch, not once per event
         if any(errors):
             raise exceptions.ValidationError(errors if batch else errors[0])
         created = dict(recorded)

@@ -160,7 +160,8 @@ def _touch_episode(episode_id: int, *, at: datetime | None = None) -> None:
     Episode.objects.filter(pk=episode_id).update(updated_at=at or timezone.now(), row_version=F("row_version") + 1)
 
 
-def _queue_detection(episode_id: int) -> None:
+def detection_queue(episode_id: int) -> None:
+    """Evaluate the episode against its pathway once the current transaction commits."""
     from .tasks import detect_episode
 
     # Robust: with the broker down the write still succeeds; the beat job detects it later.
@@ -237,7 +238,7 @@ def episode_start(
         episode_ref=episode.patient_ref,
         detail={"version": pathway_version.pk, "org_unit": org_unit.code},
     )
-    _queue_detection(episode.pk)
+    detection_queue(episode.pk)
     return episode
 
 
@@ -279,7 +280,7 @@ def episode_close(
         episode_ref=episode.patient_ref,
         detail={"ended_at": ended_at.isoformat(), "discharge_destination": episode.discharge_destination},
     )
-    _queue_detection(episode.pk)
+    detection_queue(episode.pk)
     return episode
 
 
@@ -337,7 +338,7 @@ def episode_exit(
         episode_ref=episode.patient_ref,
         detail={"ended_at": ended_at.isoformat(), "variance": variance.pk},
     )
-    _queue_detection(episode.pk)
+    detection_queue(episode.pk)
     return episode
 
 
@@ -365,12 +366,14 @@ def event_record(
     external_id: str = "",
     quantities: Iterable[Mapping[str, Any]] = (),
     actor,
+    detect: bool = True,
 ) -> StepEvent:
     """Record that a step was done (or an activity off the pathway happened).
 
     Idempotent on ``(source, external_id)``: sending the same external id again
     returns the event already stored, unchanged (``event.created`` is False).
-    Detection runs after commit.
+    Detection runs after commit; a caller recording many events of one episode in
+    one transaction passes ``detect=False`` and calls ``detection_queue`` once.
     """
     external_id = (external_id or "").strip()
     if external_id:
@@ -391,7 +394,9 @@ def event_record(
         source=source,
         external_id=external_id,
     )
-    event.full_clean()
+    # Episode and step are instances already checked above; the external id's uniqueness is
+    # the insert's to decide (a race is caught below): no look-ups per event for either.
+    event.full_clean(exclude=["episode", "step"], validate_unique=False, validate_constraints=False)
     rows = []
     for item in quantities:
         row = EventQuantity(
@@ -425,7 +430,8 @@ def event_record(
         episode_ref=episode.patient_ref,
         detail={"step": step.code if step else None, "activity": event.activity, "source": source},
     )
-    _queue_detection(episode.pk)
+    if detect:
+        detection_queue(episode.pk)
     event.created = True
     return event
 
