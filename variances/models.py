@@ -10,7 +10,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 # --- Patient reference -------------------------------------------------------------
@@ -94,6 +94,8 @@ class Episode(models.Model):
             models.Index(fields=["org_unit", "status"], name="episode_unit_status_idx"),
             models.Index(fields=["responsible_clinician", "status"], name="episode_clinician_status_idx"),
             models.Index(fields=["version", "started_at"], name="episode_version_started_idx"),
+            # Episode lists, newest first, by status (bench/pages.py).
+            models.Index(fields=["status", "-started_at", "-id"], name="episode_status_started_idx"),
         ]
 
     def __str__(self) -> str:
@@ -340,6 +342,14 @@ class Variance(models.Model):
         indexes = [
             models.Index(fields=["status", "episode"], name="variance_status_episode_idx"),
             models.Index(fields=["episode", "step"], name="variance_episode_step_idx"),
+            # The review queue, in its order, over the documented variances only (bench/pages.py).
+            models.Index(
+                F("review_required").desc(),
+                "documented_at",
+                "id",
+                condition=Q(status="documented"),
+                name="variance_review_queue_idx",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Membership
@@ -52,6 +53,23 @@ def variances_for(user) -> QuerySet[Variance]:
 def unexplained_for(user) -> QuerySet[Variance]:
     """The clinician's inbox: unexplained variances on episodes they are responsible for."""
     return Variance.objects.unexplained().for_clinician(user)
+
+
+def with_open_count(episodes: QuerySet[Episode]) -> QuerySet[Episode]:
+    """Each episode's number of unexplained variances, as ``open_count``.
+
+    A correlated subquery rather than a join and GROUP BY: evaluated for the rows of
+    the page only, instead of grouping every variance in scope first (1.1 s -> ms at
+    500,000 episodes, bench/pages.py).
+    """
+    open_variances = (
+        Variance.objects.filter(episode=OuterRef("pk"), status=Variance.Status.UNEXPLAINED)
+        .order_by()
+        .values("episode")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return episodes.annotate(open_count=Coalesce(Subquery(open_variances, output_field=IntegerField()), 0))
 
 
 def review_queue_for(user) -> QuerySet[Variance]:

@@ -13,7 +13,6 @@ from datetime import datetime
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -118,11 +117,10 @@ def inbox(request):
         .select_related("episode__version__pathway", "step", "detection__event")
         .order_by("occurred_at", "id")
     )
-    episodes = (
+    episodes = selectors.with_open_count(
         Episode.objects.active()
         .filter(responsible_clinician=request.user)
         .select_related("version__pathway", "org_unit")
-        .annotate(open_count=Count("variances", filter=Q(variances__status=Variance.Status.UNEXPLAINED)))
         .order_by("started_at", "id")
     )
     unexplained, episodes = list(unexplained), list(episodes)
@@ -136,10 +134,9 @@ def episode_list(request):
     status = request.GET.get("status", Episode.Status.ACTIVE)
     mine = request.GET.get("mine") == "1"
     query = (request.GET.get("q") or "").strip().upper()
-    episodes = (
+    episodes = selectors.with_open_count(
         selectors.episodes_for(request.user)
         .select_related("version__pathway", "org_unit", "responsible_clinician")
-        .annotate(open_count=Count("variances", filter=Q(variances__status=Variance.Status.UNEXPLAINED)))
         .order_by("-started_at", "-id")
     )
     if status in Episode.Status.values:
