@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Membership
 from accounts.permissions import FINANCE_ROLES, any_member, has_role, role_required
+from accounts.web import form_errors
 from pathways import selectors as pathway_selectors
 from pathways.models import PathwayVersion, PlannedResource, Resource, Step
 from pathways.services import resource_create, resource_update
@@ -50,14 +51,6 @@ def _version_or_404(request, pk: int) -> PathwayVersion:
         pathway_selectors.visible_versions(request.user).select_related("pathway"),
         pk=pk,
     )
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 # --- the pathway page's cost panel (fragments) -------------------------------------------------
@@ -180,7 +173,7 @@ def resource_new(request):
         try:
             resource = resource_create(actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"{resource.code} added. Now give it a rate.")
             return redirect("costing:rate_new", code=resource.code)
@@ -197,7 +190,7 @@ def resource_edit(request, code: str):
         try:
             resource_update(resource=resource, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"{resource.code} saved.")
             return redirect("costing:resource_detail", code=resource.code)
@@ -234,7 +227,7 @@ def rate_edit(request, code: str, financial_year: int | None = None):
                 reason=data["reason"],
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             label = financial_year_label(rate.financial_year)
             messages.success(request, f"{resource.code} FY {label}: rate {outcome}.")
@@ -258,7 +251,7 @@ def ccr_calculator(request):
                 practical_factor=form.cleaned_data["practical_factor"],
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         if result is not None and request.method == "POST" and request.POST.get("action") == "save":
             resource = form.cleaned_data["resource"]
             try:
@@ -272,7 +265,7 @@ def ccr_calculator(request):
                     reason="capacity cost rate calculator",
                 )
             except ValidationError as exc:
-                _form_errors(form, exc)
+                form_errors(form, exc)
             else:
                 messages.success(
                     request,
@@ -343,7 +336,7 @@ def budget_edit(request, pk: int | None = None):
                     actor=request.user,
                 )
             except ValidationError as exc:
-                _form_errors(form, exc)
+                form_errors(form, exc)
             else:
                 messages.success(
                     request,

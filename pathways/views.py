@@ -24,6 +24,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import OrgUnit
 from accounts.permissions import AUTHOR_ROLES, any_member, role_required
+from accounts.web import form_errors
 
 from . import selectors, services
 from .diff import version_diff
@@ -87,15 +88,6 @@ def _planned_for_author(request, pk: int) -> PlannedResource:
     planned = get_object_or_404(PlannedResource.objects.select_related("step__version__pathway", "resource"), pk=pk)
     _require_author(request, planned.step.version.pathway)
     return planned
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    """A service's errors next to the matching field, else at the top of the form."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _version_url(version: PathwayVersion) -> str:
@@ -249,7 +241,7 @@ def pathway_new(request):
         try:
             pathway = services.pathway_create(actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"{pathway.code} created. Add its stages and steps, then publish it.")
             return redirect(_version_url(pathway.versions.get()))
@@ -267,7 +259,7 @@ def pathway_edit(request, code: str):
         try:
             services.pathway_update(pathway=pathway, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, "Pathway details saved.")
             return redirect("pathways:pathway_detail", code=pathway.code)
@@ -294,7 +286,7 @@ def pathway_import(request):
                     code=form.cleaned_data["code"] or None,
                 )
             except ValidationError as exc:
-                _form_errors(form, exc)
+                form_errors(form, exc)
             else:
                 messages.success(request, f"Imported as {version.pathway.code}, a draft: review it, then publish it.")
                 return redirect(_version_url(version))
@@ -334,7 +326,7 @@ def version_publish(request, code: str, number: int):
                 effective_from=form.cleaned_data["effective_from"],
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"{code} version {number} is published.")
             return redirect(_version_url(version))
@@ -359,7 +351,7 @@ def version_retire(request, code: str, number: int):
         try:
             services.pathway_version_retire(version=version, actor=request.user, note=form.cleaned_data["note"])
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"{code} version {number} is retired. No new episode can start on it.")
             return redirect(_version_url(version))
@@ -378,7 +370,7 @@ def stage_add(request, code: str, number: int):
         try:
             services.stage_add(version=version, name=form.cleaned_data["name"], actor=request.user)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             return _done(request, version, "Stage added.")
     return _form_response(
@@ -401,7 +393,7 @@ def stage_edit(request, pk: int):
         try:
             services.stage_update(stage=stage, name=form.cleaned_data["name"], actor=request.user)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             return _done(request, stage.version, "Stage renamed.")
     return _form_response(
@@ -420,22 +412,14 @@ def stage_edit(request, pk: int):
 def stage_move(request, pk: int):
     stage = _stage_for_author(request, pk)
     offset = -1 if request.POST.get("direction") == "up" else 1
-    try:
-        services.stage_move(stage=stage, offset=offset, actor=request.user)
-    except ValidationError as exc:
-        return _refused(request, stage.version, exc)
-    return _done(request, stage.version, "Stage moved.")
+    return _one_click(request, stage.version, "Stage moved.", services.stage_move, stage=stage, offset=offset)
 
 
 @role_required(*AUTHOR_ROLES)
 @require_POST
 def stage_remove(request, pk: int):
     stage = _stage_for_author(request, pk)
-    try:
-        services.stage_remove(stage=stage, actor=request.user)
-    except ValidationError as exc:
-        return _refused(request, stage.version, exc)
-    return _done(request, stage.version, "Stage removed.")
+    return _one_click(request, stage.version, "Stage removed.", services.stage_remove, stage=stage)
 
 
 def _refused(request, version: PathwayVersion, exc: ValidationError):
@@ -449,6 +433,15 @@ def _refused(request, version: PathwayVersion, exc: ValidationError):
         return response
     messages.error(request, " ".join(exc.messages))
     return redirect(_version_url(version))
+
+
+def _one_click(request, version: PathwayVersion, message: str, change, **arguments):
+    """Apply a one-click change (move, remove) as the author: the plan again, or why it was refused."""
+    try:
+        change(**arguments, actor=request.user)
+    except ValidationError as exc:
+        return _refused(request, version, exc)
+    return _done(request, version, message)
 
 
 # --- steps ---------------------------------------------------------------------------------------------
@@ -466,7 +459,7 @@ def step_add(request, pk: int):
                 stage=stage, actor=request.user, must_follow=form.cleaned_data["must_follow"], **form.service_fields()
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             return _done(request, version, "Step added.")
     return _form_response(
@@ -492,7 +485,7 @@ def step_edit(request, pk: int):
                 step=step, actor=request.user, must_follow=form.cleaned_data["must_follow"], **form.service_fields()
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             return _done(request, version, f"{form.cleaned_data['code']} saved.")
     return _form_response(
@@ -511,22 +504,14 @@ def step_edit(request, pk: int):
 def step_move(request, pk: int):
     step = _step_for_author(request, pk)
     offset = -1 if request.POST.get("direction") == "up" else 1
-    try:
-        services.step_move(step=step, offset=offset, actor=request.user)
-    except ValidationError as exc:
-        return _refused(request, step.version, exc)
-    return _done(request, step.version, "Step moved.")
+    return _one_click(request, step.version, "Step moved.", services.step_move, step=step, offset=offset)
 
 
 @role_required(*AUTHOR_ROLES)
 @require_POST
 def step_remove(request, pk: int):
     step = _step_for_author(request, pk)
-    try:
-        services.step_remove(step=step, actor=request.user)
-    except ValidationError as exc:
-        return _refused(request, step.version, exc)
-    return _done(request, step.version, f"{step.code} removed.")
+    return _one_click(request, step.version, f"{step.code} removed.", services.step_remove, step=step)
 
 
 # --- planned resources -------------------------------------------------------------------------------
@@ -541,7 +526,7 @@ def planned_add(request, pk: int):
         try:
             services.planned_resource_add(step=step, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             return _done(request, step.version, "Resource added.")
     return _form_response(
@@ -565,7 +550,7 @@ def planned_edit(request, pk: int):
         try:
             services.planned_resource_update(planned=planned, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             return _done(request, planned.step.version, "Resource saved.")
     return _form_response(
@@ -583,9 +568,6 @@ def planned_edit(request, pk: int):
 @require_POST
 def planned_remove(request, pk: int):
     planned = _planned_for_author(request, pk)
-    version = planned.step.version
-    try:
-        services.planned_resource_remove(planned=planned, actor=request.user)
-    except ValidationError as exc:
-        return _refused(request, version, exc)
-    return _done(request, version, "Resource removed.")
+    return _one_click(
+        request, planned.step.version, "Resource removed.", services.planned_resource_remove, planned=planned
+    )

@@ -23,6 +23,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.audit import audit_record
 from accounts.models import Membership
 from accounts.permissions import EPISODE_ROLES, role_required
+from accounts.web import form_errors
 from pathways.models import Step
 
 from . import selectors, services
@@ -82,15 +83,6 @@ def _variance_or_404(request, pk: int) -> Variance:
 def _audit_list(action: str, object_type: str, rows) -> None:
     """A list page shows patient references: record which, as the API does for its lists."""
     audit_record(action=action, object_type=object_type, detail={"via": "browser", "ids": [row.pk for row in rows]})
-
-
-def _form_errors(form, exc: ValidationError) -> None:
-    """Show a service's validation errors next to the matching field, else at the top."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _next_url(request, default: str) -> str:
@@ -176,7 +168,7 @@ def episode_start(request):
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"Episode started for {episode.patient_ref} on {episode.version}.")
             return redirect("variances:episode_detail", pk=episode.pk)
@@ -201,13 +193,18 @@ def episode_detail(request, pk: int):
     )
 
 
+def _already_ended(request, episode: Episode):
+    """Closing or exiting an episode that has ended already: say so on its page."""
+    messages.info(request, f"This episode is already {episode.get_status_display().lower()}.")
+    return redirect("variances:episode_detail", pk=episode.pk)
+
+
 @role_required(*EPISODE_ROLES)
 @require_http_methods(["GET", "POST"])
 def episode_close(request, pk: int):
     episode = _episode_or_404(request, pk)
     if episode.status != Episode.Status.ACTIVE:
-        messages.info(request, f"This episode is already {episode.get_status_display().lower()}.")
-        return redirect("variances:episode_detail", pk=pk)
+        return _already_ended(request, episode)
     form = EpisodeCloseForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -220,7 +217,7 @@ def episode_close(request, pk: int):
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, "Episode completed. Any step still missing is now listed as an omission.")
             return redirect("variances:episode_detail", pk=pk)
@@ -232,8 +229,7 @@ def episode_close(request, pk: int):
 def episode_exit(request, pk: int):
     episode = _episode_or_404(request, pk)
     if episode.status != Episode.Status.ACTIVE:
-        messages.info(request, f"This episode is already {episode.get_status_display().lower()}.")
-        return redirect("variances:episode_detail", pk=pk)
+        return _already_ended(request, episode)
     reasons = _reasons_for(episode, step=None, variance_type=Variance.Type.EXIT)
     form = EpisodeExitForm(request.POST or None, reasons=reasons)
     if request.method == "POST" and form.is_valid():
@@ -248,7 +244,7 @@ def episode_exit(request, pk: int):
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, "The patient has left the pathway. A clinical lead will review the exit.")
             return redirect("variances:episode_detail", pk=pk)
@@ -273,7 +269,7 @@ def event_record(request, pk: int):
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             label = data["step"].name if data["step"] else data["activity"]
             messages.success(request, f"Recorded: {label}.")
@@ -313,7 +309,7 @@ def variance_record(request, pk: int):
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, f"{variance.get_variance_type_display()} recorded with its reason.")
             return redirect("variances:episode_detail", pk=pk)
@@ -356,7 +352,7 @@ def variance_explain(request, pk: int):
                 actor=request.user,
             )
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, "Thank you: the departure is documented with its reason.")
             return HttpResponseRedirect(_next_url(request, reverse("home")))
@@ -472,7 +468,7 @@ def variance_amend(request, pk: int):
         except services.StaleRevisionError as exc:
             form.add_error(None, str(exc))
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, "Amended. The earlier version stays in the history below.")
             return redirect("variances:variance_detail", pk=pk)
@@ -492,7 +488,7 @@ def variance_withdraw(request, pk: int):
         try:
             services.variance_withdraw(variance=variance, reason=form.cleaned_data["reason"], actor=request.user)
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
         else:
             messages.success(request, "Withdrawn. It stays readable in the history, marked withdrawn.")
             return redirect("variances:variance_detail", pk=pk)
@@ -530,7 +526,7 @@ def variance_review(request, pk: int):
         try:
             variance = services.variance_review(variance=variance, actor=request.user, **form.verdict())
         except ValidationError as exc:
-            _form_errors(form, exc)
+            form_errors(form, exc)
     reviewed = not form.errors
     if request.htmx:
         return render(
