@@ -1067,16 +1067,8 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     step_rows.sort(key=lambda r: (-Decimal(r["variance"]), r["label"]))
     tables["by_step"] = table(
         "Cost by step",
-        [
-            ("label", "Step", TEXT),
-            ("episodes", "Episodes", INT),
-            ("expected", "Expected", MONEY),
-            ("actual", "Actual", MONEY),
-            ("variance", "Variance", VARIANCE),
-            ("price", "Price (cash)", VARIANCE),
-            ("usage", "Usage", VARIANCE),
-            ("los", "Length of stay", VARIANCE),
-        ],  # fmt: skip
+        # A step's lines are not split by cause: the cost columns but the system-caused one.
+        [("label", "Step", TEXT), *(c for c in COST_COLUMNS if c[0] != "system")],
         step_rows,
         link="step",
     )
