@@ -163,6 +163,12 @@ class _Candidate:
     currency: str
     new_resource: dict | None  # fields to create the resource with, when it is missing
 
+    def rejected(self, reason: str) -> RowResult:
+        """This row, refused for ``reason`` (shown with its line on the result page)."""
+        return RowResult(
+            line=self.line, code=self.code, outcome=Outcome.REJECTED, financial_year=self.financial_year, reason=reason
+        )
+
 
 # --- parsing -------------------------------------------------------------------------------
 
@@ -342,12 +348,8 @@ def _apply(candidates: list[_Candidate], rejected: list[RowResult], result: Impo
         key = (c.code, c.financial_year)
         if key in seen:
             rejected.append(
-                RowResult(
-                    line=c.line,
-                    code=c.code,
-                    outcome=Outcome.REJECTED,
-                    financial_year=c.financial_year,
-                    reason=f"repeats {c.code} for FY {financial_year_label(c.financial_year)} (first on line {seen[key]})",
+                c.rejected(
+                    f"repeats {c.code} for FY {financial_year_label(c.financial_year)} (first on line {seen[key]})"
                 )
             )
             continue
@@ -363,13 +365,7 @@ def _apply(candidates: list[_Candidate], rejected: list[RowResult], result: Impo
             existing = resources.get(c.code)
             if existing is not None and c.new_resource and c.new_resource["unit"] != existing.unit:
                 rejected.append(
-                    RowResult(
-                        line=c.line,
-                        code=c.code,
-                        outcome=Outcome.REJECTED,
-                        financial_year=c.financial_year,
-                        reason=f"{c.code} exists with unit '{existing.unit}', the file says '{c.new_resource['unit']}'",
-                    )
+                    c.rejected(f"{c.code} exists with unit '{existing.unit}', the file says '{c.new_resource['unit']}'")
                 )
                 continue
             ready.append(c)
@@ -378,13 +374,7 @@ def _apply(candidates: list[_Candidate], rejected: list[RowResult], result: Impo
             ready.append(c)
         else:
             rejected.append(
-                RowResult(
-                    line=c.line,
-                    code=c.code,
-                    outcome=Outcome.REJECTED,
-                    financial_year=c.financial_year,
-                    reason=f"no resource {c.code}: add it first, or give resource_name, kind and unit to create it",
-                )
+                c.rejected(f"no resource {c.code}: add it first, or give resource_name, kind and unit to create it")
             )
     if to_create:
         Resource.objects.bulk_create(to_create.values(), batch_size=BATCH)

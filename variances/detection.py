@@ -165,30 +165,23 @@ def detect(
         if step.per_day:
             continue
         at = event.occurred_at
+        outside = None
         if due_by is not None and at > due_by:
-            findings.append(
-                Finding(
-                    key=f"delay:{step.code}",
-                    variance_type="delay",
-                    step_id=step.id,
-                    event_id=event.id,
-                    due_from=due_from,
-                    due_by=due_by,
-                    happened_at=at,
-                    minutes_outside=_minutes(at - due_by),
-                )
-            )
+            outside = ("delay", at - due_by)
         elif due_from is not None and at < due_from:
+            outside = ("early", due_from - at)
+        if outside is not None:
+            kind, by = outside
             findings.append(
                 Finding(
-                    key=f"early:{step.code}",
-                    variance_type="early",
+                    key=f"{kind}:{step.code}",
+                    variance_type=kind,
                     step_id=step.id,
                     event_id=event.id,
                     due_from=due_from,
                     due_by=due_by,
                     happened_at=at,
-                    minutes_outside=_minutes(due_from - at),
+                    minutes_outside=_minutes(by),
                 )
             )
         for before_id in step.must_follow:
