@@ -21,7 +21,8 @@ class DraftOnlyMixin:
     """Change and delete only what belongs to a draft; new rows only into drafts."""
 
     def version_of(self, obj) -> PathwayVersion | None:
-        raise NotImplementedError
+        """The version a row belongs to: stages and steps hold it; other rows say how to reach it."""
+        return obj.version
 
     def has_change_permission(self, request, obj=None):
         return super().has_change_permission(request, obj) and (obj is None or _editable(self.version_of(obj)))
@@ -122,9 +123,6 @@ class StageAdmin(DraftOnlyMixin, admin.ModelAdmin):
     list_select_related = ["version__pathway"]
     search_fields = ["name", "version__pathway__code"]
 
-    def version_of(self, obj):
-        return obj.version
-
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "version":
             kwargs["queryset"] = PathwayVersion.objects.filter(status=PathwayVersion.Status.DRAFT)
@@ -139,9 +137,6 @@ class StepAdmin(DraftOnlyMixin, admin.ModelAdmin):
     search_fields = ["code", "name", "version__pathway__code"]
     filter_horizontal = ["must_follow"]
     inlines = [PlannedResourceInline]
-
-    def version_of(self, obj):
-        return obj.version
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         drafts = PathwayVersion.objects.filter(status=PathwayVersion.Status.DRAFT)
