@@ -1,7 +1,6 @@
 """Rates from files: our CSV and the NHS National Cost Collection schedule, with a row-by-row report."""
 
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -9,9 +8,11 @@ from django.core.exceptions import ValidationError
 from accounts.models import AuditEvent
 from costing.imports import import_ncc, import_rates_csv
 from costing.models import CostRate
+from demo.sepsis import shared_data_dir
 from pathways.models import Resource
+from tests.conftest import require
 
-NCC_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "ncc_2023_24.csv"
+NCC_FILE = shared_data_dir() / "ncc_2023_24.csv"
 
 NCC_SAMPLE = (
     "\ufeffService Code,Dept or Currency Code,Dept or Currency Desc,Activity,Unit cost,Cost\n"
@@ -139,8 +140,7 @@ def test_re_importing_our_csv_is_idempotent(fred):
 
 @pytest.mark.slow
 def test_it_imports_the_whole_ncc_2023_24_schedule(fred):
-    if not NCC_FILE.exists():
-        pytest.skip(f"{NCC_FILE} is not present")
+    require(NCC_FILE.exists(), f"the NCC 2023/24 schedule is not at {NCC_FILE}")
 
     result = import_ncc(data=NCC_FILE.read_bytes(), actor=fred, financial_year=2023, filename=NCC_FILE.name)
 
