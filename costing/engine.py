@@ -276,14 +276,16 @@ class _Batch:
         self.steps_by_version: dict[int, list[Step]] = defaultdict(list)
         for step in steps:
             self.steps_by_version[step.version_id].append(step)
-        quantities = EventQuantity.objects.select_related("resource").order_by("id")
-        events = (
-            StepEvent.objects.filter(episode_id__in=episode_ids)
-            .prefetch_related(Prefetch("quantities", queryset=quantities))
-            .order_by("occurred_at", "id")
-        )
+        # Grouped by hand rather than with prefetch_related, whose per-event bookkeeping cost
+        # more than the costing itself in a full recomputation (bench/reports.py).
+        quantities: dict[int, list[EventQuantity]] = defaultdict(list)
+        for quantity in (
+            EventQuantity.objects.filter(event__episode_id__in=episode_ids).select_related("resource").order_by("id")
+        ):
+            quantities[quantity.event_id].append(quantity)
         self.events_by_episode: dict[int, list[StepEvent]] = defaultdict(list)
-        for event in events:
+        for event in StepEvent.objects.filter(episode_id__in=episode_ids).order_by("occurred_at", "id"):
+            event.quantity_rows = quantities.get(event.pk, [])
             self.events_by_episode[event.episode_id].append(event)
         variances = (
             Variance.objects.current()
@@ -301,7 +303,7 @@ class _Batch:
             for pr in s.planned_resources.all()
         }
         resource_ids |= {
-            q.resource_id for evs in self.events_by_episode.values() for e in evs for q in e.quantities.all()
+            q.resource_id for evs in self.events_by_episode.values() for e in evs for q in e.quantity_rows
         }
         self.rates = RateBook(resource_ids)
 
@@ -376,7 +378,7 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
         # Resources an event used that the step did not plan: all usage (and price).
         extra: dict[int, CostLine] = {}
         for event in step_events:
-            for quantity in event.quantities.all():
+            for quantity in event.quantity_rows:
                 if quantity.resource_id in planned_ids:
                     continue
                 line = extra.get(quantity.resource_id)
@@ -386,7 +388,7 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                 _add_unplanned(line, quantity, local_date(event.occurred_at), rate)
         result.lines.extend(_finish_unplanned(line) for line in extra.values())
     for event in additions:
-        for quantity in event.quantities.all():
+        for quantity in event.quantity_rows:
             line = CostLine(step=None, resource=quantity.resource, event=event)
             line.standard_rate = rate(quantity.resource_id, start, line)
             _add_unplanned(line, quantity, local_date(event.occurred_at), rate)
@@ -396,7 +398,7 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
 
 
 def _quantity_for(event: StepEvent, resource_id: int) -> EventQuantity | None:
-    for quantity in event.quantities.all():
+    for quantity in event.quantity_rows:
         if quantity.resource_id == resource_id:
             return quantity
     return None
