@@ -302,9 +302,7 @@ class _Batch:
             for s in steps
             for pr in s.planned_resources.all()
         }
-        resource_ids |= {
-            q.resource_id for evs in self.events_by_episode.values() for e in evs for q in e.quantity_rows
-        }
+        resource_ids |= {q.resource_id for evs in self.events_by_episode.values() for e in evs for q in e.quantity_rows}
         self.rates = RateBook(resource_ids)
 
 
