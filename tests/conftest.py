@@ -156,8 +156,9 @@ class WorkerProcess:
         self.log_path = log_path
         self.proc = None
 
-    def start(self, *, pool: str = "solo") -> "WorkerProcess":
-        env = os.environ.copy()
+    def start(self, *, pool: str = "solo", settings: dict[str, str] | None = None) -> "WorkerProcess":
+        """``settings``: environment settings for this worker only (e.g. a smaller batch size)."""
+        env = {**os.environ, **(settings or {})}
         env["DATABASE_URL"] = database_url_for_subprocess()
         env["CELERY_BROKER_URL"] = broker_url()
         env["CONN_MAX_AGE"] = "0"

@@ -48,7 +48,8 @@ def worker(request, hospital):
     previous = app.conf.task_always_eager
     app.conf.task_always_eager = False
     try:
-        yield start()
+        # Small batches: many progress updates, so that the bar is seen to move however fast the engine.
+        yield start(settings={"REPORT_SUMMARY_BATCH_SIZE": "5"})
     finally:
         app.conf.task_always_eager = previous
 
