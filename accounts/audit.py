@@ -159,7 +159,9 @@ def audit_record(
         outcome=outcome,
         detail=canonical_detail(detail or {}),
     )
-    with transaction.atomic():
+    # Inside the change's transaction, no savepoint of its own: if the audit event cannot be
+    # written, the change must not be either.
+    with transaction.atomic(savepoint=False):
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])

@@ -776,22 +776,23 @@ class EpisodeEvents(ApiMixin, generics.ListAPIView):
                 except DjangoValidationError as exc:
                     errors[index] = _service_errors(exc, {"__all__": "non_field_errors"}).detail
                     continue
-                recorded.append((event.pk, event.created))
+                recorded.append(event)
             if any(errors):
                 # All or nothing: one bad event rolls back the whole batch.
                 transaction.set_rollback(True)
-            elif any(created for _pk, created in recorded):
+            elif any(event.created for event in recorded):
                 services.detection_queue(episode.pk)  # once for the batch, not once per event
         if any(errors):
             raise exceptions.ValidationError(errors if batch else errors[0])
-        created = dict(recorded)
-        events = {e.pk: e for e in events_queryset().filter(pk__in=created)}
+        # New events are answered from the objects in hand; ones already stored are read back whole.
+        stored = {e.pk: e for e in events_queryset().filter(pk__in=[e.pk for e in recorded if not e.created])}
         data = []
-        for event_id, was_created in recorded:
-            event = events[event_id]
-            event.created = was_created
+        for event in recorded:
+            if not event.created:
+                event = stored[event.pk]
+                event.created = False
             data.append(RecordedEventSerializer(event).data)
-        code = status.HTTP_201_CREATED if any(c for _pk, c in recorded) else status.HTTP_200_OK
+        code = status.HTTP_201_CREATED if any(e.created for e in recorded) else status.HTTP_200_OK
         return Response(data if batch else data[0], status=code)
 
 

@@ -166,3 +166,47 @@ def test_it_lists_events_in_a_fixed_number_of_queries(api, alice, org, django_as
 
     with django_assert_max_num_queries(14):
         assert client.get(f"/api/v1/episodes/{episode.pk}/events/").json()["count"] == 20
+
+
+def test_a_new_event_is_answered_as_it_reads_back_later(api, sam, alice, org):
+    """The 201 body is built from the objects just written: it must match a later read exactly."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
+    payload = {
+        "step": "SURGERY",
+        "occurred_at": iso(episode.started_at + timedelta(hours=3)),
+        "external_id": "THEATRE-CASE-982",
+        "quantities": [
+            {"resource": "IMPLANT-KNEE", "quantity": "1", "unit_cost": "2200.50"},
+            {"resource": "THEATRE", "quantity": "95.5"},
+        ],
+    }
+    client = api(sam)
+
+    first = client.post(f"/api/v1/episodes/{episode.pk}/events/", payload, format="json")
+    again = client.post(f"/api/v1/episodes/{episode.pk}/events/", payload, format="json")
+
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert {**first.json(), "created": False} == again.json()
+    listed = api(alice).get(f"/api/v1/episodes/{episode.pk}/events/").json()["results"]
+    assert [{**first.json(), "created": None}] == [{**row, "created": None} for row in listed]
+
+
+def test_recording_an_event_costs_a_fixed_number_of_queries(api, sam, alice, org, django_assert_max_num_queries):
+    """Token, scope, idempotency key, the event, the episode's change marker and the audit event:
+    no look-ups of rows already in hand and no re-read for the response (30 queries before).
+
+    Inside the test's transaction, the claim's BEGIN/COMMIT are a savepoint and its release."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
+    client = api(sam)
+    warm = {"step": "PREOP", "occurred_at": iso(timezone.now()), "external_id": "PAS-76"}
+    assert client.post(f"/api/v1/episodes/{episode.pk}/events/", warm, format="json").status_code == 201
+
+    with django_assert_max_num_queries(25):
+        response = client.post(
+            f"/api/v1/episodes/{episode.pk}/events/",
+            {"step": "PREOP", "occurred_at": iso(timezone.now()), "external_id": "PAS-77"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="pin-queries-1",
+        )
+    assert response.status_code == 201, response.content
+    assert response.json()["step"] == "PREOP"

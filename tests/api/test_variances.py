@@ -274,3 +274,27 @@ def test_it_reads_history_and_reason_codes_in_a_fixed_number_of_queries(api, ali
         assert client.get(f"/api/v1/variances/{variance.pk}/history/").json()["count"] == 5
     with django_assert_max_num_queries(8):
         assert client.get("/api/v1/reason-codes/?limit=200").json()["count"] > 20
+
+
+def test_recording_a_variance_costs_a_fixed_number_of_queries(api, alice, org, django_assert_max_num_queries):
+    """No look-ups of the episode, step, reason and person already in hand, and no per-row
+    check-constraint queries (33 queries before; the database still enforces both)."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+    reason()
+    client = api(alice)
+    payload = {
+        "episode": episode.pk,
+        "step": "SURGERY",
+        "type": "delay",
+        "cause": "system",
+        "reason": "service-not-available",
+        "valence": "negative",
+        "rationale": "No theatre slot until the next morning",
+        "occurred_at": iso(episode.started_at + timedelta(hours=20)),
+    }
+    assert client.post("/api/v1/variances/", payload, format="json").status_code == 201
+
+    with django_assert_max_num_queries(23):
+        response = client.post("/api/v1/variances/", payload, format="json", HTTP_IDEMPOTENCY_KEY="pin-queries-2")
+    assert response.status_code == 201, response.content
+    assert Variance.objects.filter(episode=episode, status="documented").count() == 2
