@@ -799,8 +799,10 @@ class EpisodeEvents(ApiMixin, generics.ListAPIView):
 # --- views: variances ------------------------------------------------------------------------------
 
 
-def _variance_response(request, variance_id: int, status_code=status.HTTP_200_OK) -> Response:
-    variance = variances_queryset().get(pk=variance_id)
+def _variance_response(request, variance: Variance | int, status_code=status.HTTP_200_OK) -> Response:
+    """The variance as JSON with its ETag; pass an id to read it (in full) first."""
+    if not isinstance(variance, Variance):
+        variance = variances_queryset().get(pk=variance)
     headers = {"ETag": variance_etag(variance)}
     if status_code == status.HTTP_201_CREATED:
         headers["Location"] = reverse("api-variance", args=[variance.pk])
@@ -847,7 +849,9 @@ class VarianceListCreate(ApiMixin, generics.ListAPIView):
             serializer = VarianceCreateSerializer(data=request.data)
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
-            scope = episode_scope(request.user).select_related("version")
+            # Everything the response shows of the episode, read once: the answer is built from the
+            # objects in hand (a re-read joining ten tables costs more to plan than to run).
+            scope = episode_scope(request.user).select_related("version__pathway", "org_unit")
             episode = scope.filter(pk=data["episode"]).first()
             if episode is None:
                 raise exceptions.ValidationError({"episode": "No episode with this id is available to you."})
@@ -868,7 +872,7 @@ class VarianceListCreate(ApiMixin, generics.ListAPIView):
                 )
             except DjangoValidationError as exc:
                 raise _service_errors(exc, VARIANCE_RENAMES) from None
-            return _variance_response(request, variance.pk, status.HTTP_201_CREATED)
+            return _variance_response(request, variance, status.HTTP_201_CREATED)
 
         return idempotent(self, request, record)
 
