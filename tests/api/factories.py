@@ -129,6 +129,21 @@ def start_episode(version, unit, clinician, *, ref="PT-0001A", hours_ago=30):
     )
 
 
+def theatre_delay(episode, **fields) -> dict:
+    """The API body of a documented, system-caused surgery delay on ``episode`` (override any field)."""
+    return {
+        "episode": episode.pk,
+        "step": "SURGERY",
+        "type": "delay",
+        "cause": "system",
+        "reason": "service-not-available",
+        "valence": "negative",
+        "rationale": "No theatre slot until the next morning",
+        "occurred_at": (episode.started_at + timedelta(hours=20)).isoformat(),
+        **fields,
+    }
+
+
 def record_variance(episode, actor, *, step="SURGERY", type="delay", rationale="Theatre list overran"):
     return services.variance_record(
         episode=episode,

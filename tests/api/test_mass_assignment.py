@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.api.conftest import error_fields
-from tests.api.factories import build_tkr, reason, record_variance, start_episode
+from tests.api.factories import build_tkr, reason, record_variance, start_episode, theatre_delay
 from variances.models import Episode, StepEvent, Variance
 
 SERVER_SET = ["id", "recorded_at", "recorded_by", "status", "revision", "costs", "documented_at", "reviewed_by",
@@ -41,16 +41,8 @@ def test_it_refuses_extra_fields_when_recording_a_variance(api, alice, org, extr
         start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
         reason()
     episode = Episode.objects.get()
-    body = {
-        "episode": episode.pk,
-        "step": "SURGERY",
-        "type": "delay",
-        "cause": "system",
-        "reason": "service-not-available",
-        "valence": "negative",
-        "occurred_at": timezone.now().isoformat(),
-    }
-    allowed = set(body) | {"resource", "level", "rationale", "action_taken"}
+    body = theatre_delay(episode, occurred_at=timezone.now().isoformat())
+    allowed = set(body) | {"resource", "level", "action_taken"}
     extra = {k: v for k, v in extra.items() if k not in allowed}
     before = Variance.objects.count()
 

@@ -6,7 +6,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from tests.api.conftest import error_fields, problem
-from tests.api.factories import build_tkr, reason, record_variance, start_episode
+from tests.api.factories import build_tkr, reason, record_variance, start_episode, theatre_delay
 from variances import services
 from variances.detection import evaluate_episode
 from variances.models import ReasonCode, Variance
@@ -22,17 +22,7 @@ def test_it_records_a_variance_with_location_and_etag(api, alice, org):
 
     response = api(alice).post(
         "/api/v1/variances/",
-        {
-            "episode": episode.pk,
-            "step": "SURGERY",
-            "type": "delay",
-            "cause": "system",
-            "reason": "service-not-available",
-            "valence": "negative",
-            "rationale": "No theatre slot until the next morning",
-            "action_taken": "Escalated to the theatre coordinator",
-            "occurred_at": iso(episode.started_at + timedelta(hours=20)),
-        },
+        theatre_delay(episode, action_taken="Escalated to the theatre coordinator"),
         format="json",
     )
 
@@ -283,16 +273,7 @@ def test_recording_a_variance_costs_a_fixed_number_of_queries(api, alice, org, d
     episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
     reason()
     client = api(alice)
-    payload = {
-        "episode": episode.pk,
-        "step": "SURGERY",
-        "type": "delay",
-        "cause": "system",
-        "reason": "service-not-available",
-        "valence": "negative",
-        "rationale": "No theatre slot until the next morning",
-        "occurred_at": iso(episode.started_at + timedelta(hours=20)),
-    }
+    payload = theatre_delay(episode)
     assert client.post("/api/v1/variances/", payload, format="json").status_code == 201
 
     with django_assert_max_num_queries(22):
@@ -306,22 +287,8 @@ def test_a_new_variance_is_answered_as_it_reads_back_later(api, alice, org):
     episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
     reason()
     client = api(alice)
-    created = client.post(
-        "/api/v1/variances/",
-        {
-            "episode": episode.pk,
-            "step": "SURGERY",
-            "type": "delay",
-            "cause": "system",
-            "reason": "service-not-available",
-            "valence": "negative",
-            "level": "outcome",
-            "rationale": "No theatre slot until the next morning",
-            "action_taken": "Escalated to the theatre coordinator",
-            "occurred_at": iso(episode.started_at + timedelta(hours=20)),
-        },
-        format="json",
-    )
+    payload = theatre_delay(episode, level="outcome", action_taken="Escalated to the theatre coordinator")
+    created = client.post("/api/v1/variances/", payload, format="json")
     assert created.status_code == 201, created.content
 
     read = client.get(created["Location"])

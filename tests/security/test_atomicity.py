@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent
 from accounts.services import api_token_create
+from tests.api.factories import theatre_delay
 from tests.conftest import login
 from tests.variances.factories import build_pathway, reason, start, step
 from variances import services
@@ -61,19 +62,8 @@ def test_it_answers_the_api_client_with_a_clean_error_and_keeps_nothing(alice, e
     before = counts()
 
     with audit_write_fails():
-        response = client.post(
-            "/api/v1/variances/",
-            {
-                "episode": episode.pk,
-                "step": "SURGERY",
-                "type": "delay",
-                "cause": "system",
-                "reason": "service-not-available",
-                "valence": "negative",
-                "occurred_at": (timezone.now() - timedelta(minutes=5)).isoformat(),
-            },
-            format="json",
-        )
+        body = theatre_delay(episode, occurred_at=(timezone.now() - timedelta(minutes=5)).isoformat())
+        response = client.post("/api/v1/variances/", body, format="json")
 
     assert response.status_code in (500, 503)
     assert response["Content-Type"] == "application/problem+json"

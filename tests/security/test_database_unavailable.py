@@ -18,7 +18,7 @@ from accounts.models import AuditCheck
 from accounts.queueing import send
 from accounts.services import api_token_create, audit_check_request
 from tests.api.conftest import problem
-from tests.api.factories import build_tkr, reason, start_episode
+from tests.api.factories import build_tkr, reason, start_episode, theatre_delay
 from tests.conftest import login
 from variances import api as variances_api
 from variances import import_jobs
@@ -26,19 +26,6 @@ from variances import tasks as variances_tasks
 from variances.models import Episode, ImportJob, Variance
 
 TRACE_MARKERS = ("Traceback", "OperationalError", "InterfaceError", "psycopg", 'File "')
-
-
-def variance_body(episode) -> dict:
-    return {
-        "episode": episode.pk,
-        "step": "SURGERY",
-        "type": "delay",
-        "cause": "system",
-        "reason": "service-not-available",
-        "valence": "negative",
-        "rationale": "Theatre list overran",
-        "occurred_at": (episode.started_at + timedelta(hours=20)).isoformat(),
-    }
 
 
 @pytest.fixture
@@ -72,7 +59,7 @@ def test_an_api_request_that_loses_the_database_gets_a_clean_503_it_can_retry(ap
 
     response = client.post(
         "/api/v1/variances/",
-        variance_body(episode),
+        theatre_delay(episode),
         format="json",
         HTTP_IDEMPOTENCY_KEY="var-1",
         HTTP_X_REQUEST_ID="fault-123",
@@ -87,8 +74,8 @@ def test_an_api_request_that_loses_the_database_gets_a_clean_503_it_can_retry(ap
     assert not Variance.objects.exists()
 
     monkeypatch.undo()  # the database is back: the same key now records the variance, once
-    retried = client.post("/api/v1/variances/", variance_body(episode), format="json", HTTP_IDEMPOTENCY_KEY="var-1")
-    again = client.post("/api/v1/variances/", variance_body(episode), format="json", HTTP_IDEMPOTENCY_KEY="var-1")
+    retried = client.post("/api/v1/variances/", theatre_delay(episode), format="json", HTTP_IDEMPOTENCY_KEY="var-1")
+    again = client.post("/api/v1/variances/", theatre_delay(episode), format="json", HTTP_IDEMPOTENCY_KEY="var-1")
 
     assert retried.status_code == 201, retried.content
     assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
