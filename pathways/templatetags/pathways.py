@@ -28,6 +28,32 @@ def minutes(value: int | None) -> str:
 
 
 @register.filter
+def duration(value: int | None) -> str:
+    """A length of time in minutes, rounded down to read at a glance.
+
+    45 -> "45 min"; 125 -> "2 h 5 min"; 2009 -> "1 day 9 h"; 19411492 -> "13,480 days".
+    Unlike ``minutes`` (exact timing rules), this drops the smaller unit once the
+    larger one makes it noise: minutes after a day, hours after a week.
+    """
+    if value is None:
+        return ""
+    value = int(value)
+    sign = "-" if value < 0 else ""
+    value = abs(value)
+    if value < 60:
+        return f"{sign}{value} min"
+    if value < 1440:
+        hours, mins = divmod(value, 60)
+        return f"{sign}{hours} h {mins} min" if mins else f"{sign}{hours} h"
+    days, rest = divmod(value, 1440)
+    day_text = f"{days:,} day{'s' if days != 1 else ''}"
+    hours = rest // 60
+    if days >= 7 or not hours:
+        return f"{sign}{day_text}"
+    return f"{sign}{day_text} {hours} h"
+
+
+@register.filter
 def anchor_label(step: Step) -> str:
     if step.anchor_id is None:
         return EPISODE_START

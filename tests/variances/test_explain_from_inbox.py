@@ -53,7 +53,8 @@ def test_the_explain_form_is_prefilled_and_ranks_reasons_used_for_this_step(clie
     page = client.get(f"/variances/{late_surgery.pk}/explain/").content.decode()
 
     assert "Delay</span> Total knee replacement" in page
-    assert "360 minutes outside the window" in page
+    assert "6 h outside the window" in page
+    assert "minutes outside" not in page
     most_used = page.index('label="Most used for this step"')
     assert page.index("Could not address recommended action due to limited time · used 2×") > most_used
     assert page.index("Could not address recommended action due to limited time · used 2×") < page.index(
