@@ -33,7 +33,7 @@ from pathways.models import Pathway, PathwayVersion, Resource, Step
 Kind = Resource.Kind
 Unit = Resource.Unit
 
-DOMAIN_SOURCE = "Riverside costing model FY 2025/26: the rates of the DOMAIN.md worked example"
+DOMAIN_SOURCE = "Riverside costing model FY 2025/26: the rates of the worked knee replacement costing example"
 TRUST_2025 = "Riverside costing model FY 2025/26 (illustrative trust figure)"
 TRUST_2024 = "Riverside costing model FY 2024/25 (illustrative trust figure)"
 NCC = "NHS National Cost Collection 2023/24 national schedule"
@@ -95,7 +95,7 @@ CONSULTANT_CCR = {"capacity_cost": Decimal("164953.13"), "theoretical_minutes": 
 
 TKR_DESCRIPTION = """Elective primary total knee replacement, enhanced recovery.
 
-This is the worked example of DOMAIN.md section 4: its resources, rates, steps and quantities are exactly those, so that the expected episode cost E is 4,167.13 with the FY 2025/26 rates (4,167.125 before rounding).
+Its resources, rates, steps and quantities are exactly those of CommonPath's worked costing example, so that the expected episode cost E is 4,167.13 with the FY 2025/26 rates (4,167.125 before rounding).
 
 Sources: NICE NG157 Joint replacement (primary): hip, knee and shoulder (2020), https://www.nice.org.uk/guidance/ng157 ; GIRFT Orthopaedics national report. Rates: see each resource."""
 
@@ -289,7 +289,9 @@ def load_tkr(*, owner_unit, actor, resources: dict[str, Resource]) -> PathwayVer
                 actor=actor,
             )
     return services.pathway_version_publish(
-        version=version, actor=actor, note="Agreed by the elective orthopaedic team and finance (DOMAIN.md example)."
+        version=version,
+        actor=actor,
+        note="Agreed by the elective orthopaedic team and finance (the worked costing example).",
     )
 
 

@@ -18,6 +18,7 @@ import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Prefetch, Q
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import exceptions, generics, serializers, status
@@ -757,7 +758,9 @@ class EpisodeEvents(ApiMixin, generics.ListAPIView):
                 if item.get("step") and item["step"] not in steps:
                     errors[index]["step"] = [f"No step {item['step']} on this episode's pathway version."]
                 if unknown:
-                    errors[index]["quantities"] = [f"Unknown resource code(s): {', '.join(unknown)}."]
+                    errors[index]["quantities"] = [
+                        f"Unknown resource code{pluralize(len(unknown))}: {', '.join(unknown)}."
+                    ]
                 if errors[index]:
                     continue
                 try:

@@ -25,6 +25,7 @@ from celery import shared_task
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import F, Q
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from accounts.audit import audit_record
@@ -226,7 +227,8 @@ def import_job_run(job_id: int) -> str:
     _finish(
         job,
         status=ImportJob.Status.FAILED,
-        error=f"The file has {summary.problem_count} problem(s), so nothing was imported. Fix them, "
+        error=f"The file has {summary.problem_count} problem{pluralize(summary.problem_count)}, so nothing was imported. "
+        f"Fix {pluralize(summary.problem_count, 'it,them')}, "
         "or import again with 'skip cases with problems'.",
         summary=summary.to_dict(),
     )

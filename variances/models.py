@@ -370,6 +370,36 @@ class Variance(models.Model):
         return self.get_variance_type_display()
 
 
+def with_article(noun: str) -> str:
+    """ "an omission", "a delay": the indefinite article chosen by the first letter.
+
+    Vowel letters take "an"; enough for the fixed vocabulary of variance types
+    and steps (it does not know "an hour" or "a unit").
+    """
+    noun = noun.strip()
+    return f"{'an' if noun[:1].lower() in 'aeiou' and noun else 'a'} {noun}"
+
+
+# How each type reads after "with", e.g. "Episodes with an early step".
+TYPE_PHRASES = {
+    Variance.Type.OMISSION: "an omission",
+    Variance.Type.DELAY: "a delay",
+    Variance.Type.EARLY: "an early step",
+    Variance.Type.ADDITION: "an addition",
+    Variance.Type.SUBSTITUTION: "a substitution",
+    Variance.Type.SEQUENCE: "a step out of sequence",
+    Variance.Type.EXIT: "an exit from the pathway",
+    Variance.Type.OVERRIDE: "an override",
+}
+
+
+def variance_type_phrase(value: str) -> str:
+    """ "early" -> "an early step": a variance type as a noun phrase with its article."""
+    if value in TYPE_PHRASES:
+        return TYPE_PHRASES[value]
+    return with_article(dict(Variance.Type.choices).get(value, value).lower())
+
+
 class VarianceRevision(models.Model):
     """One state of a variance, as it was after each change. Append-only in the database."""
 

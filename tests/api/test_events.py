@@ -87,7 +87,7 @@ def test_it_applies_a_batch_atomically_and_names_the_bad_item(api, sam, alice, o
     fields = error_fields(response)
     assert fields == {
         "2.step": "No step NOT-A-STEP on this episode's pathway version.",
-        "3.quantities": "Unknown resource code(s): UNICORN.",
+        "3.quantities": "Unknown resource code: UNICORN.",
     }
     assert StepEvent.objects.count() == 0  # nothing from the good items either
 

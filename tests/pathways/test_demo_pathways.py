@@ -9,7 +9,7 @@ from costing.money import display
 from costing.standard import version_standard_cost
 from demo import org as demo_org
 from demo import pathways as demo_pathways
-from pathways.models import PathwayChange, PathwayVersion, Step
+from pathways.models import Pathway, PathwayChange, PathwayVersion, Step
 
 
 def _load():
@@ -67,3 +67,19 @@ def test_loading_the_demo_pathways_twice_changes_nothing(db):
         CostRate.objects.count(),
     )
     assert AuditEvent.objects.count() == audits
+
+
+def test_the_demo_text_shown_to_users_does_not_cite_the_developer_documents(db):
+    _load()
+    shown = [
+        *Pathway.objects.values_list("description", flat=True),
+        *PathwayVersion.objects.values_list("change_note", flat=True),
+        *PathwayChange.objects.values_list("note", flat=True),
+        *Step.objects.values_list("guidance", flat=True),
+        *Step.objects.values_list("evidence", flat=True),
+        *CostRate.objects.values_list("source", flat=True),
+        *CostRate.objects.values_list("includes", flat=True),
+    ]
+    assert shown and not [text for text in shown if "DOMAIN" in text]
+    tkr = PathwayVersion.objects.published().get(pathway__code="TKR")
+    assert "worked costing example" in tkr.pathway.description

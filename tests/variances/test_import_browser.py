@@ -102,7 +102,7 @@ def test_a_file_with_problems_fails_and_lists_them(
 
     page = client.get(response["Location"]).content.decode()
     assert "Failed" in page
-    assert "The file has 1 problem(s), so nothing was imported." in page
+    assert "The file has 1 problem, so nothing was imported. Fix it, or import again" in page
     assert "<strong>line 2</strong>: &#x27;half past ten&#x27; is not an ISO 8601 timestamp" in page
     assert not Episode.objects.exists()
 

@@ -60,7 +60,7 @@ def test_a_bad_file_fails_lists_its_problems_and_changes_nothing(org, tmp_path):
     path = write_csv(tmp_path / "bad.csv", None, rows=[["A", "ER Triage", "soon", ""], ["B", "ER Triage", "", ""]])
 
     out = io.StringIO()
-    with pytest.raises(CommandError, match=r"2 problem\(s\) in the file; nothing was imported"):
+    with pytest.raises(CommandError, match=r"2 problems in the file; nothing was imported"):
         call_command("import_events", str(path), pathway="SEPSIS-ED", mapping=str(sepsis.MAPPING_PATH), stdout=out)
 
     assert "  line 2: 'soon' is not an ISO 8601 timestamp" in out.getvalue()

@@ -9,6 +9,7 @@ import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
+from django.template.defaultfilters import pluralize
 
 from accounts.models import OrgUnit
 from variances.importers import ImportFailed, MappingError, import_events, load_mapping
@@ -94,4 +95,6 @@ class Command(BaseCommand):
         for line in lines[1:]:
             self.stdout.write(line)
         if summary.problem_count and not options["skip_bad"]:
-            raise CommandError(f"{summary.problem_count} problem(s) in the file; nothing was imported.")
+            raise CommandError(
+                f"{summary.problem_count} problem{pluralize(summary.problem_count)} in the file; nothing was imported."
+            )
