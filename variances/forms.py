@@ -225,8 +225,11 @@ class VarianceForm(forms.Form):
         else:
             if step is not None:
                 self.initial.setdefault("step", step.pk)
-            if variance_type:
-                self.initial.setdefault("variance_type", variance_type)
+            # The select shows its first type when none is given: say so, so that
+            # the valence below follows the type the clinician actually sees.
+            first_type = self.fields["variance_type"].choices[0][0]
+            self.initial.setdefault("variance_type", variance_type or first_type)
+            variance_type = self.initial["variance_type"]
             self.initial.setdefault("occurred_at", now_local())
         self.initial.setdefault("valence", DEFAULT_VALENCE.get(variance_type, Variance.Valence.NEUTRAL))
 
