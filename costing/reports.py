@@ -783,9 +783,17 @@ _MONEY_SUMS = {
 }
 
 
+# Variance components that only some of a row's episodes have: each cell carries how many
+# episodes its figure comes from, so that a manager's view hides a figure that comes from
+# 1 to 7 episodes even in a row that covers many (costing/suppression.py).
+CELL_COMPONENTS = ("price", "usage", "los", "capacity", "system")
+_CELL_COUNTS = {f"{key}_episodes": Count("pk", filter=~Q(**{f"{key}_variance": 0})) for key in CELL_COMPONENTS}
+
+
 def _cost_row(row: dict) -> dict:
     expected, actual = row.get("expected") or ZERO, row.get("actual") or ZERO
     return {
+        "cells": {key: row[f"{key}_episodes"] for key in CELL_COMPONENTS if f"{key}_episodes" in row},
         "episodes": row["episodes"],
         "expected": money(expected),
         "actual": money(actual),
@@ -840,6 +848,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         "avg_los": Avg("los_days"),
         "avg_expected_los": Avg("expected_los_days"),
         "over_los": Count("pk", filter=Q(los_days__gt=F("expected_los_days"))),
+        **_CELL_COUNTS,
     }
     head = costs.aggregate(
         episodes=Count("pk"),
@@ -849,9 +858,9 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         community=Sum("community_variance"),
         unexplained=Sum("unexplained_variance"),
         missing_rates=Sum("missing_rates"),
-        **{
+        **{  # system_episodes comes with per_episode
             f"{cause}_episodes": Count("pk", filter=~Q(**{f"{cause}_variance": 0}))
-            for cause in ("patient", "clinician", "system", "community", "unexplained")
+            for cause in ("patient", "clinician", "community", "unexplained")
         },
     )
     active = scope.episodes().filter(status=Episode.Status.ACTIVE).count()
@@ -1044,6 +1053,10 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             usage=Sum("usage_variance"),
             los=Sum("los_variance"),
             name=Max("step__name"),
+            **{
+                f"{key}_episodes": Count("episode_cost", distinct=True, filter=~Q(**{f"{key}_variance": 0}))
+                for key in ("price", "usage", "los")
+            },
         )
         .order_by()
     ):
@@ -1062,6 +1075,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
                 "price": money(row["price"]),
                 "usage": money(row["usage"]),
                 "los": money(row["los"]),
+                "cells": {key: row[f"{key}_episodes"] for key in ("price", "usage", "los")},
             }
         )
     step_rows.sort(key=lambda r: (-Decimal(r["variance"]), r["label"]))

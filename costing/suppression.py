@@ -17,6 +17,14 @@ running share is hidden from the first hidden row on (its steps would give each
 hidden share back). Where an episode can be in several rows (variances by type),
 the rule counts episodes per row, which errs towards hiding more.
 
+A cell can come from fewer episodes than its row: a pathway's system-caused
+variance may be one episode's, among hundreds costed. Such rows carry ``cells``,
+each value column's own count of contributing episodes, and the same rules apply
+per column: a figure from 1 to 7 episodes is hidden, more of the column is hidden
+(the fewest contributors first) until the hidden cells together come from more
+than 7 episodes, and the total's cell is hidden if they run out. The counts of
+hidden cells are hidden with them.
+
 The stored ``ReportRun.result`` holds everything; these functions shape a copy for
 one viewer. Views, exports and the API all go through ``result_for``.
 """
@@ -73,11 +81,17 @@ def _value_keys(table: dict) -> list[str]:
     return [c["key"] for c in table["columns"] if c["key"] != "label"]
 
 
+# What names a row rather than measures it: kept when its figures are hidden.
+_IDENTIFYING = frozenset({"key", "label", "group", "pathway", "unit", "org_unit_id", "nature", "suppressed"})
+
+
 def _hide(row: dict, keys: list[str]) -> None:
-    for key in keys:
+    """Hide every figure of ``row``: its columns' and any other it carries (the API shows those)."""
+    for key in {*keys, *row} - _IDENTIFYING - {"cells"}:
         row[key] = SUPPRESSED
-    row["episodes"] = SUPPRESSED
     row["suppressed"] = True
+    for key in row.get("cells") or {}:
+        row["cells"][key] = SUPPRESSED
 
 
 def _complement(rows: list[dict], hidden: set[int], members: list[int]) -> bool:
@@ -112,6 +126,9 @@ def suppress_table(table: dict) -> dict:
             enough = _complement(rows, hidden, members) and enough
     elif total is not None:
         enough = _complement(rows, hidden, list(range(len(rows))))
+    # Rows that add up to a known figure: each group, or all rows when there is a total.
+    parts = list(groups.values()) if groups else ([list(range(len(rows)))] if total is not None else [])
+    cells_hidden = _suppress_cells(rows, hidden, total, parts)
     for i in sorted(hidden):
         _hide(rows[i], keys)
     cumulative = [c["key"] for c in table["columns"] if c["kind"] == CUMULATIVE]
@@ -121,8 +138,49 @@ def suppress_table(table: dict) -> dict:
                 row[key] = SUPPRESSED
     if total is not None and (not enough or is_small(total.get("episodes"))):
         _hide(total, [k for k in keys if k in total])
-    table["suppressed"] = bool(hidden) or bool(total and total.get("suppressed"))
+    table["suppressed"] = bool(hidden) or cells_hidden or bool(total and total.get("suppressed"))
     return table
+
+
+def _suppress_cells(rows: list[dict], hidden_rows: set[int], total: dict | None, parts: list[list[int]]) -> bool:
+    """Hide the figures that come from 1 to 7 episodes although their row covers more; True if any.
+
+    Runs before the hidden rows are blanked: a hidden row's figures still count as protection.
+    """
+    limit = settings.SMALL_CELL_MAX
+    keys = sorted({key for row in rows for key in row.get("cells") or {}})
+    any_hidden = False
+    for key in keys:
+
+        def count(i, key=key) -> int:
+            return (rows[i].get("cells") or {}).get(key) or 0
+
+        hidden = {i for i in range(len(rows)) if i not in hidden_rows and is_small(count(i))}
+        for members in parts:
+            # Differencing against the known figure must not give a hidden one back.
+            protected = {i for i in members if i in hidden or (i in hidden_rows and count(i))}
+            while protected and sum(count(i) for i in protected) <= limit:
+                candidates = [i for i in members if i not in protected and count(i)]
+                if not candidates:
+                    if total is not None:
+                        _hide_cell(total, key)
+                    break
+                extra = min(candidates, key=lambda i: (count(i), i))
+                hidden.add(extra)
+                protected.add(extra)
+        if total is not None and is_small((total.get("cells") or {}).get(key)):
+            _hide_cell(total, key)
+        for i in hidden:
+            _hide_cell(rows[i], key)
+        any_hidden = any_hidden or bool(hidden) or (total is not None and total.get(key) == SUPPRESSED)
+    return any_hidden
+
+
+def _hide_cell(row: dict, key: str) -> None:
+    if key in row:
+        row[key] = SUPPRESSED
+    if key in (row.get("cells") or {}):
+        row["cells"][key] = SUPPRESSED
 
 
 def result_for(result: dict | None, audience: Audience) -> dict | None:
@@ -146,6 +204,10 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
             if key != "label":
                 summary[key] = SUPPRESSED
         summary["suppressed"] = True
+    elif audience.suppress:
+        for key, episodes in list((summary.get("cells") or {}).items()):
+            if is_small(episodes):
+                _hide_cell(summary, key)
     if audience.suppress and "period" in shown and is_small(shown["period"].get("actual_episodes")):
         shown.pop("period")
     shown["suppressed"] = audience.suppress

@@ -93,6 +93,83 @@ def test_it_protects_with_and_without_rows_of_an_outcome_together():
 # --- who sees what in a real report -----------------------------------------------------------------
 
 
+CAUSE_COLUMNS = [*COLUMNS, ("system", "System-caused", "variance")]
+
+
+def system_table(*rows):
+    """Units as (episodes, system-caused variance, episodes that variance comes from)."""
+    body = [
+        {"key": f"U{i}", "label": f"Unit {i}", "episodes": n, "actual": str(n * 1000), "system": str(v),
+         "cells": {"system": c}}
+        for i, (n, v, c) in enumerate(rows)
+    ]  # fmt: skip
+    whole = {
+        "label": "All",
+        "episodes": sum(n for n, _v, _c in rows),
+        "actual": str(sum(n for n, _v, _c in rows) * 1000),
+        "system": str(sum(v for _n, v, c in rows)),
+        "cells": {"system": sum(c for _n, _v, c in rows)},
+    }
+    return table("Units", CAUSE_COLUMNS, body, total=whole, partition=True)
+
+
+def test_it_hides_a_figure_that_comes_from_one_episode_in_a_row_of_many():
+    t = suppress_table(system_table((120, 3017, 1), (90, 0, 0), (60, 1500, 30)))
+
+    first = t["rows"][0]
+    assert (first["episodes"], first["actual"]) == (120, "120000")  # the row itself is not small
+    assert (first["system"], first["cells"]["system"]) == (SUPPRESSED, SUPPRESSED)
+    # Total minus the visible rows would give the hidden figure back: the next contributor goes too.
+    assert t["rows"][2]["system"] == SUPPRESSED
+    assert t["rows"][1]["system"] == "0"  # nothing to protect or to reveal
+    assert t["total"]["system"] == "4517"
+    assert t["suppressed"] is True
+
+
+def test_it_hides_the_column_total_when_no_other_cell_can_protect_the_small_one():
+    t = suppress_table(system_table((120, 3017, 1), (90, 0, 0)))
+
+    assert t["rows"][0]["system"] == SUPPRESSED
+    assert t["total"]["system"] == SUPPRESSED
+    assert t["total"]["actual"] == "210000"
+
+
+def test_a_hidden_rows_few_contributors_are_protected_in_each_column():
+    # Unit 0 (5 episodes) is hidden whole; with it Unit 1 (4), so 9 episodes are hidden. But Unit 0's
+    # system-caused figure comes from one episode and Unit 1 has none: total minus the visible
+    # rows would give it back, so another unit's system-caused figure is hidden as well.
+    t = suppress_table(system_table((5, 800, 1), (4, 0, 0), (50, 900, 12), (60, 2000, 20)))
+
+    assert [row["episodes"] for row in t["rows"]] == [SUPPRESSED, SUPPRESSED, 50, 60]
+    assert [row["system"] for row in t["rows"]] == [SUPPRESSED, SUPPRESSED, SUPPRESSED, "2000"]
+    assert t["rows"][0]["cells"]["system"] == SUPPRESSED
+
+
+@pytest.mark.django_db
+def test_no_managers_cost_figure_comes_from_one_to_seven_episodes_or_can_be_worked_out(reports, org, carol):
+    _variance, cost = reports
+    seen = result_for(cost, audience_for(carol, org["SURG"].pk))
+    checked = 0
+    for key, t in seen["tables"].items():
+        for row in [*t["rows"], t.get("total") or {}]:
+            for column, episodes in (row.get("cells") or {}).items():
+                checked += 1
+                assert episodes == SUPPRESSED or not 0 < episodes <= 7, (key, row["label"], column)
+                if episodes == SUPPRESSED:
+                    assert row[column] == SUPPRESSED, (key, row["label"], column, row)
+        if t.get("total") is None or not t.get("partition"):
+            continue
+        for column in {c for row in t["rows"] for c in row.get("cells") or {}}:
+            hidden = [row for row in t["rows"] if row[column] == SUPPRESSED]
+            if hidden and t["total"][column] != SUPPRESSED:
+                # What differencing gives back is the sum of the hidden figures: it must come from > 7.
+                stored = {row["key"]: row for row in cost["tables"][key]["rows"]}
+                assert sum(stored[row["key"]]["cells"][column] for row in hidden) > 7, (key, column)
+    assert checked > 20
+    for column, episodes in seen["summary"]["cells"].items():
+        assert episodes == SUPPRESSED or not 0 < episodes <= 7, column
+
+
 @pytest.fixture
 def reports(org, alice, bob, dora):
     hip, gall = two_pathways(org["ORTHO"])
