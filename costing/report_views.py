@@ -23,7 +23,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import OrgUnit
 from accounts.permissions import ALL_ROLES, EPISODE_ROLES, any_member, unit_ids_for, units_for
@@ -426,10 +426,16 @@ def _request_status(run: ReportRun, request) -> dict:
     return status_context(run, section=data.get("section", ""), lens=data.get("lens", ""))
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 @any_member
 def report_request(request):
-    """Run a report now (or join the identical one already running)."""
+    """Run a report now (or join the identical one already running).
+
+    A form with errors is shown at this address; reloading it, or opening it
+    from history, is a GET: that goes back to the reports page, not a bare 405.
+    """
+    if request.method == "GET":
+        return redirect("costing:report_list")
     data = request.POST.copy()
     if not data.get("period"):
         data["period"] = "12m"

@@ -154,6 +154,24 @@ def test_a_bad_request_says_what_is_wrong_next_to_the_field(client, org, carol):
     assert not ReportRun.objects.exists()
 
 
+def test_reloading_the_form_with_errors_goes_back_to_the_reports_page(client, org, carol):
+    login(client, carol)
+    failed = client.post(reverse("costing:report_request"), {"kind": "cost", "period": "custom", "date_from": ""})
+    assert failed.status_code == 422  # shown at /costing/reports/run/
+
+    response = client.get(reverse("costing:report_request"))
+
+    assert response.status_code == 302 and response["Location"] == reverse("costing:report_list")
+    assert client.get(response["Location"]).status_code == 200
+    assert client.put(reverse("costing:report_request")).status_code == 405
+
+
+def test_opening_the_run_address_signed_out_asks_to_sign_in(client, org):
+    response = client.get(reverse("costing:report_request"))
+
+    assert response.status_code == 302 and "login" in response["Location"]
+
+
 def test_reports_outside_ones_units_do_not_exist(client, runs, dora, alice):
     login(client, dora)  # Emergency Department: nothing to do with Surgery
     run = runs[("SURG", "cost")]
