@@ -13,11 +13,12 @@ from datetime import datetime
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.audit import audit_record
@@ -126,19 +127,25 @@ def episode_list(request):
     status = request.GET.get("status", Episode.Status.ACTIVE)
     mine = request.GET.get("mine") == "1"
     query = (request.GET.get("q") or "").strip().upper()
+    visible = selectors.episodes_for(request.user)
+    if mine:
+        visible = visible.filter(responsible_clinician=request.user)
+    if query:
+        visible = visible.filter(patient_ref__startswith=query)
     episodes = selectors.with_open_count(
-        selectors.episodes_for(request.user)
-        .select_related("version__pathway", "org_unit", "responsible_clinician")
-        .order_by("-started_at", "-id")
+        visible.select_related("version__pathway", "org_unit", "responsible_clinician").order_by("-started_at", "-id")
     )
     if status in Episode.Status.values:
         episodes = episodes.filter(status=status)
-    if mine:
-        episodes = episodes.filter(responsible_clinician=request.user)
-    if query:
-        episodes = episodes.filter(patient_ref__startswith=query)
     page = Paginator(episodes, PAGE_SIZE).get_page(request.GET.get("page"))
     _audit_list("episode.list", "variances.episode", page.object_list)
+    hidden, show_all_url = [], ""
+    if not page.object_list and status in Episode.Status.values:
+        # Nothing with this status (by default: active): say what the filter hides.
+        counts = visible.exclude(status=status).values_list("status").annotate(n=Count("pk")).order_by("status")
+        hidden = [(n, value) for value, n in counts]  # the values read as adjectives: "3 completed episodes"
+        kept = {"q": query, "mine": "1" if mine else ""}
+        show_all_url = "?" + urlencode({"status": ""} | {key: value for key, value in kept.items() if value})
     return render(
         request,
         "variances/episode_list.html",
@@ -148,6 +155,9 @@ def episode_list(request):
             "mine": mine,
             "q": query,
             "statuses": [("", "All"), *Episode.Status.choices],
+            "hidden": hidden,
+            "hidden_total": sum(n for n, _ in hidden),
+            "show_all_url": show_all_url,
         },
     )
 

@@ -45,7 +45,7 @@ def test_the_import_page_offers_the_shipped_mappings_to_admins(client, erin, sep
     assert "<h1>Import event data</h1>" in page
     assert '<option value="sepsis-4tu.json">sepsis-4tu.json (for SEPSIS-ED)</option>' in page
     assert 'enctype="multipart/form-data"' in page
-    assert "No imports yet." in page
+    assert "No imports from this page yet." in page
 
 
 @pytest.mark.django_db
