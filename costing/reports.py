@@ -39,12 +39,13 @@ from django.db.models import (
     Sum,
 )
 from django.db.models.functions import TruncMonth
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from accounts.models import OrgUnit, User
 from config.routers import using_reports_replica
 from pathways.models import Pathway, PathwayVersion, Resource
-from variances.models import Episode, Variance
+from variances.models import Episode, Variance, variance_type_phrase
 
 from .engine import direction
 from .models import EpisodeCost, EpisodeCostLine, ReportRun, financial_year_label, financial_year_of
@@ -1160,7 +1161,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
                     {
                         "key": f"{t}/{side}",
                         "group": t,  # with + without = all episodes: suppressed together
-                        "label": f"Episodes {label} a {TYPE_LABELS[t].lower()}",
+                        "label": f"Episodes {label} {variance_type_phrase(t)}",
                         "episodes": found[f"{k}_n"],
                         "avg_los": number(found[f"{k}_los"]),
                         "readmission_share": share(found[f"{k}_readmitted"], found[f"{k}_known"]),
@@ -1223,10 +1224,15 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     result["tables"] = tables
     result["notes"] = []
     if active:
-        result["notes"].append(f"{active} active episode(s) in scope are costed when they close.")
-    if head["missing_rates"]:
         result["notes"].append(
-            f"{head['missing_rates']} resource line(s) had no rate in force on the date and were costed at zero."
+            f"{active} active episode{pluralize(active)} in scope {pluralize(active, 'is,are')} costed when "
+            f"{pluralize(active, 'it closes,they close')}."
+        )
+    if head["missing_rates"]:
+        missing = head["missing_rates"]
+        result["notes"].append(
+            f"{missing} resource line{pluralize(missing)} had no rate in force on the date and "
+            f"{pluralize(missing, 'was,were')} costed at zero."
         )
     fy = params.whole_financial_year
     if fy is not None:

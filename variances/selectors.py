@@ -55,6 +55,19 @@ def unexplained_for(user) -> QuerySet[Variance]:
     return Variance.objects.unexplained().for_clinician(user)
 
 
+def unassigned_unexplained_for(user) -> QuerySet[Variance]:
+    """Unexplained variances on episodes with no responsible clinician, in the user's units.
+
+    Imported episodes often come without one: nobody's own inbox holds their departures,
+    so everyone who may open them (the unit's clinicians and leads) sees them as shared work.
+    """
+    if not has_role(user, *EPISODE_ROLES):
+        return Variance.objects.none()
+    return Variance.objects.unexplained().filter(
+        episode__responsible_clinician__isnull=True, episode__org_unit_id__in=unit_ids_for(user, *EPISODE_ROLES)
+    )
+
+
 def with_open_count(episodes: QuerySet[Episode]) -> QuerySet[Episode]:
     """Each episode's number of unexplained variances, as ``open_count``.
 
@@ -146,6 +159,7 @@ def home_panel(user) -> dict:
     )
     panel = {
         "my_unexplained": unexplained_for(user).count(),
+        "unassigned_unexplained": unassigned_unexplained_for(user).count(),
         "my_inbox": inbox,
         "my_active_episodes": Episode.objects.active().filter(responsible_clinician=user).count(),
     }

@@ -104,7 +104,8 @@ def _reasons_for(episode: Episode, *, step: Step | None, variance_type: str | No
 
 @role_required(*EPISODE_ROLES)
 def inbox(request):
-    """Everything waiting for me: unexplained variances on my patients, my active episodes."""
+    """Everything waiting for me: unexplained variances on my patients and on my units' unassigned
+    episodes, and my active episodes."""
     unexplained = (
         selectors.unexplained_for(request.user)
         .select_related("episode__version__pathway", "step", "detection__event")
@@ -116,10 +117,17 @@ def inbox(request):
         .select_related("version__pathway", "org_unit")
         .order_by("started_at", "id")
     )
+    unassigned = Paginator(
+        selectors.unassigned_unexplained_for(request.user)
+        .select_related("episode__version__pathway", "step", "detection__event")
+        .order_by("occurred_at", "id"),
+        PAGE_SIZE,
+    ).get_page(request.GET.get("page"))
     unexplained, episodes = list(unexplained), list(episodes)
-    _audit_list("variance.list", "variances.variance", unexplained)
+    _audit_list("variance.list", "variances.variance", [*unexplained, *unassigned])
     _audit_list("episode.list", "variances.episode", episodes)
-    return render(request, "variances/inbox.html", {"unexplained": unexplained, "episodes": episodes})
+    context = {"unexplained": unexplained, "unassigned": unassigned, "episodes": episodes}
+    return render(request, "variances/inbox.html", context)
 
 
 @role_required(*EPISODE_ROLES)
