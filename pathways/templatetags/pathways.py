@@ -62,17 +62,26 @@ def anchor_label(step: Step) -> str:
 
 @register.filter
 def window_label(step: Step) -> str:
+    """When a step is due, in words; a negative offset reads as "before" its anchor."""
     low, high = step.window_min_minutes, step.window_max_minutes
     if low is None and high is None:
         return "no timing rule"
-    after = f"after {EPISODE_START}" if step.anchor_id is None else f"after {step.anchor.code}"
+    anchor = EPISODE_START if step.anchor_id is None else step.anchor.code
     if low is not None and high is not None:
         if low == high:
-            return f"at {minutes(low)} {after}"
-        return f"{minutes(low)} to {minutes(high)} {after}"
+            return f"at {_offset(low, anchor)}"
+        if low < 0 <= high:
+            return f"from {minutes(-low)} before to {minutes(high)} after {anchor}"
+        if high < 0:
+            return f"{minutes(-low)} to {minutes(-high)} before {anchor}"
+        return f"{minutes(low)} to {minutes(high)} after {anchor}"
     if high is not None:
-        return f"within {minutes(high)} {after}"
-    return f"not before {minutes(low)} {after}"
+        return f"at least {minutes(-high)} before {anchor}" if high < 0 else f"within {minutes(high)} after {anchor}"
+    return f"no earlier than {_offset(low, anchor)}"
+
+
+def _offset(value: int, anchor: str) -> str:
+    return f"{minutes(-value)} before {anchor}" if value < 0 else f"{minutes(value)} after {anchor}"
 
 
 @register.filter
