@@ -17,7 +17,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
-from .money import round_money
+from .money import column_header, round_money
 from .suppression import SUPPRESSED
 
 # Sheet names are at most 31 characters: short names per table key.
@@ -70,8 +70,7 @@ def cell_value(value, kind: str):
 
 
 def _header(column: dict) -> str:
-    suffix = " (%)" if column["kind"] in ("share", "cumulative") else ""
-    return column["label"] + suffix
+    return column_header(column["label"], column["kind"])
 
 
 def _rows(table: dict):

@@ -6,6 +6,8 @@ banker's rounding, so ``display`` quantizes explicitly.
 
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
+
 CENT = Decimal("0.01")
 
 
@@ -19,3 +21,22 @@ def display(amount: Decimal | None) -> str:
     if amount is None:
         return ""
     return f"{round_money(amount):,.2f}"
+
+
+SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
+MONEY_KINDS = ("money", "variance")
+
+
+def currency_symbol(code: str = "") -> str:
+    """ "£" for GBP (the configured currency by default); the code itself where there is no symbol."""
+    code = code or settings.CURRENCY
+    return SYMBOLS.get(code, code)
+
+
+def column_header(label: str, kind: str) -> str:
+    """A report column's heading with its unit: "Expected (£)", "Readmitted within 30 days (%)"."""
+    if kind in MONEY_KINDS:
+        return f"{label} ({currency_symbol()})"
+    if kind in ("share", "cumulative"):
+        return f"{label} (%)"
+    return label

@@ -32,7 +32,7 @@ from variances.models import Variance
 from . import charts
 from .exports import result_workbook, table_csv, table_workbook
 from .models import EpisodeCostLine, ReportRun
-from .money import display
+from .money import MONEY_KINDS, column_header, currency_symbol, display
 from .report_forms import ReportRequestForm
 from .reports import ReportParameters, Scope, table
 from .services import report_run_request
@@ -171,7 +171,7 @@ def display_table(run: ReportRun, key: str, data: dict, *, title: str | None = N
         key=key,
         title=title or data["title"],
         description=data.get("description", ""),
-        headers=[{"label": c["label"], "numeric": c["kind"] != "text"} for c in columns],
+        headers=[{"label": column_header(c["label"], c["kind"]), "numeric": c["kind"] != "text"} for c in columns],
         rows=rows,
         total=total,
         suppressed=data.get("suppressed", False),
@@ -291,6 +291,8 @@ def _variance_charts(run: ReportRun, result: dict, lens: str) -> list[dict]:
 
 def _card(label: str, value, kind: str, note: str = "") -> dict:
     text, css = _format(value, kind)
+    if kind in MONEY_KINDS and text[:1].isdigit():
+        text = currency_symbol() + text  # a card stands alone: its figure says its currency
     return {"label": label, "text": text, "css": css, "note": note}
 
 

@@ -6,11 +6,9 @@ from django import template
 from django.conf import settings
 
 from ..models import financial_year_label
-from ..money import display
+from ..money import SYMBOLS, display
 
 register = template.Library()
-
-SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 
 
 @register.filter
@@ -25,13 +23,20 @@ def money(amount: Decimal | None, currency: str = "") -> str:
 
 
 @register.filter
-def rate(value: Decimal | None) -> str:
-    """A per-unit rate without padding zeros but at least two places: 1.875000 -> "1.875", 4.5 -> "4.50"."""
+def rate(value: Decimal | None, currency: str = "") -> str:
+    """A per-unit rate, written like other money but to its own precision: 1.875000 -> "£1.875",
+    4.5 -> "£4.50" (no padding zeros, at least two places; a currency without a symbol follows
+    as its code: "4.50 CHF")."""
     if value is None:
         return ""
     text = f"{Decimal(value).normalize():f}"
     whole, _, fraction = text.partition(".")
-    return f"{int(whole):,}.{fraction.ljust(2, '0')}" if not whole.startswith("-") else f"{text}"
+    number = f"{int(whole):,}.{fraction.ljust(2, '0')}" if not whole.startswith("-") else f"{text}"
+    code = currency or settings.CURRENCY
+    symbol = SYMBOLS.get(code)
+    if symbol is None:
+        return f"{number} {code}"
+    return f"-{symbol}{number[1:]}" if number.startswith("-") else f"{symbol}{number}"
 
 
 @register.filter

@@ -65,7 +65,7 @@ def test_provenance_explains_a_step_cost_line_by_line(client, tkr, alice):
 
     assert "Cost of SURGERY: £3,017.75 per occurrence" in html
     assert "Theatre nurse" in html
-    assert "0.80 / minute" in html
+    assert "£0.80 / minute" in html
     assert "£144.00" in html
     assert "DOMAIN.md worked example" in html
     assert "FY 2025/26" in html
@@ -98,7 +98,7 @@ def test_finance_lists_resources_with_the_rate_in_force(client, tkr, fred, djang
         html = client.get("/costing/resources/").content.decode()
 
     assert "Consultant surgeon" in html
-    assert "1.875 / minute" in html
+    assert "£1.875 / minute" in html
     assert "New resource" in html
 
 
@@ -146,7 +146,7 @@ def test_the_ccr_calculator_shows_its_working_and_saves_the_rate(client, tkr, fr
 
     preview = client.post("/costing/rates/ccr/", data, **HX).content.decode()
     assert "300000 x 0.85 = <strong>255000" in preview
-    assert "4.705882 per minute" in preview
+    assert "£4.705882 per minute" in preview
 
     response = client.post(
         "/costing/rates/ccr/",

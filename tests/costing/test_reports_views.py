@@ -206,7 +206,7 @@ def test_a_managers_exports_carry_the_same_stars_and_no_names(client, runs, caro
     response = client.get(reverse("costing:report_export_table", args=[run.pk, "by_unit", "csv"]))
     assert response["Content-Type"].startswith("text/csv")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0][:3] == ["Unit", "Episodes", "Expected"]
+    assert rows[0][:3] == ["Unit", "Episodes", "Expected (£)"]  # money columns name their currency
     by_unit = {row[0]: row for row in rows[1:]}
     assert by_unit["Ward 7"][1:4] == ["*", "*", "*"]
     assert by_unit["Trauma & Orthopaedics"][1] == "*"  # or Ward 7 = total - T&O
@@ -229,10 +229,10 @@ def test_a_leads_workbook_holds_money_as_numbers(client, runs, bob):
     sheet = book["By pathway"]
     header = [c.value for c in sheet[1]]
     total = [c.value for c in sheet[sheet.max_row]]
-    expected = total[header.index("Expected")]
+    expected = total[header.index("Expected (£)")]
     assert isinstance(expected, float | int)
     assert round(expected, 2) == round(float(run.result["summary"]["expected"]), 2)
-    assert sheet.cell(row=2, column=header.index("Expected") + 1).number_format == "#,##0.00"
+    assert sheet.cell(row=2, column=header.index("Expected (£)") + 1).number_format == "#,##0.00"
     assert "Clinicians" in book.sheetnames
 
 

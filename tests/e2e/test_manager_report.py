@@ -98,5 +98,5 @@ def test_manager_runs_a_cost_report_watches_progress_sees_the_chart_and_download
     total = [c.value for c in pathways[pathways.max_row]]
     assert total[0] == "All"
     assert total[header.index("Episodes")] == run.result["summary"]["episodes"]
-    assert round(total[header.index("Actual")], 2) == round(float(run.result["summary"]["actual"]), 2)
+    assert round(total[header.index("Actual (£)")], 2) == round(float(run.result["summary"]["actual"]), 2)
     expect(page.locator(".cards")).to_contain_text(f"{run.result['summary']['episodes']:,}")
