@@ -16,6 +16,7 @@ EXPECTED = {
     "Home": {"alice", "bob", "carol", "fred", "erin"},
     "My work": {"alice", "bob", "erin"},
     "Episodes": {"alice", "bob", "erin"},
+    "Rates": {"carol", "fred", "erin"},
     "Review": {"bob"},
     "Audit": {"bob", "erin"},
     "Import": {"erin"},
