@@ -27,6 +27,15 @@ SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 MONEY_KINDS = ("money", "variance")
 
 
+def priced(number: str, code: str = "") -> str:
+    """A formatted amount with its currency: "£4.50", "-£12.00"; "4.50 CHF" where there is no symbol."""
+    code = code or settings.CURRENCY
+    symbol = SYMBOLS.get(code)
+    if symbol is None:
+        return f"{number} {code}"
+    return f"-{symbol}{number[1:]}" if number.startswith("-") else f"{symbol}{number}"
+
+
 def currency_symbol(code: str = "") -> str:
     """ "£" for GBP (the configured currency by default); the code itself where there is no symbol."""
     code = code or settings.CURRENCY

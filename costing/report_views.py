@@ -32,7 +32,7 @@ from variances.models import Variance
 from . import charts
 from .exports import result_workbook, table_csv, table_workbook
 from .models import EpisodeCostLine, ReportRun
-from .money import MONEY_KINDS, column_header, currency_symbol, display
+from .money import MONEY_KINDS, column_header, display, priced
 from .report_forms import ReportRequestForm
 from .reports import ReportParameters, Scope, table
 from .services import report_run_request
@@ -292,7 +292,7 @@ def _variance_charts(run: ReportRun, result: dict, lens: str) -> list[dict]:
 def _card(label: str, value, kind: str, note: str = "") -> dict:
     text, css = _format(value, kind)
     if kind in MONEY_KINDS and text[:1].isdigit():
-        text = currency_symbol() + text  # a card stands alone: its figure says its currency
+        text = priced(text)  # a card stands alone: its figure says its currency
     return {"label": label, "text": text, "css": css, "note": note}
 
 

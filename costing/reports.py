@@ -788,13 +788,23 @@ _MONEY_SUMS = {
 # episodes its figure comes from, so that a manager's view hides a figure that comes from
 # 1 to 7 episodes even in a row that covers many (costing/suppression.py).
 CELL_COMPONENTS = ("price", "usage", "los", "capacity", "system")
-_CELL_COUNTS = {f"{key}_episodes": Count("pk", filter=~Q(**{f"{key}_variance": 0})) for key in CELL_COMPONENTS}
+STEP_CELLS = ("price", "usage", "los")  # a step's lines carry no capacity or cause split
+
+
+def _episode_counts(keys, over: str = "pk") -> dict:
+    """``<key>_episodes``: how many episodes have a non-zero ``<key>_variance`` (``over`` names them)."""
+    return {f"{key}_episodes": Count(over, distinct=over != "pk", filter=~Q(**{f"{key}_variance": 0})) for key in keys}
+
+
+def _cells(row: dict, keys=CELL_COMPONENTS) -> dict:
+    """The per-figure episode counts of an aggregated row, for costing/suppression.py."""
+    return {key: row[f"{key}_episodes"] for key in keys if f"{key}_episodes" in row}
 
 
 def _cost_row(row: dict) -> dict:
     expected, actual = row.get("expected") or ZERO, row.get("actual") or ZERO
     return {
-        "cells": {key: row[f"{key}_episodes"] for key in CELL_COMPONENTS if f"{key}_episodes" in row},
+        "cells": _cells(row),
         "episodes": row["episodes"],
         "expected": money(expected),
         "actual": money(actual),
@@ -849,7 +859,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         "avg_los": Avg("los_days"),
         "avg_expected_los": Avg("expected_los_days"),
         "over_los": Count("pk", filter=Q(los_days__gt=F("expected_los_days"))),
-        **_CELL_COUNTS,
+        **_episode_counts(CELL_COMPONENTS),
     }
     head = costs.aggregate(
         episodes=Count("pk"),
@@ -859,10 +869,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         community=Sum("community_variance"),
         unexplained=Sum("unexplained_variance"),
         missing_rates=Sum("missing_rates"),
-        **{  # system_episodes comes with per_episode
-            f"{cause}_episodes": Count("pk", filter=~Q(**{f"{cause}_variance": 0}))
-            for cause in ("patient", "clinician", "community", "unexplained")
-        },
+        **_episode_counts(("patient", "clinician", "community", "unexplained")),  # system's is in per_episode
     )
     active = scope.episodes().filter(status=Episode.Status.ACTIVE).count()
     n = head["episodes"]
@@ -1054,10 +1061,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             usage=Sum("usage_variance"),
             los=Sum("los_variance"),
             name=Max("step__name"),
-            **{
-                f"{key}_episodes": Count("episode_cost", distinct=True, filter=~Q(**{f"{key}_variance": 0}))
-                for key in ("price", "usage", "los")
-            },
+            **_episode_counts(STEP_CELLS, over="episode_cost"),
         )
         .order_by()
     ):
@@ -1076,7 +1080,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
                 "price": money(row["price"]),
                 "usage": money(row["usage"]),
                 "los": money(row["los"]),
-                "cells": {key: row[f"{key}_episodes"] for key in ("price", "usage", "los")},
+                "cells": _cells(row, STEP_CELLS),
             }
         )
     step_rows.sort(key=lambda r: (-Decimal(r["variance"]), r["label"]))

@@ -3,10 +3,9 @@
 from decimal import Decimal
 
 from django import template
-from django.conf import settings
 
 from ..models import financial_year_label
-from ..money import SYMBOLS, display
+from ..money import display, priced
 
 register = template.Library()
 
@@ -15,11 +14,7 @@ register = template.Library()
 def money(amount: Decimal | None, currency: str = "") -> str:
     if amount is None:
         return ""
-    symbol = SYMBOLS.get(currency or settings.CURRENCY, "")
-    text = display(amount)
-    if text.startswith("-"):
-        return f"-{symbol}{text[1:]}"
-    return f"{symbol}{text}"
+    return priced(display(amount), currency)
 
 
 @register.filter
@@ -32,11 +27,7 @@ def rate(value: Decimal | None, currency: str = "") -> str:
     text = f"{Decimal(value).normalize():f}"
     whole, _, fraction = text.partition(".")
     number = f"{int(whole):,}.{fraction.ljust(2, '0')}" if not whole.startswith("-") else f"{text}"
-    code = currency or settings.CURRENCY
-    symbol = SYMBOLS.get(code)
-    if symbol is None:
-        return f"{number} {code}"
-    return f"-{symbol}{number[1:]}" if number.startswith("-") else f"{symbol}{number}"
+    return priced(number, currency)
 
 
 @register.filter
