@@ -110,7 +110,7 @@ class CostLine:
 
     step: Step | None
     resource: Resource
-    event: StepEvent | None = None
+    event: EventRow | None = None
     standard_quantity: Decimal = ZERO
     actual_quantity: Decimal = ZERO
     standard_rate: Decimal = ZERO
@@ -212,7 +212,7 @@ class EpisodeCosting:
 
     @property
     def missing_rates(self) -> int:
-        return len({line.resource.pk for line in self.lines if line.rate_missing})
+        return len({line.resource.id for line in self.lines if line.rate_missing})
 
     def by_cause(self) -> dict[str, Decimal]:
         totals = dict.fromkeys(CAUSES, ZERO)
@@ -259,6 +259,49 @@ def length_of_stay(episode: Episode, as_of: datetime | None = None) -> int:
     return max((end - local_date(episode.started_at)).days, 0)
 
 
+class EventRow:
+    """The fields of a step event the engine reads.
+
+    Loaded as plain values rather than model instances: a full recomputation after a
+    rate change loads every event of every closed episode, and building model
+    instances cost more than the costing itself (bench/reports.py).
+    """
+
+    __slots__ = ("pk", "episode_id", "step_id", "activity", "occurred_at", "day", "quantity_rows")
+
+    def __init__(self, pk, episode_id, step_id, activity, occurred_at, day, quantity_rows):
+        self.pk = pk
+        self.episode_id = episode_id
+        self.step_id = step_id
+        self.activity = activity
+        self.occurred_at = occurred_at
+        self.day = day  # local date: the rate in force is the one of this day's financial year
+        self.quantity_rows = quantity_rows
+
+
+class QuantityRow:
+    """An event's actual use of one resource: ``amount`` (quantity x headcount), its own ``unit_cost`` if any."""
+
+    __slots__ = ("resource_id", "resource", "amount", "unit_cost")
+
+    def __init__(self, resource_id, resource, amount, unit_cost):
+        self.resource_id = resource_id
+        self.resource = resource
+        self.amount = amount
+        self.unit_cost = unit_cost
+
+
+class PlannedUse:
+    """A step's planned use of one resource, per occurrence (quantity x headcount)."""
+
+    __slots__ = ("resource_id", "resource", "per_occurrence")
+
+    def __init__(self, planned: PlannedResource):
+        self.resource_id = planned.resource_id
+        self.resource = planned.resource
+        self.per_occurrence = planned.quantity * planned.headcount
+
+
 class _Batch:
     """Everything needed to cost a set of episodes, loaded with a fixed number of queries."""
 
@@ -273,20 +316,45 @@ class _Batch:
             .prefetch_related(Prefetch("planned_resources", queryset=planned))
             .order_by("version_id", "stage__order", "order", "id")
         )
-        self.steps_by_version: dict[int, list[Step]] = defaultdict(list)
+        # Each step with its planned resources, listed once (not a related manager per episode).
+        self.plans_by_version: dict[int, list[tuple[Step, list[PlannedUse]]]] = defaultdict(list)
         for step in steps:
-            self.steps_by_version[step.version_id].append(step)
+            self.plans_by_version[step.version_id].append(
+                (step, [PlannedUse(planned) for planned in step.planned_resources.all()])
+            )
         # Grouped by hand rather than with prefetch_related, whose per-event bookkeeping cost
         # more than the costing itself in a full recomputation (bench/reports.py).
-        quantities: dict[int, list[EventQuantity]] = defaultdict(list)
-        for quantity in (
-            EventQuantity.objects.filter(event__episode_id__in=episode_ids).select_related("resource").order_by("id")
-        ):
-            quantities[quantity.event_id].append(quantity)
-        self.events_by_episode: dict[int, list[StepEvent]] = defaultdict(list)
-        for event in StepEvent.objects.filter(episode_id__in=episode_ids).order_by("occurred_at", "id"):
-            event.quantity_rows = quantities.get(event.pk, [])
-            self.events_by_episode[event.episode_id].append(event)
+        quantity_values = list(
+            EventQuantity.objects.filter(event__episode_id__in=episode_ids)
+            .order_by("id")
+            .values_list("event_id", "resource_id", "quantity", "headcount", "unit_cost")
+        )
+        resources = Resource.objects.in_bulk({row[1] for row in quantity_values})
+        quantities: dict[int, list[QuantityRow]] = defaultdict(list)
+        for event_id, resource_id, quantity, headcount, unit_cost in quantity_values:
+            quantities[event_id].append(
+                QuantityRow(resource_id, resources[resource_id], quantity * headcount, unit_cost)
+            )
+        zone = timezone.get_current_timezone()
+        no_quantities: list[QuantityRow] = []
+        self.events_by_episode: dict[int, list[EventRow]] = defaultdict(list)
+        rows = (
+            StepEvent.objects.filter(episode_id__in=episode_ids)
+            .order_by("occurred_at", "id")
+            .values_list("id", "episode_id", "step_id", "activity", "occurred_at")
+        )
+        for pk, episode_id, step_id, activity, occurred_at in rows:
+            self.events_by_episode[episode_id].append(
+                EventRow(
+                    pk,
+                    episode_id,
+                    step_id,
+                    activity,
+                    occurred_at,
+                    occurred_at.astimezone(zone).date(),
+                    quantities.get(pk, no_quantities),
+                )
+            )
         variances = (
             Variance.objects.current()
             .filter(episode_id__in=episode_ids)
@@ -297,12 +365,9 @@ class _Batch:
         for variance in variances:
             self.variances_by_episode[variance.episode_id].append(variance)
         resource_ids = {
-            pr.resource_id
-            for steps in self.steps_by_version.values()
-            for s in steps
-            for pr in s.planned_resources.all()
+            pr.resource_id for plans in self.plans_by_version.values() for _, planned in plans for pr in planned
         }
-        resource_ids |= {q.resource_id for evs in self.events_by_episode.values() for e in evs for q in e.quantity_rows}
+        resource_ids |= {q.resource_id for rows in quantities.values() for q in rows}
         self.rates = RateBook(resource_ids)
 
 
@@ -325,7 +390,7 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
     los = length_of_stay(episode, as_of)
     result = EpisodeCosting(episode=episode, los_days=los, as_of=as_of)
     events = batch.events_by_episode.get(episode.pk, [])
-    by_step: dict[int, list[StepEvent]] = defaultdict(list)
+    by_step: dict[int, list[EventRow]] = defaultdict(list)
     additions = []
     for event in events:
         if event.step_id is None:
@@ -341,16 +406,16 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
             return ZERO
         return value
 
-    for step in batch.steps_by_version.get(episode.version_id, []):
+    for step, planned_resources in batch.plans_by_version.get(episode.version_id, []):
         f = step.expected_count
         if step.per_day:
             result.expected_los_days += f
-        step_events = by_step.get(step.pk, [])
+        step_events = by_step.get(step.id, [])
         planned_ids = set()
-        for planned in step.planned_resources.all():
+        for planned in planned_resources:
             planned_ids.add(planned.resource_id)
             line = CostLine(step=step, resource=planned.resource)
-            per_occurrence = planned.quantity * planned.headcount
+            per_occurrence = planned.per_occurrence
             line.standard_rate = rate(planned.resource_id, start, line)
             line.standard_quantity = f * per_occurrence
             line.standard_cost = line.standard_quantity * line.standard_rate
@@ -365,9 +430,9 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                     if quantity is None:
                         qty, price = per_occurrence, None
                     else:
-                        qty, price = quantity.quantity * quantity.headcount, quantity.unit_cost
+                        qty, price = quantity.amount, quantity.unit_cost
                     if price is None:
-                        price = rate(planned.resource_id, local_date(event.occurred_at), line)
+                        price = rate(planned.resource_id, event.day, line)
                     line.actual_quantity += qty
                     line.actual_cost += qty * price
                 line.usage_variance = (line.actual_quantity - line.standard_quantity) * line.standard_rate
@@ -383,19 +448,19 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                 if line is None:
                     line = extra[quantity.resource_id] = CostLine(step=step, resource=quantity.resource)
                     line.standard_rate = rate(quantity.resource_id, start, line)
-                _add_unplanned(line, quantity, local_date(event.occurred_at), rate)
+                _add_unplanned(line, quantity, event.day, rate)
         result.lines.extend(_finish_unplanned(line) for line in extra.values())
     for event in additions:
         for quantity in event.quantity_rows:
             line = CostLine(step=None, resource=quantity.resource, event=event)
             line.standard_rate = rate(quantity.resource_id, start, line)
-            _add_unplanned(line, quantity, local_date(event.occurred_at), rate)
+            _add_unplanned(line, quantity, event.day, rate)
             result.lines.append(_finish_unplanned(line))
     _explain(result.lines, batch.variances_by_episode.get(episode.pk, []))
     return result
 
 
-def _quantity_for(event: StepEvent, resource_id: int) -> EventQuantity | None:
+def _quantity_for(event: EventRow, resource_id: int) -> QuantityRow | None:
     for quantity in event.quantity_rows:
         if quantity.resource_id == resource_id:
             return quantity
@@ -415,7 +480,7 @@ def _per_day_actual(line: CostLine, per_day: Decimal, start: date, los: int, eve
         fy = financial_year_of(day)
         first, count = days_by_year.get(fy, (day, 0))
         days_by_year[fy] = (first, count + 1)
-    resource_id = line.resource.pk
+    resource_id = line.resource.id
     for first, count in days_by_year.values():
         line.actual_quantity += count * per_day
         line.actual_cost += count * per_day * rate(resource_id, first, line)
@@ -423,16 +488,16 @@ def _per_day_actual(line: CostLine, per_day: Decimal, start: date, los: int, eve
         quantity = _quantity_for(event, resource_id)
         if quantity is None:
             continue
-        day = local_date(event.occurred_at)
+        day = event.day
         day_rate = rate(resource_id, day, line)
         price = quantity.unit_cost if quantity.unit_cost is not None else day_rate
-        actual = quantity.quantity * quantity.headcount
+        actual = quantity.amount
         line.actual_quantity += actual - per_day
         line.actual_cost += actual * price - per_day * day_rate
 
 
-def _add_unplanned(line: CostLine, quantity: EventQuantity, on: date, rate) -> None:
-    qty = quantity.quantity * quantity.headcount
+def _add_unplanned(line: CostLine, quantity: QuantityRow, on: date, rate) -> None:
+    qty = quantity.amount
     price = quantity.unit_cost if quantity.unit_cost is not None else rate(quantity.resource_id, on, line)
     line.actual_quantity += qty
     line.actual_cost += qty * price
@@ -456,14 +521,14 @@ def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
         if not line.total_variance:
             continue
         if line.step is not None:
-            candidates = by_step.get(line.step.pk, [])
+            candidates = by_step.get(line.step.id, [])
         else:
             # The addition detected for this very event, else one recorded by hand
             # (not detected for some other event).
             detected = [v for v in additions if v.detection_id and v.detection.event_id == line.event.pk]
             candidates = detected or [v for v in additions if not (v.detection_id and v.detection.event_id)]
         line.variance = (
-            next((v for v in candidates if v.resource_id == line.resource.pk), None)
+            next((v for v in candidates if v.resource_id == line.resource.id), None)
             or next((v for v in candidates if v.resource_id is None), None)
             or next(iter(candidates), None)
         )

@@ -166,9 +166,11 @@ class EpisodeCost(models.Model):
     episode = models.OneToOneField(
         "variances.Episode", primary_key=True, on_delete=models.CASCADE, related_name="cost_summary"
     )
-    pathway = models.ForeignKey("pathways.Pathway", on_delete=models.CASCADE, related_name="+")
+    # pathway and org_unit lead the indexes below, which serve their lookups: a
+    # full recomputation writes every summary, so each index costs there.
+    pathway = models.ForeignKey("pathways.Pathway", on_delete=models.CASCADE, related_name="+", db_index=False)
     version = models.ForeignKey("pathways.PathwayVersion", on_delete=models.CASCADE, related_name="+")
-    org_unit = models.ForeignKey("accounts.OrgUnit", on_delete=models.CASCADE, related_name="+")
+    org_unit = models.ForeignKey("accounts.OrgUnit", on_delete=models.CASCADE, related_name="+", db_index=False)
     responsible_clinician = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -226,11 +228,30 @@ class EpisodeCostLine(models.Model):
     single aggregate.
     """
 
+    # A full recomputation writes about ten lines per episode, so every index here
+    # costs: step is served by (step, resource), and event and variance, null on
+    # most lines, by partial indexes over the lines that have one.
     episode_cost = models.ForeignKey(EpisodeCost, on_delete=models.CASCADE, related_name="lines")
-    step = models.ForeignKey("pathways.Step", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    step = models.ForeignKey(
+        "pathways.Step",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
     # For an activity not on the pathway (an addition): the event that recorded it.
-    event = models.ForeignKey("variances.StepEvent", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
-    resource = models.ForeignKey("pathways.Resource", on_delete=models.CASCADE, related_name="+")
+    event = models.ForeignKey(
+        "variances.StepEvent",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+    )
+    resource = models.ForeignKey("pathways.Resource", on_delete=models.CASCADE, related_name="+", db_constraint=False)
     salaried = models.BooleanField(default=False)
     standard_quantity = models.DecimalField(max_digits=18, decimal_places=6)
     actual_quantity = models.DecimalField(max_digits=18, decimal_places=6)
@@ -241,7 +262,13 @@ class EpisodeCostLine(models.Model):
     usage_variance = models.DecimalField(max_digits=24, decimal_places=12)
     los_variance = models.DecimalField(max_digits=24, decimal_places=12)
     variance = models.ForeignKey(
-        "variances.Variance", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "variances.Variance",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     cause = models.CharField(max_length=12, choices=EpisodeCost.Cause.choices, blank=True)
 
@@ -249,7 +276,8 @@ class EpisodeCostLine(models.Model):
         ordering = ["episode_cost", "id"]
         indexes = [
             models.Index(fields=["step", "resource"], name="cost_line_step_resource_idx"),
-            models.Index(fields=["variance"], name="cost_line_variance_idx"),
+            models.Index(fields=["variance"], name="cost_line_variance_idx", condition=Q(variance__isnull=False)),
+            models.Index(fields=["event"], name="cost_line_event_idx", condition=Q(event__isnull=False)),
         ]
 
     def __str__(self) -> str:

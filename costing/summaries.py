@@ -15,7 +15,10 @@ cost still grows with every day of its stay, so it is costed on demand instead
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
+from datetime import date
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -24,7 +27,7 @@ from django.utils import timezone
 
 from variances.models import Episode
 
-from .engine import cost_episodes, local_date
+from .engine import cost_episodes
 from .models import CostRate, EpisodeCost, EpisodeCostLine
 
 # Serialises refreshers on PostgreSQL (two report runs over overlapping episodes
@@ -85,64 +88,156 @@ def _refresh_batch(ids: list[int]) -> None:
         )
         costings = cost_episodes(episodes)
         now = timezone.now()
+        zone = timezone.get_current_timezone()
         EpisodeCostLine.objects.filter(episode_cost_id__in=ids).delete()
         EpisodeCost.objects.filter(episode_id__in=ids).delete()
         summaries, lines = [], []
         for episode in episodes:
             costing = costings[episode.pk]
-            started_on = local_date(episode.started_at)
+            started_on = episode.started_at.astimezone(zone).date()
             by_cause = costing.by_cause()
             summaries.append(
-                EpisodeCost(
-                    episode=episode,
-                    pathway_id=episode.version.pathway_id,
-                    version_id=episode.version_id,
-                    org_unit_id=episode.org_unit_id,
-                    responsible_clinician_id=episode.responsible_clinician_id,
-                    status=episode.status,
-                    started_on=started_on,
-                    month=started_on.replace(day=1),
-                    ended_on=local_date(episode.ended_at),
-                    los_days=costing.los_days,
-                    expected_los_days=costing.expected_los_days,
-                    readmitted_30d=episode.readmitted_30d,
-                    complication=episode.complication,
-                    currency=settings.CURRENCY,
-                    expected=costing.expected,
-                    actual=costing.actual,
-                    price_variance=costing.price_variance,
-                    usage_variance=costing.usage_variance,
-                    los_variance=costing.los_variance,
-                    capacity_variance=costing.capacity_variance,
-                    patient_variance=by_cause[EpisodeCost.Cause.PATIENT],
-                    clinician_variance=by_cause[EpisodeCost.Cause.CLINICIAN],
-                    system_variance=by_cause[EpisodeCost.Cause.SYSTEM],
-                    community_variance=by_cause[EpisodeCost.Cause.COMMUNITY],
-                    unexplained_variance=by_cause[EpisodeCost.Cause.UNEXPLAINED],
-                    missing_rates=costing.missing_rates,
-                    source_updated_at=episode.updated_at,
-                    computed_at=now,
+                (
+                    episode.pk,
+                    episode.version.pathway_id,
+                    episode.version_id,
+                    episode.org_unit_id,
+                    episode.responsible_clinician_id,
+                    episode.status,
+                    started_on,
+                    started_on.replace(day=1),
+                    episode.ended_at.astimezone(zone).date(),
+                    costing.los_days,
+                    costing.expected_los_days,
+                    episode.readmitted_30d,
+                    episode.complication,
+                    settings.CURRENCY,
+                    costing.expected,
+                    costing.actual,
+                    costing.price_variance,
+                    costing.usage_variance,
+                    costing.los_variance,
+                    costing.capacity_variance,
+                    by_cause[EpisodeCost.Cause.PATIENT],
+                    by_cause[EpisodeCost.Cause.CLINICIAN],
+                    by_cause[EpisodeCost.Cause.SYSTEM],
+                    by_cause[EpisodeCost.Cause.COMMUNITY],
+                    by_cause[EpisodeCost.Cause.UNEXPLAINED],
+                    costing.missing_rates,
+                    episode.updated_at,
+                    now,
                 )
             )
             for line in costing.lines:
                 lines.append(
-                    EpisodeCostLine(
-                        episode_cost_id=episode.pk,
-                        step=line.step,
-                        event=line.event,
-                        resource=line.resource,
-                        salaried=line.salaried,
-                        standard_quantity=line.standard_quantity,
-                        actual_quantity=line.actual_quantity,
-                        standard_rate=line.standard_rate,
-                        standard_cost=line.standard_cost,
-                        actual_cost=line.actual_cost,
-                        price_variance=line.price_variance,
-                        usage_variance=line.usage_variance,
-                        los_variance=line.los_variance,
-                        variance=line.variance,
-                        cause=line.cause if line.total_variance else "",
+                    (
+                        episode.pk,
+                        line.step.id if line.step is not None else None,
+                        line.event.pk if line.event is not None else None,
+                        line.resource.id,
+                        line.salaried,
+                        line.standard_quantity,
+                        line.actual_quantity,
+                        line.standard_rate,
+                        line.standard_cost,
+                        line.actual_cost,
+                        line.price_variance,
+                        line.usage_variance,
+                        line.los_variance,
+                        line.variance.id if line.variance is not None else None,
+                        line.cause if line.total_variance else "",
                     )
                 )
-        EpisodeCost.objects.bulk_create(summaries)
-        EpisodeCostLine.objects.bulk_create(lines, batch_size=2000)
+        _insert(EpisodeCost, _SUMMARY_COLUMNS, summaries)
+        _insert(EpisodeCostLine, _LINE_COLUMNS, lines)
+
+
+_SUMMARY_COLUMNS = (
+    "episode_id",
+    "pathway_id",
+    "version_id",
+    "org_unit_id",
+    "responsible_clinician_id",
+    "status",
+    "started_on",
+    "month",
+    "ended_on",
+    "los_days",
+    "expected_los_days",
+    "readmitted_30d",
+    "complication",
+    "currency",
+    "expected",
+    "actual",
+    "price_variance",
+    "usage_variance",
+    "los_variance",
+    "capacity_variance",
+    "patient_variance",
+    "clinician_variance",
+    "system_variance",
+    "community_variance",
+    "unexplained_variance",
+    "missing_rates",
+    "source_updated_at",
+    "computed_at",
+)
+_LINE_COLUMNS = (
+    "episode_cost_id",
+    "step_id",
+    "event_id",
+    "resource_id",
+    "salaried",
+    "standard_quantity",
+    "actual_quantity",
+    "standard_rate",
+    "standard_cost",
+    "actual_cost",
+    "price_variance",
+    "usage_variance",
+    "los_variance",
+    "variance_id",
+    "cause",
+)
+
+
+def _insert(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert derived rows in bulk: ``COPY`` on PostgreSQL, ``bulk_create`` elsewhere.
+
+    A full recomputation after a rate change writes every summary and about ten
+    lines per episode; building model instances and INSERT parameters for them
+    took longer than costing the episodes (bench/reports.py). The values are the
+    engine's own (ids, Decimals at full precision, dates), so COPY's text format
+    is written directly; PostgreSQL rounds to each column's scale as an INSERT would.
+    """
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        buffer = io.StringIO()
+        buffer.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
+        buffer.seek(0)
+        with connection.cursor() as cursor:
+            cursor.cursor.copy_expert(f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN", buffer)
+        return
+    model.objects.bulk_create([model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=2000)
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value) -> str:
+    """One value in COPY text format: ``\\N`` for null, ``t``/``f``, ISO dates, escaped text."""
+    kind = type(value)
+    if kind is Decimal or kind is int:
+        return str(value)
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, date):  # datetimes too: isoformat keeps the offset
+        return value.isoformat()
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return str(value)

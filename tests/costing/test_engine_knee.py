@@ -1,15 +1,19 @@
 """The DOMAIN.md knee replacement, costed and its variance decomposed exactly."""
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 import time_machine
 
 from costing.engine import Component, Nature, cost_episode
+from costing.models import EpisodeCost, EpisodeCostLine
 from costing.money import display
 from costing.standard import expected_episode_cost
+from costing.summaries import episode_costs_refresh
 from tests.costing.factories import at, record_knee_actuals
 from tests.pathways.tkr import build_tkr
+from variances import services
 
 pytestmark = pytest.mark.django_db
 
@@ -106,3 +110,72 @@ def test_it_labels_price_as_cash_and_salaried_minutes_as_capacity_consumed(knee)
     nurse_stay = next(v for v in lines if v.line.resource == tkr["WARD-NURSE"] and v.component == "los")
     assert (bed.amount, bed.nature) == (Decimal("360"), "cash")
     assert (nurse_stay.amount, nurse_stay.nature) == (Decimal("336"), "capacity")
+
+
+def test_the_stored_summary_and_lines_hold_exactly_what_the_engine_computed(knee):
+    """Reports read ``EpisodeCost``/``EpisodeCostLine`` (written with COPY on PostgreSQL): nothing may be lost there."""
+    tkr, episode = knee
+    transfusion = services.event_record(
+        episode=episode,
+        activity="Blood transfusion",
+        occurred_at=episode.started_at + timedelta(days=2),
+        source="manual",
+        quantities=[{"resource": "WARD-NURSE", "quantity": "45"}],
+        actor=episode.responsible_clinician,
+    )
+    episode.refresh_from_db()
+    costing = cost_episode(episode)
+
+    assert episode_costs_refresh() == 1
+    summary = EpisodeCost.objects.get(episode=episode)
+    assert (summary.pathway_id, summary.version_id, summary.org_unit_id) == (
+        tkr["version"].pathway_id,
+        tkr["version"].pk,
+        episode.org_unit_id,
+    )
+    assert summary.responsible_clinician_id == episode.responsible_clinician_id
+    assert (summary.started_on, summary.month, summary.ended_on) == (
+        date(2025, 6, 2),
+        date(2025, 6, 1),
+        date(2025, 6, 7),
+    )
+    assert (summary.los_days, summary.expected_los_days) == (5, Decimal("3"))
+    assert (summary.readmitted_30d, summary.complication, summary.status) == (False, False, "completed")
+    assert summary.expected == Decimal("4167.125")
+    assert summary.actual == costing.actual > Decimal("5330.50")  # the knee plus the transfusion's nursing time
+    assert (summary.price_variance, summary.usage_variance, summary.los_variance, summary.capacity_variance) == (
+        costing.price_variance,
+        costing.usage_variance,
+        costing.los_variance,
+        costing.capacity_variance,
+    )
+    by_cause = costing.by_cause()
+    assert summary.system_variance == by_cause["system"] == Decimal("896.00")
+    assert summary.clinician_variance == Decimal("239.25")
+    assert summary.unexplained_variance == by_cause["unexplained"]
+    assert summary.source_updated_at == episode.updated_at
+
+    stored = {
+        (line.step_id, line.event_id, line.resource_id): line
+        for line in EpisodeCostLine.objects.filter(episode_cost=summary)
+    }
+    assert len(stored) == len(costing.lines)
+    for line in costing.lines:
+        row = stored[(line.step.pk if line.step else None, line.event.pk if line.event else None, line.resource.pk)]
+        assert (row.standard_quantity, row.actual_quantity, row.standard_rate) == (
+            line.standard_quantity,
+            line.actual_quantity,
+            line.standard_rate,
+        )
+        assert (row.standard_cost, row.actual_cost) == (line.standard_cost, line.actual_cost)
+        assert (row.price_variance, row.usage_variance, row.los_variance) == (
+            line.price_variance,
+            line.usage_variance,
+            line.los_variance,
+        )
+        assert row.salaried == line.resource.salaried
+        assert row.variance_id == (line.variance.pk if line.variance else None)
+        assert row.cause == (line.cause if line.total_variance else "")
+    addition = stored[(None, transfusion.pk, tkr["WARD-NURSE"].pk)]
+    assert (addition.actual_quantity, addition.standard_quantity) == (Decimal("45"), 0)  # all usage: off the pathway
+    assert stored[(tkr["SURGERY"].pk, None, tkr["IMPLANT"].pk)].cause == "system"
