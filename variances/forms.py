@@ -6,12 +6,14 @@ Forms only collect and check input; the services in ``services.py`` do the writi
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from accounts.models import Membership, OrgUnit, User
 from accounts.permissions import EPISODE_ROLES, units_for
 from pathways.models import Pathway, PathwayVersion, Step
 
+from . import services
 from .models import ReasonCode, Variance, validate_patient_ref
 from .selectors import reason_groups
 
@@ -193,9 +195,11 @@ class VarianceForm(forms.Form):
 
     step = forms.ModelChoiceField(queryset=Step.objects.none(), required=False, empty_label="No particular step")
     variance_type = forms.ChoiceField(
-        label="What happened", choices=[c for c in Variance.Type.choices if c[0] != Variance.Type.EXIT]
+        label="What happened",
+        choices=[c for c in Variance.Type.choices if c[0] != Variance.Type.EXIT],
+        error_messages={"required": "Choose what happened."},
     )
-    reason = ReasonField(label="Reason")
+    reason = ReasonField(label="Reason", error_messages={"required": "Choose a reason."})
     cause = forms.ChoiceField(
         label="Cause",
         choices=[("", "The reason's usual cause"), *Variance.Cause.choices],
@@ -203,7 +207,10 @@ class VarianceForm(forms.Form):
         widget=forms.RadioSelect,
     )
     valence = forms.ChoiceField(
-        label="For the patient this was", choices=Variance.Valence.choices, widget=forms.RadioSelect
+        label="For the patient this was",
+        choices=Variance.Valence.choices,
+        widget=forms.RadioSelect,
+        error_messages={"required": "Say whether the departure was positive, negative or neutral for the patient."},
     )
     rationale = forms.CharField(
         label="Rationale",
@@ -216,6 +223,8 @@ class VarianceForm(forms.Form):
 
     def __init__(self, *args, episode, reasons, step=None, variance_type=None, explaining=False, **kwargs):
         super().__init__(*args, **kwargs)
+        self.episode = episode
+        self.explaining = explaining
         self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
         self.fields["reason"].set_reasons(reasons)
         self.fixed_step = step
@@ -238,7 +247,25 @@ class VarianceForm(forms.Form):
         reason = data.get("reason")
         if reason and not data.get("cause"):
             data["cause"] = reason.default_cause or Variance.Cause.CLINICIAN
+        if not self.explaining:
+            self._check_with_service(data)
         return data
+
+    def _check_with_service(self, data: dict) -> None:
+        """The service's own checks (a step for a step's departure, not in the future) run now, beside
+        the field errors, so that every problem shows in one round rather than after the others pass."""
+        try:
+            services.variance_record_check(
+                episode=self.episode,
+                step=data.get("step"),
+                variance_type=data.get("variance_type"),
+                reason=data.get("reason"),
+                occurred_at=data.get("occurred_at"),
+            )
+        except ValidationError as exc:
+            for name, errors in exc.message_dict.items():
+                if name not in self.errors:  # a field's own error says it already
+                    self.add_error(name if name in self.fields else None, errors)
 
 
 class AmendForm(forms.Form):

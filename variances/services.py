@@ -456,6 +456,39 @@ def _existing_event(existing: StepEvent, episode: Episode) -> StepEvent:
 # --- variances -------------------------------------------------------------------------
 
 
+def variance_record_check(
+    *,
+    episode: Episode,
+    step: Step | None,
+    variance_type: str | None,
+    reason: ReasonCode | None,
+    occurred_at: datetime | None,
+) -> None:
+    """Raise one ValidationError naming every problem with a variance to record, not just the first.
+
+    ``variance_record`` runs it, and so does the browser form while it checks its own fields, so
+    that a clinician sees every problem in one round.
+    """
+    errors: dict[str, list] = {}
+    if variance_type == Variance.Type.EXIT:
+        errors["variance_type"] = ["Use 'Exit pathway' on the episode: it ends the episode too."]
+    if step is None and variance_type in STEP_TYPES:
+        errors["step"] = ["Choose the pathway step this departure concerns."]
+    checks = (
+        lambda: _check_step(episode, step),
+        lambda: _check_reason(episode, reason),
+        lambda: _check_not_future(occurred_at, "occurred_at"),
+    )
+    for check in checks:
+        try:
+            check()
+        except ValidationError as exc:
+            for name, messages in exc.error_dict.items():
+                errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def variance_record(
     *,
@@ -473,13 +506,9 @@ def variance_record(
     actor,
 ) -> Variance:
     """A clinician documents a departure: it starts ``documented`` (revision 1)."""
-    if variance_type == Variance.Type.EXIT:
-        raise ValidationError({"variance_type": "Use 'Exit pathway' on the episode: it ends the episode too."})
-    if step is None and variance_type in STEP_TYPES:
-        raise ValidationError({"step": "Choose the pathway step this departure concerns."})
-    _check_step(episode, step)
-    _check_reason(episode, reason)
-    _check_not_future(occurred_at, "occurred_at")
+    variance_record_check(
+        episode=episode, step=step, variance_type=variance_type, reason=reason, occurred_at=occurred_at
+    )
     now = timezone.now()
     variance = Variance(
         episode=episode,
