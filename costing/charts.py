@@ -128,6 +128,52 @@ def line_chart(labels: list[str], series: list[tuple[str, list]], *, money: bool
     }
 
 
+LABEL_CHARS = 40  # what fits beside a Pareto bar
+
+
+def _cut(text: str, size: int, *, keep: int = 0) -> str:
+    """The first ``size`` characters, ending at a word break where one is near (never before ``keep``)."""
+    if len(text) <= size:
+        return text
+    cut = text[:size]
+    space = cut.rfind(" ", max(size - 12, size // 2, keep))
+    if text[size] != " " and space > 0:
+        cut = cut[:space]
+    return cut.rstrip()
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+def short_labels(labels: list[str], size: int = LABEL_CHARS) -> list[str]:
+    """Labels that fit beside a bar and still tell the bars apart.
+
+    A long label loses its end: "Could not address recommended action…". Where two would then
+    read the same, each keeps its start and the words where it parts from the other:
+    "Could not address … limited time" and "Could not … need for more information…".
+    The full label goes in the chart's <title> and its table.
+    """
+    ends = [label if len(label) <= size else _cut(label, size - 1) + "…" for label in labels]
+    shown = []
+    for label, end in zip(labels, ends, strict=True):
+        twins = [other for other, other_end in zip(labels, ends, strict=True) if other_end == end and other != label]
+        if not twins:
+            shown.append(end)
+            continue
+        parts = max(_common_prefix(label, other) for other in twins)  # the first character that differs
+        start = label.rfind(" ", 0, parts) + 1  # the word it is in (or the one before a space)
+        if parts - start > 12:
+            start = parts - 8
+        tail = label[start:]
+        head = _cut(label, max(size - 3 - len(tail), 12))
+        room = size - 3 - len(head)
+        if len(tail) > room:
+            tail = _cut(tail, room - 1, keep=parts - start + 1) + "…"
+        shown.append(f"{head} … {tail}")
+    return shown
+
+
 def pareto_chart(rows: list[tuple[str, object, object]], *, limit: int = 10) -> dict:
     """Horizontal bars, most frequent first, each with the running share of the whole.
 
@@ -136,6 +182,7 @@ def pareto_chart(rows: list[tuple[str, object, object]], *, limit: int = 10) -> 
     bar is left out; the running share stops at the first suppressed one.
     """
     rows = [(label, _number(value), _number(share)) for label, value, share in rows][:limit]
+    labels = short_labels([label for label, _, _ in rows])
     known = [v for _, v, _ in rows if v is not None]
     top = max(known, default=Decimal(1)) or Decimal(1)
     row_h, label_w, value_w, share_w = 28, 250, 44, 70
@@ -148,7 +195,7 @@ def pareto_chart(rows: list[tuple[str, object, object]], *, limit: int = 10) -> 
         bar = {
             "y": y,
             "text_y": y + row_h / 2,
-            "label": label if len(label) <= 40 else label[:39] + "…",
+            "label": labels[i],
             "full": label,
             "share": f"{share * 100:.0f}%" if running_open else "",
         }
