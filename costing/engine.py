@@ -324,16 +324,15 @@ class _Batch:
             )
         # Grouped by hand rather than with prefetch_related, whose per-event bookkeeping cost
         # more than the costing itself in a full recomputation (bench/reports.py).
-        quantity_values = list(
-            EventQuantity.objects.filter(event__episode_id__in=episode_ids)
-            .order_by("id")
-            .values_list("event_id", "resource_id", "quantity", "headcount", "unit_cost")
-        )
-        resources = Resource.objects.in_bulk({row[1] for row in quantity_values})
+        # One query whatever the batch (resource rows joined in), and one Resource per resource.
+        resources: dict[int, Resource] = {}
         quantities: dict[int, list[QuantityRow]] = defaultdict(list)
-        for event_id, resource_id, quantity, headcount, unit_cost in quantity_values:
-            quantities[event_id].append(
-                QuantityRow(resource_id, resources[resource_id], quantity * headcount, unit_cost)
+        for quantity in (
+            EventQuantity.objects.filter(event__episode_id__in=episode_ids).select_related("resource").order_by("id")
+        ):
+            resource = resources.setdefault(quantity.resource_id, quantity.resource)
+            quantities[quantity.event_id].append(
+                QuantityRow(quantity.resource_id, resource, quantity.quantity * quantity.headcount, quantity.unit_cost)
             )
         zone = timezone.get_current_timezone()
         no_quantities: list[QuantityRow] = []
