@@ -125,3 +125,15 @@ def test_other_forms_share_the_summary(client, alice):
     box = summary(page)
     assert '<a href="#id_old_password">' in box
     assert '<a href="#id_new_password1">' in box
+
+
+def test_help_and_errors_are_tied_to_their_fields_with_unique_ids(client, alice):
+    """Screen readers read a field's help and errors through aria-describedby: every id named there must exist, once."""
+    login(client, alice)
+    page = client.post("/accounts/password/", {"new_password1": "short", "new_password2": "other"}).content.decode()
+
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids)), "duplicate ids"
+    described = {name for value in re.findall(r'aria-describedby="([^"]+)"', page) for name in value.split()}
+    assert "id_new_password1_helptext" in described  # Django names the help text's id
+    assert described <= set(ids)
