@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 
 from variances.models import Episode
@@ -40,13 +41,21 @@ def closed_episodes() -> QuerySet:
     return Episode.objects.exclude(status=Episode.Status.ACTIVE)
 
 
-def stale(episodes: QuerySet) -> QuerySet:
-    """The closed episodes among ``episodes`` whose summary is missing or out of date."""
-    condition = Q(cost_summary__isnull=True) | Q(cost_summary__source_updated_at__lt=F("updated_at"))
+def stale(episodes: QuerySet, *, after: int = 0) -> QuerySet:
+    """The closed episodes among ``episodes`` whose summary is missing or out of date (ids above ``after``).
+
+    Each refresh batch asks for the next stale ids above the last one it did. The
+    bound is given to both sides of the join: PostgreSQL does not carry it across
+    an anti-join by itself, and each batch would read the summary table from its
+    start (quadratic in the number of episodes).
+    """
+    fresh = EpisodeCost.objects.filter(
+        episode=OuterRef("pk"), episode__gt=after, source_updated_at__gte=OuterRef("updated_at")
+    )
     rates_changed = CostRate.objects.aggregate(at=Max("updated_at"))["at"]
     if rates_changed is not None:
-        condition |= Q(cost_summary__computed_at__lt=rates_changed)
-    return episodes.exclude(status=Episode.Status.ACTIVE).filter(condition)
+        fresh = fresh.filter(computed_at__gte=rates_changed)
+    return episodes.exclude(status=Episode.Status.ACTIVE).filter(~Exists(fresh), pk__gt=after)
 
 
 def episode_costs_refresh(
@@ -61,13 +70,13 @@ def episode_costs_refresh(
     committed batch (report progress; it may raise to stop).
     """
     batch_size = batch_size or settings.REPORT_SUMMARY_BATCH_SIZE
-    todo = stale(closed_episodes() if episodes is None else episodes)
-    total = todo.count()
+    scope = closed_episodes() if episodes is None else episodes
+    total = stale(scope).count()
     done = 0
     last_pk = 0
     while done < total:
         # Keyset pagination: memory stays one batch whatever the number of episodes.
-        ids = list(todo.filter(pk__gt=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        ids = list(stale(scope, after=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
             break
         _refresh_batch(ids)
@@ -216,8 +225,10 @@ def _insert(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
         buffer = io.StringIO()
         buffer.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
         buffer.seek(0)
-        with connection.cursor() as cursor:
-            cursor.cursor.copy_expert(f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN", buffer)
+        sql = f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+        # Logged like any query where Django logs queries (DEBUG, tests capturing them).
+        with connection.cursor() as cursor, cursor.debug_sql(sql) if hasattr(cursor, "debug_sql") else nullcontext():
+            cursor.cursor.copy_expert(sql, buffer)
         return
     model.objects.bulk_create([model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=2000)
 
