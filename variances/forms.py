@@ -58,6 +58,23 @@ def _yes_no(value: str) -> bool | None:
     return {"yes": True, "no": False}.get(value)
 
 
+def check_with_service(form: forms.Form, check, *, fields: dict[str, str] | None = None, **values) -> None:
+    """Run a service's own checks (``services.*_check``) beside the form's field checks.
+
+    So every problem shows in one round, rather than the service's only after the fields pass.
+    A field that already has an error of its own keeps just that one; ``fields`` maps a service's
+    field name onto the form's where they differ. Values a field could not clean are None here,
+    and the checks pass over them.
+    """
+    try:
+        check(**values)
+    except ValidationError as exc:
+        for name, errors in exc.message_dict.items():
+            name = (fields or {}).get(name, name)
+            if name not in form.errors:  # a field's own error says it already
+                form.add_error(name if name in form.fields else None, errors)
+
+
 class EpisodeStartForm(forms.Form):
     pathway = forms.ModelChoiceField(queryset=Pathway.objects.none(), empty_label="Choose a pathway…")
     patient_ref = forms.CharField(
@@ -109,9 +126,15 @@ class EpisodeCloseForm(forms.Form):
         label="Readmitted within 30 days?", choices=YES_NO_UNKNOWN, required=False, widget=forms.RadioSelect
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, episode, **kwargs):
         super().__init__(*args, **kwargs)
+        self.episode = episode
         self.initial.setdefault("ended_at", now_local())
+
+    def clean(self):
+        data = super().clean()
+        check_with_service(self, services.episode_end_check, episode=self.episode, ended_at=data.get("ended_at"))
+        return data
 
     def outcome(self, name: str) -> bool | None:
         return _yes_no(self.cleaned_data.get(name, ""))
@@ -152,14 +175,28 @@ class EpisodeExitForm(forms.Form):
         label="Why did the patient leave the pathway?",
         widget=forms.Textarea(attrs={"rows": 3}),
         help_text="Required. A clinical lead reviews every exit.",
+        error_messages={"required": "Say why the patient left the pathway."},
     )
     reason_code = ReasonField(label="Coded reason", required=False)
 
-    def __init__(self, *args, reasons: list[ReasonCode], **kwargs):
+    def __init__(self, *args, episode, reasons: list[ReasonCode], **kwargs):
         super().__init__(*args, **kwargs)
+        self.episode = episode
         self.initial.setdefault("ended_at", now_local())
         self.fields["reason_code"].set_reasons(reasons)
         self.fields["reason_code"].help_text = "Optional now; without it the exit waits in your inbox for a code."
+
+    def clean(self):
+        data = super().clean()
+        check_with_service(
+            self,
+            services.episode_exit_check,
+            episode=self.episode,
+            ended_at=data.get("ended_at"),
+            reason=data.get("reason"),
+            reason_code=data.get("reason_code"),
+        )
+        return data
 
 
 class EventForm(forms.Form):
@@ -175,13 +212,23 @@ class EventForm(forms.Form):
 
     def __init__(self, *args, episode, **kwargs):
         super().__init__(*args, **kwargs)
+        self.episode = episode
         self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
         self.initial.setdefault("occurred_at", now_local())
 
     def clean(self):
         data = super().clean()
-        if not data.get("step") and not (data.get("activity") or "").strip():
-            self.add_error("activity", "Choose the pathway step, or name the activity if it is not on the pathway.")
+        check_with_service(
+            self,
+            services.event_record_check,
+            # The select offers only this version's steps, so the one "step" problem the service can find
+            # here is "neither a step nor an activity": it shows by the activity box, as it always has.
+            fields={"step": "activity"},
+            episode=self.episode,
+            step=data.get("step"),
+            activity=data.get("activity"),
+            occurred_at=data.get("occurred_at"),
+        )
         return data
 
 
@@ -248,24 +295,17 @@ class VarianceForm(forms.Form):
         if reason and not data.get("cause"):
             data["cause"] = reason.default_cause or Variance.Cause.CLINICIAN
         if not self.explaining:
-            self._check_with_service(data)
-        return data
-
-    def _check_with_service(self, data: dict) -> None:
-        """The service's own checks (a step for a step's departure, not in the future) run now, beside
-        the field errors, so that every problem shows in one round rather than after the others pass."""
-        try:
-            services.variance_record_check(
+            # A step for a step's departure, not in the future: beside the field errors, in one round.
+            check_with_service(
+                self,
+                services.variance_record_check,
                 episode=self.episode,
                 step=data.get("step"),
                 variance_type=data.get("variance_type"),
                 reason=data.get("reason"),
                 occurred_at=data.get("occurred_at"),
             )
-        except ValidationError as exc:
-            for name, errors in exc.message_dict.items():
-                if name not in self.errors:  # a field's own error says it already
-                    self.add_error(name if name in self.fields else None, errors)
+        return data
 
 
 class AmendForm(forms.Form):

@@ -175,18 +175,30 @@ def _check_step(episode: Episode, step: Step | None, field: str = "step") -> Non
         )
 
 
-def _check_reason(episode: Episode, reason: ReasonCode | None) -> None:
+def _check_reason(episode: Episode, reason: ReasonCode | None, field: str = "reason") -> None:
     if reason is None:
-        raise ValidationError({"reason": "Choose a reason."})
+        raise ValidationError({field: "Choose a reason."})
     if reason.retired:
-        raise ValidationError({"reason": f"The reason '{reason.display}' has been retired; choose a current one."})
+        raise ValidationError({field: f"The reason '{reason.display}' has been retired; choose a current one."})
     if reason.pathway_id is not None and reason.pathway_id != episode.version.pathway_id:
-        raise ValidationError({"reason": f"The reason '{reason.display}' belongs to another pathway."})
+        raise ValidationError({field: f"The reason '{reason.display}' belongs to another pathway."})
 
 
 def _check_not_future(value: datetime | None, field: str) -> None:
     if value is not None and value > timezone.now() + CLOCK_SKEW:
         raise ValidationError({field: "This time is in the future."})
+
+
+def _gather(errors: dict[str, list], *checks) -> None:
+    """Run every check, adding each problem it names to ``errors`` (by field) instead of stopping at the first.
+
+    The ``*_check`` functions below are built from it, so that a form shows every problem in one round.
+    """
+    for check in checks:
+        try:
+            check()
+        except ValidationError as exc:
+            exc.update_error_dict(errors)
 
 
 def _lock_variance(variance: Variance) -> Variance:
@@ -242,16 +254,44 @@ def episode_start(
     return episode
 
 
-def _end_episode(episode: Episode, *, ended_at: datetime, status: str) -> Episode:
+def _lock_active(episode: Episode) -> Episode:
+    """Re-read the episode under a row lock; only an active episode is completed or exited."""
     episode = Episode.objects.select_for_update(of=("self",)).select_related("version").get(pk=episode.pk)
     if episode.status != Episode.Status.ACTIVE:
         raise ValidationError(f"This episode is already {episode.get_status_display().lower()}.")
-    _check_not_future(ended_at, "ended_at")
-    if ended_at < episode.started_at:
-        raise ValidationError({"ended_at": "The end cannot be before the start of the episode."})
-    episode.status = status
-    episode.ended_at = ended_at
     return episode
+
+
+def episode_end_check(*, episode: Episode, ended_at: datetime | None) -> None:
+    """Raise one ValidationError naming every problem with ending the episode at ``ended_at``.
+
+    ``episode_close`` runs it (``episode_exit`` through ``episode_exit_check``), and so does the
+    browser form while it checks its own fields, so that every problem shows in one round.
+    """
+    errors: dict[str, list] = {}
+    _gather(errors, lambda: _check_not_future(ended_at, "ended_at"))
+    if ended_at is not None and ended_at < episode.started_at:
+        errors.setdefault("ended_at", []).append("The end cannot be before the start of the episode.")
+    if errors:
+        raise ValidationError(errors)
+
+
+def episode_exit_check(
+    *, episode: Episode, ended_at: datetime | None, reason: str | None, reason_code: ReasonCode | None = None
+) -> None:
+    """Raise one ValidationError naming every problem with taking the patient off the pathway.
+
+    ``episode_exit`` runs it, and so does the browser form while it checks its own fields.
+    """
+    errors: dict[str, list] = {}
+    if not (reason or "").strip():
+        errors["reason"] = ["Say why the patient left the pathway."]
+    checks = [lambda: episode_end_check(episode=episode, ended_at=ended_at)]
+    if reason_code is not None:
+        checks.append(lambda: _check_reason(episode, reason_code, "reason_code"))
+    _gather(errors, *checks)
+    if errors:
+        raise ValidationError(errors)
 
 
 @transaction.atomic
@@ -265,7 +305,10 @@ def episode_close(
     actor,
 ) -> Episode:
     """Complete an episode (discharge) with its outcomes; omissions are then detected."""
-    episode = _end_episode(episode, ended_at=ended_at, status=Episode.Status.COMPLETED)
+    episode = _lock_active(episode)
+    episode_end_check(episode=episode, ended_at=ended_at)
+    episode.status = Episode.Status.COMPLETED
+    episode.ended_at = ended_at
     episode.discharge_destination = discharge_destination.strip()
     episode.readmitted_30d = readmitted_30d
     episode.complication = complication
@@ -301,16 +344,15 @@ def episode_exit(
     reason kept as its rationale.
     """
     reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": "Say why the patient left the pathway."})
-    episode = _end_episode(episode, ended_at=ended_at, status=Episode.Status.EXITED)
+    episode = _lock_active(episode)
+    episode_exit_check(episode=episode, ended_at=ended_at, reason=reason, reason_code=reason_code)
+    episode.status = Episode.Status.EXITED
+    episode.ended_at = ended_at
     episode.exit_reason = reason
     episode.updated_at = timezone.now()
     episode.row_version += 1
     episode.full_clean()
     episode.save()
-    if reason_code is not None:
-        _check_reason(episode, reason_code)
     now = timezone.now()
     documented = reason_code is not None
     variance = Variance(
@@ -354,6 +396,23 @@ def _resolve_resource(value) -> Resource:
     return resource
 
 
+def event_record_check(
+    *, episode: Episode, step: Step | None, activity: str | None, occurred_at: datetime | None
+) -> None:
+    """Raise one ValidationError naming every problem with an event to record, not just the first.
+
+    ``event_record`` runs it, and so does the browser form while it checks its own fields.
+    """
+    errors: dict[str, list] = {}
+    _gather(errors, lambda: _check_step(episode, step), lambda: _check_not_future(occurred_at, "occurred_at"))
+    if step is None and not (activity or "").strip():
+        errors.setdefault("step", []).append(
+            "Choose the pathway step, or name the activity if it is not on the pathway."
+        )
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def event_record(
     *,
@@ -380,10 +439,7 @@ def event_record(
         existing = StepEvent.objects.filter(source=source, external_id=external_id).first()
         if existing is not None:
             return _existing_event(existing, episode)
-    _check_step(episode, step)
-    _check_not_future(occurred_at, "occurred_at")
-    if step is None and not (activity or "").strip():
-        raise ValidationError({"step": "Choose the pathway step, or name the activity if it is not on the pathway."})
+    event_record_check(episode=episode, step=step, activity=activity, occurred_at=occurred_at)
     event = StepEvent(
         episode=episode,
         step=step,
@@ -474,17 +530,12 @@ def variance_record_check(
         errors["variance_type"] = ["Use 'Exit pathway' on the episode: it ends the episode too."]
     if step is None and variance_type in STEP_TYPES:
         errors["step"] = ["Choose the pathway step this departure concerns."]
-    checks = (
+    _gather(
+        errors,
         lambda: _check_step(episode, step),
         lambda: _check_reason(episode, reason),
         lambda: _check_not_future(occurred_at, "occurred_at"),
     )
-    for check in checks:
-        try:
-            check()
-        except ValidationError as exc:
-            for name, messages in exc.error_dict.items():
-                errors.setdefault(name, []).extend(messages)
     if errors:
         raise ValidationError(errors)
 

@@ -223,7 +223,7 @@ def episode_close(request, pk: int):
     episode = _episode_or_404(request, pk)
     if episode.status != Episode.Status.ACTIVE:
         return _already_ended(request, episode)
-    form = EpisodeCloseForm(request.POST or None)
+    form = EpisodeCloseForm(request.POST or None, episode=episode)
     if request.method == "POST" and form.is_valid():
         try:
             services.episode_close(
@@ -249,7 +249,7 @@ def episode_exit(request, pk: int):
     if episode.status != Episode.Status.ACTIVE:
         return _already_ended(request, episode)
     reasons = _reasons_for(episode, step=None, variance_type=Variance.Type.EXIT)
-    form = EpisodeExitForm(request.POST or None, reasons=reasons)
+    form = EpisodeExitForm(request.POST or None, episode=episode, reasons=reasons)
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["reason_code"]
         try:

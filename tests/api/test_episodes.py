@@ -231,6 +231,27 @@ def test_it_exits_an_episode_with_a_reason(api, alice, org):
     assert [v["type"] for v in body["variances"]] == ["exit"]
 
 
+def test_it_names_an_end_before_the_start_or_in_the_future_when_closing_or_exiting(api, alice, org):
+    version = build_tkr(org["ORTHO"])
+    episode = start_episode(version, org["ORTHO"], alice)
+    client = api(alice)
+    before_start = iso(episode.started_at - timedelta(hours=1))
+    tomorrow = iso(timezone.now() + timedelta(days=1))
+
+    for body, message in [
+        ({"ended_at": before_start}, "The end cannot be before the start of the episode."),
+        ({"ended_at": tomorrow}, "This time is in the future."),
+        (
+            {"ended_at": before_start, "exit_reason": "Transferred"},
+            "The end cannot be before the start of the episode.",
+        ),
+    ]:
+        response = client.post(f"/api/v1/episodes/{episode.pk}/close/", body, format="json")
+        assert response.status_code == 400, body
+        assert error_fields(response) == {"ended_at": message}
+    assert Episode.objects.get(pk=episode.pk).status == "active"
+
+
 def test_it_keeps_episodes_from_managers_and_finance(api, carol, fred, alice, org):
     version = build_tkr(org["ORTHO"])
     episode = start_episode(version, org["ORTHO"], alice)

@@ -57,6 +57,20 @@ def test_it_records_an_unplanned_activity_with_a_null_step(api, sam, alice, org)
     assert (response.json()["step"], response.json()["activity"]) == (None, "CT head")
 
 
+def test_it_refuses_an_event_in_the_future_with_the_same_words(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+
+    response = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": None, "activity": "CT head", "occurred_at": iso(timezone.now() + timedelta(days=1))},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert error_fields(response) == {"occurred_at": "This time is in the future."}
+    assert not StepEvent.objects.filter(episode=episode).exists()
+
+
 def test_it_returns_the_stored_event_when_an_external_id_is_sent_again(api, sam, alice, org):
     episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
     payload = {"step": "PREOP", "occurred_at": iso(timezone.now()), "external_id": "PAS-1"}
