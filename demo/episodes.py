@@ -11,7 +11,9 @@ What it produces (deterministic: a fixed random seed, times relative to today):
 - documentation as a ward would have it: most detected departures explained by the
   responsible clinician with a realistic reason, a handful of recent ones still
   unexplained in the demo clinician's inbox, the lead's reviews done except the most
-  recent few, one amendment and one withdrawal for the history pages.
+  recent few, one amendment and one withdrawal for the history pages. A lead never
+  reviews what they documented: the demo lead's own (on his patients) are reviewed by
+  a colleague lead of the unit, whom nobody signs in as.
 
 Episodes and events are written in bulk (one audit event for the load); every
 variance goes through ``variances.services`` (or the bulk detection path), so
@@ -29,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import audit_record
+from accounts.models import Membership, User
 from pathways.models import PathwayVersion, Step
 from variances import services
 from variances.detection import EventFact, evaluate_episodes, first_events, load_step_specs, window
@@ -116,6 +119,8 @@ DESTINATIONS = ["usual-residence"] * 8 + ["care-home", "rehabilitation"]
 # Left unexplained in the demo clinician's inbox, and awaiting the lead's review.
 INBOX_LEFT = 6
 REVIEW_LEFT = 5
+# Reviews what the demo lead documented himself (a lead does not review their own); no password.
+COLLEAGUE_LEAD = ("lead-colleague", "Ms Grace Owusu (Clinical Lead, T&O)")
 
 
 def load(*, units, users, stdout) -> None:
@@ -410,16 +415,29 @@ def _explanation(rng, variance, reasons) -> tuple[str, str]:
     return rng.choice(options or [("limited-time", "Ward pressures on the day.")])
 
 
+def _colleague_of(lead) -> User:
+    """A second clinical lead in the demo lead's unit, for the reviews he may not do himself."""
+    username, display_name = COLLEAGUE_LEAD
+    colleague, created = User.objects.get_or_create(username=username, defaults={"display_name": display_name})
+    if created:
+        colleague.set_unusable_password()
+        colleague.save(update_fields=["password"])
+    for membership in lead.memberships.filter(role=Membership.Role.CLINICAL_LEAD):
+        Membership.objects.get_or_create(
+            user=colleague, org_unit_id=membership.org_unit_id, role=Membership.Role.CLINICAL_LEAD
+        )
+    return colleague
+
+
 def _review(rng, episode_ids, lead, counts) -> None:
-    documented = list(
-        Variance.objects.awaiting_review()
-        .filter(episode_id__in=episode_ids)
-        .select_related("episode", "step", "reason")
-        .order_by("-episode__started_at", "id")
-    )
+    awaiting = Variance.objects.awaiting_review().filter(episode_id__in=episode_ids)
+    documented = list(awaiting.select_related("episode", "step", "reason").order_by("-episode__started_at", "id"))
+    own = set(awaiting.documented_by(lead).values_list("pk", flat=True))  # on his own patients
+    colleague = _colleague_of(lead) if own else None
     waiting = 0
     for variance in documented:
-        if variance.review_required and waiting < REVIEW_LEFT:
+        reviewer = colleague if variance.pk in own else lead
+        if reviewer == lead and variance.review_required and waiting < REVIEW_LEFT:
             waiting += 1  # the most recent that must be reviewed: in the lead's queue
             continue
         if not variance.review_required and rng.random() < 0.3:
@@ -430,7 +448,7 @@ def _review(rng, episode_ids, lead, counts) -> None:
             justified=justified,
             avoidable=variance.cause in (Variance.Cause.SYSTEM, Variance.Cause.CLINICIAN) and rng.random() < 0.7,
             comment="" if justified else "Should have escalated to the on-call consultant; discussed at M&M.",
-            actor=lead,
+            actor=reviewer,
         )
         counts["reviewed"] += 1
 

@@ -10,7 +10,7 @@ import re
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 # --- Patient reference -------------------------------------------------------------
@@ -255,6 +255,23 @@ class VarianceQuerySet(models.QuerySet):
     def awaiting_review(self):
         """Documented but not yet adjudicated: what a clinical lead's queue holds."""
         return self.filter(status=Variance.Status.DOCUMENTED)
+
+    def documented_by(self, user):
+        """Variances whose current revision ``user`` wrote: as they stand, they are that person's documentation.
+
+        The revision numbered as the variance's ``revision`` put it in its present state; while it
+        awaits review, that was recording it, explaining it (a detected one) or amending it.
+        """
+        return self.filter(self._current_revision_by(user))
+
+    def not_documented_by(self, user):
+        return self.filter(~self._current_revision_by(user))
+
+    @staticmethod
+    def _current_revision_by(user) -> Exists:
+        return Exists(
+            VarianceRevision.objects.filter(variance=OuterRef("pk"), number=OuterRef("revision"), changed_by=user)
+        )
 
 
 class Variance(models.Model):

@@ -86,11 +86,16 @@ def with_open_count(episodes: QuerySet[Episode]) -> QuerySet[Episode]:
 
 
 def review_queue_for(user) -> QuerySet[Variance]:
-    """Documented variances of the lead's team, those that must be reviewed first."""
+    """Documented variances of the lead's team, those that must be reviewed first.
+
+    Not those the lead documented (wrote the current revision of): another lead reviews
+    them (``services.variance_review`` refuses), so the queue holds only what this lead can act on.
+    """
     units = unit_ids_for(user, Role.CLINICAL_LEAD)
     return (
         Variance.objects.awaiting_review()
         .for_units(units)
+        .not_documented_by(user)
         .select_related(
             "episode__version__pathway",
             "episode__responsible_clinician",

@@ -94,6 +94,10 @@ STEP_TYPES = (
 )
 
 
+# A clinical lead does not review their own documentation (clinical governance: a second pair of eyes).
+SELF_REVIEW = "You documented this variance; another clinical lead reviews it."
+
+
 class StaleRevisionError(Exception):
     """The variance changed since the caller read it (the API answers 412)."""
 
@@ -760,9 +764,18 @@ def can_review(user, episode: Episode) -> bool:
     return episode.org_unit_id in unit_ids_for(user, Membership.Role.CLINICAL_LEAD)
 
 
+def documented_it(user, variance: Variance) -> bool:
+    """Whether ``user`` wrote the variance's current revision (recorded, explained or last amended it)."""
+    return Variance.objects.filter(pk=variance.pk).documented_by(user).exists()
+
+
 @transaction.atomic
 def variance_review(*, variance: Variance, justified: bool, avoidable: bool, comment: str, actor) -> Variance:
-    """A clinical lead adjudicates a documented variance (justified? avoidable?)."""
+    """A clinical lead adjudicates a documented variance (justified? avoidable?).
+
+    A second pair of eyes: the lead who documented the variance as it stands (wrote its
+    current revision) does not review it; another clinical lead of the unit does.
+    """
     variance = _lock_variance(variance)
     if not can_review(actor, variance.episode):
         raise PermissionDenied("Only a clinical lead of this episode's unit can review its variances.")
@@ -770,6 +783,8 @@ def variance_review(*, variance: Variance, justified: bool, avoidable: bool, com
         raise ValidationError(
             f"Only documented variances are reviewed; this one is {variance.get_status_display().lower()}."
         )
+    if documented_it(actor, variance):
+        raise ValidationError(SELF_REVIEW)
     comment = (comment or "").strip()
     if justified is False and not comment:
         raise ValidationError({"comment": "Say why the departure was not justified, so the team can learn from it."})

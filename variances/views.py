@@ -396,6 +396,8 @@ def variance_detail(request, pk: int):
             "history": history,
             "can_change": selectors.can_change_variance(request.user, variance),
             "can_review": services.can_review(request.user, variance.episode),
+            # Whoever wrote the current revision documented it as it stands: another lead reviews it.
+            "self_review": services.SELF_REVIEW if revisions and revisions[-1].changed_by_id == request.user.pk else "",
         },
     )
 

@@ -1,6 +1,7 @@
 """/api/v1/variances/: record, list with filters, amend with If-Match (428/412), explain, history."""
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.utils import timezone
 
@@ -186,6 +187,28 @@ def test_it_refuses_to_amend_server_set_fields(api, alice, org):
     assert response.status_code == 400
     assert set(error_fields(response)) == {"status", "recorded_by", "justified"}
     assert Variance.objects.get().status == "documented"
+
+
+def test_a_lead_cannot_review_through_the_api_so_not_their_own_documentation_either(api, alice, bob, org):
+    """Reviewing is a browser task (services.variance_review refuses a lead's own documentation):
+    the API has no review operation, and a PATCH carrying a verdict is refused in problem+json."""
+    schema = (Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text()
+    assert "review/" not in schema  # a review endpoint would have to answer the self-review rule too
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), bob)
+    client = api(bob)
+    etag = client.get(f"/api/v1/variances/{variance.pk}/")["ETag"]
+
+    response = client.patch(
+        f"/api/v1/variances/{variance.pk}/",
+        {"justified": True, "avoidable": False, "amendment_reason": "Reviewed"},
+        format="json",
+        HTTP_IF_MATCH=etag,
+    )
+
+    assert response.status_code == 400
+    assert problem(response)["type"].endswith("validation-error")
+    assert set(error_fields(response)) == {"justified", "avoidable"}
+    assert Variance.objects.get(pk=variance.pk).status == "documented"
 
 
 def test_it_explains_a_detected_variance(api, alice, org):

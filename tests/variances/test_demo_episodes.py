@@ -43,6 +43,11 @@ def test_it_loads_18_months_with_a_third_departing_and_work_waiting(demo):
     assert episodes.filter(version__status="retired").exists()  # older hip fractures stay on v1
     assert review_queue_for(users["lead"]).filter(review_required=True).count() == 5
     assert Variance.objects.filter(status="reviewed").exists()
+    # A second pair of eyes: nobody reviewed what they documented; the lead's own went to a colleague.
+    for variance in Variance.objects.filter(status="reviewed").prefetch_related("revisions"):
+        documented = next(r for r in variance.revisions.all() if r.number == variance.revision - 1)
+        assert documented.changed_by_id != variance.reviewed_by_id
+    assert Variance.objects.filter(status="reviewed", reviewed_by__username="lead-colleague").exists()
     assert Variance.objects.filter(status="withdrawn", withdrawn_reason="Recorded on the wrong patient").exists()
     assert ReasonCode.objects.filter(code="no-trauma-theatre", pathway__code="HIP-FRACTURE").exists()
     # Every variance carries its history, newest revision equal to its state.
