@@ -220,6 +220,16 @@ class EpisodeCost(models.Model):
         return self.actual - self.expected
 
 
+def _derived_link(to: str, *, db_index: bool = False, **options) -> models.ForeignKey:
+    """A cost line's link to what it was computed from, without a per-row database check.
+
+    The engine writes only ids it read in the same transaction, and a full
+    recomputation writes about ten lines per episode, where each reference check
+    and index costs (bench/reports.py). Deletion still follows ``on_delete`` in the ORM.
+    """
+    return models.ForeignKey(to, related_name="+", db_index=db_index, db_constraint=False, **options)
+
+
 class EpisodeCostLine(models.Model):
     """One step x resource of an episode's cost: standard against actual, decomposed.
 
@@ -232,26 +242,10 @@ class EpisodeCostLine(models.Model):
     # costs: step is served by (step, resource), and event and variance, null on
     # most lines, by partial indexes over the lines that have one.
     episode_cost = models.ForeignKey(EpisodeCost, on_delete=models.CASCADE, related_name="lines")
-    step = models.ForeignKey(
-        "pathways.Step",
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_index=False,
-        db_constraint=False,
-    )
+    step = _derived_link("pathways.Step", null=True, blank=True, on_delete=models.CASCADE)
     # For an activity not on the pathway (an addition): the event that recorded it.
-    event = models.ForeignKey(
-        "variances.StepEvent",
-        null=True,
-        blank=True,
-        on_delete=models.CASCADE,
-        related_name="+",
-        db_index=False,
-        db_constraint=False,
-    )
-    resource = models.ForeignKey("pathways.Resource", on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    event = _derived_link("variances.StepEvent", null=True, blank=True, on_delete=models.CASCADE)
+    resource = _derived_link("pathways.Resource", on_delete=models.CASCADE, db_index=True)
     salaried = models.BooleanField(default=False)
     standard_quantity = models.DecimalField(max_digits=18, decimal_places=6)
     actual_quantity = models.DecimalField(max_digits=18, decimal_places=6)
@@ -261,15 +255,7 @@ class EpisodeCostLine(models.Model):
     price_variance = models.DecimalField(max_digits=24, decimal_places=12)
     usage_variance = models.DecimalField(max_digits=24, decimal_places=12)
     los_variance = models.DecimalField(max_digits=24, decimal_places=12)
-    variance = models.ForeignKey(
-        "variances.Variance",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_index=False,
-        db_constraint=False,
-    )
+    variance = _derived_link("variances.Variance", null=True, blank=True, on_delete=models.SET_NULL)
     cause = models.CharField(max_length=12, choices=EpisodeCost.Cause.choices, blank=True)
 
     class Meta:

@@ -23,7 +23,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.db.models import F, FilteredRelation, Max, Q, QuerySet
 from django.utils import timezone
 
 from variances.models import Episode
@@ -46,16 +46,18 @@ def stale(episodes: QuerySet, *, after: int = 0) -> QuerySet:
 
     Each refresh batch asks for the next stale ids above the last one it did. The
     bound is given to both sides of the join: PostgreSQL does not carry it across
-    an anti-join by itself, and each batch would read the summary table from its
+    an outer join by itself, and each batch would read the summary table from its
     start (quadratic in the number of episodes).
     """
-    fresh = EpisodeCost.objects.filter(
-        episode=OuterRef("pk"), episode__gt=after, source_updated_at__gte=OuterRef("updated_at")
-    )
+    # The bound sits in the join's ON clause, where PostgreSQL applies it to the summaries' index scan.
+    summary = FilteredRelation("cost_summary", condition=Q(cost_summary__episode_id__gt=after))
+    condition = Q(summary__isnull=True) | Q(summary__source_updated_at__lt=F("updated_at"))
     rates_changed = CostRate.objects.aggregate(at=Max("updated_at"))["at"]
     if rates_changed is not None:
-        fresh = fresh.filter(computed_at__gte=rates_changed)
-    return episodes.exclude(status=Episode.Status.ACTIVE).filter(~Exists(fresh), pk__gt=after)
+        condition |= Q(summary__computed_at__lt=rates_changed)
+    return (
+        episodes.exclude(status=Episode.Status.ACTIVE).filter(pk__gt=after).annotate(summary=summary).filter(condition)
+    )
 
 
 def episode_costs_refresh(
