@@ -15,17 +15,14 @@ cost still grows with every day of its stay, so it is costed on demand instead
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
-from contextlib import nullcontext
-from datetime import date
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, FilteredRelation, Max, Q, QuerySet
 from django.utils import timezone
 
+from config.pgcopy import copy_rows
 from variances.models import Episode
 
 from .engine import cost_episodes
@@ -224,33 +221,6 @@ def _insert(model, columns: tuple[str, ...], rows: list[tuple]) -> None:
     if not rows:
         return
     if connection.vendor == "postgresql":
-        buffer = io.StringIO()
-        buffer.writelines("\t".join(map(_copy_text, row)) + "\n" for row in rows)
-        buffer.seek(0)
-        sql = f"COPY {model._meta.db_table} ({', '.join(columns)}) FROM STDIN"
-        # Logged like any query where Django logs queries (DEBUG, tests capturing them).
-        with connection.cursor() as cursor, cursor.debug_sql(sql) if hasattr(cursor, "debug_sql") else nullcontext():
-            cursor.cursor.copy_expert(sql, buffer)
+        copy_rows(model._meta.db_table, columns, rows)
         return
     model.objects.bulk_create([model(**dict(zip(columns, row, strict=True))) for row in rows], batch_size=2000)
-
-
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _copy_text(value) -> str:
-    """One value in COPY text format: ``\\N`` for null, ``t``/``f``, ISO dates, escaped text."""
-    kind = type(value)
-    if kind is Decimal or kind is int:
-        return str(value)
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    if isinstance(value, date):  # datetimes too: isoformat keeps the offset
-        return value.isoformat()
-    if isinstance(value, str):
-        return value.translate(_COPY_ESCAPES)
-    return str(value)

@@ -39,6 +39,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import OrgUnit
+from config.pgcopy import ESCAPES, NULL
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from ..detection import evaluate_episodes
@@ -542,7 +543,6 @@ class Importer:
 
 # --- inserting episodes and events --------------------------------------------------------
 
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 ONE = Decimal("1")
 
 
@@ -619,7 +619,7 @@ def _copy_events(cursor, events, recorded_at, recorded_by_id) -> None:
     # COPY text format: tab-separated, \N for NULL, backslash escapes in text.
     # Ids come from the table's identity in row order, so they follow time order.
     table = StepEvent._meta.db_table
-    escapes, null = _COPY_ESCAPES, "\\N"
+    escapes, null = ESCAPES, NULL
     tail = f"{recorded_at.isoformat()}\t{null if recorded_by_id is None else recorded_by_id}"
     buffer = io.StringIO()
     buffer.writelines(
