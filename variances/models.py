@@ -422,7 +422,10 @@ class VarianceRevision(models.Model):
 
     variance = models.ForeignKey(Variance, on_delete=models.PROTECT, related_name="revisions")
     number = models.PositiveIntegerField()
-    changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
+    # Indexed by revision_author_idx, which leads with it.
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     changed_at = models.DateTimeField(default=timezone.now)
     reason = models.TextField(blank=True)
     snapshot = models.JSONField()
@@ -431,6 +434,11 @@ class VarianceRevision(models.Model):
         ordering = ["variance", "number"]
         constraints = [
             models.UniqueConstraint(fields=["variance", "number"], name="revision_unique_number"),
+        ]
+        indexes = [
+            # "Did this person write the variance's current revision?" for every variance in a
+            # lead's review queue (VarianceQuerySet.not_documented_by), read from the index alone.
+            models.Index(fields=["changed_by", "variance", "number"], name="revision_author_idx"),
         ]
 
     def __str__(self) -> str:
