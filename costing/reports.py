@@ -44,7 +44,7 @@ from django.utils import timezone
 
 from accounts.models import OrgUnit, User
 from config.routers import using_reports_replica
-from pathways.models import Pathway, PathwayVersion, Resource
+from pathways.models import Pathway, PathwayVersion, Resource, Step
 from variances.models import Episode, Variance, variance_type_phrase
 
 from .engine import direction
@@ -820,6 +820,36 @@ def _cost_row(row: dict) -> dict:
     }
 
 
+def _by_step_code(rows, extra: tuple[str, ...] = ()) -> dict[tuple, dict]:
+    """Cost-line aggregates grouped by pathway and step id, merged by step code across versions.
+
+    Keys are ``(pathway_id, code, name, *extra values)``; lines without a step are the
+    pathway's activities off the pathway. Each version has its own step rows but an
+    episode follows one version, so episode counts of one code's steps add up exactly,
+    as do the sums. A code renamed in a later version takes the name that sorts last,
+    as ``Max`` did when the query joined the steps.
+    """
+    rows = list(rows)
+    steps = {
+        pk: (code, name)
+        for pk, code, name in Step.objects.filter(pk__in={r["step_id"] for r in rows} - {None}).values_list(
+            "pk", "code", "name"
+        )
+    }
+    merged: dict[tuple, dict] = {}
+    names: dict[tuple, str] = {}
+    for row in rows:
+        code, name = steps.get(row["step_id"], ("OFF-PATHWAY", "Activities off the pathway"))
+        group = (row["episode_cost__pathway_id"], code, *(row[k] for k in extra))
+        names[group] = max(names.get(group, name), name)
+        into = merged.setdefault(group, dict.fromkeys(row, None) | {k: row[k] for k in extra})
+        for key, value in row.items():
+            if key in ("episode_cost__pathway_id", "step_id", *extra) or value is None:
+                continue
+            into[key] = value if into[key] is None else into[key] + value
+    return {(group[0], group[1], names[group], *group[2:]): row for group, row in merged.items()}
+
+
 COST_COLUMNS = [
     ("episodes", "Episodes", INT),
     ("expected", "Expected", MONEY),
@@ -1049,10 +1079,11 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         partition=True,
     )
 
-    # Top cost drivers and the steps of each pathway (drill-down).
-    step_rows, driver_rows = [], []
-    for row in (
-        lines.values("episode_cost__pathway_id", "step__code")
+    # Top cost drivers and the steps of each pathway (drill-down). Lines are grouped by step id
+    # (a hash aggregate over integers, no join to the steps) and merged by step code here.
+    step_rows = []
+    for (pathway_id, code, name), row in _by_step_code(
+        lines.values("episode_cost__pathway_id", "step_id")
         .annotate(
             episodes=Count("episode_cost", distinct=True),
             expected=Sum("standard_cost"),
@@ -1060,19 +1091,17 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             price=Sum("price_variance"),
             usage=Sum("usage_variance"),
             los=Sum("los_variance"),
-            name=Max("step__name"),
             **_episode_counts(STEP_CELLS, over="episode_cost"),
         )
         .order_by()
-    ):
-        pathway = pathway_names[row["episode_cost__pathway_id"]].code
-        step_code = row["step__code"] or "OFF-PATHWAY"
+    ).items():
+        pathway = pathway_names[pathway_id].code
         step_rows.append(
             {
-                "key": f"{pathway}/{step_code}",
+                "key": f"{pathway}/{code}",
                 "pathway": pathway,
                 "group": pathway,  # the steps add up to the pathway's row
-                "label": f"{pathway} · {row['name'] or 'Activities off the pathway'}",
+                "label": f"{pathway} · {name}",
                 "episodes": row["episodes"],
                 "expected": money(row["expected"]),
                 "actual": money(row["actual"]),
@@ -1091,19 +1120,14 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         step_rows,
         link="step",
     )
-    resources = {}
-    for row in (
-        lines.values("episode_cost__pathway_id", "step__code", "resource_id")
-        .annotate(
-            episodes=Count("episode_cost", distinct=True),
-            actual=Sum("actual_cost"),
-            variance=Sum(line_variance),
-            name=Max("step__name"),
-        )
-        .order_by("-variance")[:10]
-    ):
-        resources[row["resource_id"]] = None
-        driver_rows.append(row)
+    drivers = _by_step_code(
+        lines.values("episode_cost__pathway_id", "step_id", "resource_id")
+        .annotate(episodes=Count("episode_cost", distinct=True), actual=Sum("actual_cost"), variance=Sum(line_variance))
+        .order_by(),
+        extra=("resource_id",),
+    )
+    driver_rows = sorted(drivers.items(), key=lambda item: (-(item[1]["variance"] or ZERO), item[0]))[:10]
+    resources = {row["resource_id"] for _, row in driver_rows}
     names = dict(Resource.objects.filter(pk__in=list(resources)).values_list("pk", "name"))
     tables["drivers"] = table(
         "Top cost drivers",
@@ -1116,15 +1140,14 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         ],  # fmt: skip
         [
             {
-                "key": f"{pathway_names[row['episode_cost__pathway_id']].code}/{row['step__code'] or 'OFF-PATHWAY'}",
-                "label": f"{pathway_names[row['episode_cost__pathway_id']].code} · "
-                f"{row['name'] or 'Activities off the pathway'}",
+                "key": f"{pathway_names[pathway_id].code}/{code}",
+                "label": f"{pathway_names[pathway_id].code} · {name}",
                 "resource": names.get(row["resource_id"], ""),
                 "episodes": row["episodes"],
                 "actual": money(row["actual"]),
                 "variance": money(row["variance"]),
             }
-            for row in driver_rows
+            for (pathway_id, code, name, _), row in driver_rows
         ],
         description="The steps and resources whose cost exceeded the plan the most.",
         link="step",

@@ -14,7 +14,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from costing.models import EpisodeCost
+from costing.models import EpisodeCost, EpisodeCostLine
 from costing.reports import ReportParameters, cost_report, variance_report
 from tests.costing.factories import generate_dataset, two_pathways
 from variances.models import Episode, Variance
@@ -333,3 +333,63 @@ def test_an_episode_moved_to_another_unit_leaves_the_old_units_report(dataset, o
 
     assert after == before - 1
     assert EpisodeCost.objects.get(pk=moved.pk).org_unit == org["ED"]
+
+
+def test_steps_and_cost_drivers_add_up_across_pathway_versions(org, alice, dora):
+    """A pathway's versions have steps of their own; the report shows one row per step code.
+
+    Half the episodes follow version 1 and half version 2 (where the operation was
+    renamed). Each code's row adds up both versions' lines, and its episode count
+    is the number of episodes with a line on it, whichever version they followed.
+    """
+    from pathways.services import pathway_version_draft, pathway_version_publish, step_update
+
+    hip, gall = two_pathways(org["ORTHO"])
+    generate_dataset(pathways=[hip, gall], units=[org["ORTHO"]], clinicians=[alice], n=120, seed=3)
+    draft = pathway_version_draft(pathway=hip["pathway"], actor=dora)
+    step_update(step=draft.steps.get(code="OP"), actor=dora, name="Total hip replacement")
+    version_2 = pathway_version_publish(version=draft, actor=dora, note="Operation renamed")
+    generate_dataset(pathways=[{"version": version_2}], units=[org["ORTHO"]], clinicians=[alice], n=120, seed=4)
+
+    tables = cost_report(ReportParameters.from_dict(SCOPES[0]))["tables"]
+
+    expected = defaultdict(lambda: {"episodes": set(), "expected": Decimal(0), "actual": Decimal(0), "usage": set()})
+    drivers = defaultdict(lambda: {"episodes": set(), "variance": Decimal(0)})
+    versions = defaultdict(set)
+    lines = EpisodeCostLine.objects.filter(
+        episode_cost__org_unit=org["ORTHO"],
+        episode_cost__started_on__gte=date(2025, 6, 1),
+        episode_cost__started_on__lte=date(2025, 12, 31),
+    ).select_related("step__version__pathway", "episode_cost__pathway")
+    for line in lines:
+        pathway = line.episode_cost.pathway.code
+        code = line.step.code if line.step else "OFF-PATHWAY"
+        if line.step:
+            versions[f"{pathway}/{code}"].add(line.step.version.number)
+        row = expected[f"{pathway}/{code}"]
+        row["episodes"].add(line.episode_cost_id)
+        row["expected"] += line.standard_cost
+        row["actual"] += line.actual_cost
+        if line.usage_variance:
+            row["usage"].add(line.episode_cost_id)
+        driver = drivers[(f"{pathway}/{code}", line.resource.name)]
+        driver["episodes"].add(line.episode_cost_id)
+        driver["variance"] += line.actual_cost - line.standard_cost
+
+    assert versions["HIP/OP"] == {1, 2}
+    by_step = rows_by_key(tables["by_step"])
+    assert {
+        k: (r["episodes"], cents(r["expected"]), cents(r["actual"]), r["cells"]["usage"]) for k, r in by_step.items()
+    } == {
+        k: (len(r["episodes"]), cents(r["expected"]), cents(r["actual"]), len(r["usage"])) for k, r in expected.items()
+    }
+    # The name of a renamed step is the one that sorts last, from whichever version has it.
+    assert by_step["HIP/OP"]["label"] == "HIP · Total hip replacement"
+    reported = [(r["key"], r["resource"], r["episodes"], Decimal(r["variance"])) for r in tables["drivers"]["rows"]]
+    assert [v for *_, v in reported] == sorted((v for *_, v in reported), reverse=True)
+    assert len(reported) == min(10, len(drivers))
+    shown = {(key, resource) for key, resource, *_ in reported}
+    assert all(cents(d["variance"]) <= reported[-1][3] for k, d in drivers.items() if k not in shown)
+    assert {(k, res, n, cents(v)) for k, res, n, v in reported} <= {
+        (key, resource, len(d["episodes"]), cents(d["variance"])) for (key, resource), d in drivers.items()
+    }
