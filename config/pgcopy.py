@@ -40,10 +40,19 @@ def text(value) -> str:
 
 def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
     """``COPY table (columns) FROM STDIN`` with ``rows`` of Python values, on the default connection."""
+    copy_buffer(copy_statement(table, columns), rows_text(rows))
+
+
+def copy_statement(table: str, columns: Sequence[str]) -> str:
+    return f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+
+
+def rows_text(rows: Iterable[Sequence]) -> io.StringIO:
+    """``rows`` of Python values as COPY's text, ready to send."""
     buffer = io.StringIO()
     buffer.writelines("\t".join(map(text, row)) + "\n" for row in rows)
     buffer.seek(0)
-    copy_buffer(f"COPY {table} ({', '.join(columns)}) FROM STDIN", buffer)
+    return buffer
 
 
 def copy_buffer(sql: str, buffer: io.StringIO) -> None:
