@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from accounts.permissions import EPISODE_ROLES, has_role, unit_ids_for
+from config.pagination import capped_count
 from pathways.models import Step
 
 from .detection import EventFact, StepSpec, addition_key, first_events, omission_due, window
@@ -83,6 +84,10 @@ def with_open_count(episodes: QuerySet[Episode]) -> QuerySet[Episode]:
         .values("n")
     )
     return episodes.annotate(open_count=Coalesce(Subquery(open_variances, output_field=IntegerField()), 0))
+
+
+# The review queue and its count on the home page stop counting here ("more than 1,000").
+REVIEW_COUNT_CAP = 1000
 
 
 def review_queue_for(user) -> QuerySet[Variance]:
@@ -169,7 +174,7 @@ def home_panel(user) -> dict:
         "my_active_episodes": Episode.objects.active().filter(responsible_clinician=user).count(),
     }
     if has_role(user, Role.CLINICAL_LEAD):
-        panel["review_waiting"] = review_queue_for(user).count()
+        panel["review_waiting"], panel["review_waiting_more"] = capped_count(review_queue_for(user), REVIEW_COUNT_CAP)
     return panel
 
 

@@ -25,6 +25,7 @@ from accounts.audit import audit_record
 from accounts.models import Membership
 from accounts.permissions import EPISODE_ROLES, role_required
 from accounts.web import form_errors
+from config.pagination import CappedPaginator
 from pathways.models import Step
 
 from . import selectors, services
@@ -526,7 +527,7 @@ def review_queue(request):
     required_only = request.GET.get("required") == "1"
     if required_only:
         queue = queue.filter(review_required=True)
-    page = Paginator(queue, PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedPaginator(queue, PAGE_SIZE, cap=selectors.REVIEW_COUNT_CAP).get_page(request.GET.get("page"))
     _audit_list("variance.list", "variances.variance", page.object_list)
     return render(
         request,
