@@ -223,7 +223,8 @@ class EpisodeCost(models.Model):
 def _derived_link(to: str, *, db_index: bool = False, **options) -> models.ForeignKey:
     """A cost line's link to what it was computed from, without a per-row database check.
 
-    The engine writes only ids it read in the same transaction, and a full
+    The engine writes only ids of rows that are never deleted (events, variances,
+    resources, and the steps of published versions, which are frozen), and a full
     recomputation writes about ten lines per episode, where each reference check
     and index costs (bench/reports.py). Deletion still follows ``on_delete`` in the ORM.
     """

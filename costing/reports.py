@@ -826,8 +826,8 @@ def _by_step_code(rows, extra: tuple[str, ...] = ()) -> dict[tuple, dict]:
     Keys are ``(pathway_id, code, name, *extra values)``; lines without a step are the
     pathway's activities off the pathway. Each version has its own step rows but an
     episode follows one version, so episode counts of one code's steps add up exactly,
-    as do the sums. A code renamed in a later version takes the name that sorts last,
-    as ``Max`` did when the query joined the steps.
+    as do the sums. A code renamed in a later version takes the name that sorts last
+    (by code point: PostgreSQL's ``Max`` followed the collation, which differs only in case).
     """
     rows = list(rows)
     steps = {

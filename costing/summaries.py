@@ -15,13 +15,14 @@ cost still grows with every day of its stay, so it is costed on demand instead
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 from django.db.models import F, FilteredRelation, Max, Q, QuerySet
 from django.utils import timezone
 
@@ -35,6 +36,8 @@ from .models import CostRate, EpisodeCost, EpisodeCostLine
 # would otherwise delete and insert the same lines at once). SQLite serialises
 # writers by itself.
 _REFRESH_LOCK_KEY = 0x436F5354  # "CoST"
+
+logger = logging.getLogger(__name__)
 
 
 def closed_episodes() -> QuerySet:
@@ -75,7 +78,9 @@ def episode_costs_refresh(
     On PostgreSQL, outside a transaction, a run of several batches writes each batch
     on a second connection while it costs the next (``_Writer``): PostgreSQL's work
     of deleting, copying and checking the rows then overlaps Python's costing
-    instead of following it.
+    instead of following it. Such a run holds the refresh lock from start to end, so
+    a second refresh waits and finds the summaries fresh, instead of writing figures
+    it read before this run's over them.
     """
     batch_size = batch_size or settings.REPORT_SUMMARY_BATCH_SIZE
     scope = closed_episodes() if episodes is None else episodes
@@ -85,7 +90,7 @@ def episode_costs_refresh(
     last_pk = 0
     with _batch_writer(overlap) as write:
         while done < total:
-            # Keyset pagination: memory stays a batch or two whatever the number of episodes.
+            # Keyset pagination: memory stays a few batches whatever the number of episodes.
             ids = list(stale(scope, after=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
             if not ids:
                 break
@@ -146,16 +151,34 @@ def _one_snapshot() -> None:
 
 @contextmanager
 def _batch_writer(overlap: bool):
-    """``write(ids, summaries, lines)``: rows on this connection, or COPY text on the writer's with ``overlap``."""
+    """``write(ids, summaries, lines)``: rows on this connection, or COPY text on the writer's with ``overlap``.
+
+    With ``overlap``, this connection holds the refresh lock for the whole run (the
+    writer's batches are written under it), and every batch handed over is written
+    before this returns or raises.
+    """
     if not overlap:
         yield _write
         return
-    writer = _Writer()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [_REFRESH_LOCK_KEY])
     try:
-        yield writer.put
-    finally:
+        writer = _Writer()
+        try:
+            yield writer.put
+        except BaseException:
+            writer.finish()
+            if writer.error is not None:  # not to be lost behind the error already on its way
+                logger.error("Writing cost summaries failed too", exc_info=writer.error)
+            raise
         writer.finish()
-    writer.raise_error()
+        writer.raise_error()
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_REFRESH_LOCK_KEY])
+        except DatabaseError:
+            connection.close()  # a session lock goes with its connection
 
 
 class _Writer:
@@ -168,24 +191,23 @@ class _Writer:
 
     def __init__(self):
         self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
+        self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="cost-summary-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         try:
             while (batch := self._queue.get()) is not None:
-                if self._error is not None:
+                if self.error is not None:
                     continue  # drain: the caller raises at its next put
                 try:
                     ids, summaries, lines = batch
-                    with transaction.atomic():
-                        _lock()
+                    with transaction.atomic():  # under the refresh lock its caller holds
                         _delete(ids)
                         copy_buffer(copy_statement(EpisodeCost._meta.db_table, _SUMMARY_COLUMNS), summaries)
                         copy_buffer(copy_statement(EpisodeCostLine._meta.db_table, _LINE_COLUMNS), lines)
                 except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
-                    self._error = error
+                    self.error = error
         finally:
             connections.close_all()  # this thread's connections only
 
@@ -198,8 +220,8 @@ class _Writer:
         self._thread.join()
 
     def raise_error(self) -> None:
-        if self._error is not None:
-            raise self._error
+        if self.error is not None:
+            raise self.error
 
 
 def _compute(ids: list[int]) -> tuple[list[tuple], list[tuple]]:

@@ -19,6 +19,7 @@ from tests.costing.factories import generate_dataset, two_pathways
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 WRITER = "cost-summary-writer"
+LOCKS_HELD = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted"
 
 
 @pytest.fixture
@@ -55,12 +56,24 @@ def test_the_writer_stores_what_the_refresh_stores_in_its_own_transactions(episo
     assert EpisodeCost.objects.count() == 0 and in_one > 100
 
     seen: set[str] = set()
-    refreshed = episode_costs_refresh(batch_size=25, on_batch=lambda done, total: seen.update(writer_threads()))
+    locked = []
+
+    def on_batch(done, total):
+        seen.update(writer_threads())
+        with connection.cursor() as cursor:  # the run holds the refresh lock throughout: a second one waits
+            cursor.execute(LOCKS_HELD)
+            locked.append(cursor.fetchone()[0])
+
+    refreshed = episode_costs_refresh(batch_size=25, on_batch=on_batch)
 
     assert seen == {WRITER}  # the batches went through the writer
+    assert locked and set(locked) == {1}
     assert refreshed == in_one
     assert stored() == expected
     assert not writer_threads()  # and it has finished
+    with connection.cursor() as cursor:
+        cursor.execute(LOCKS_HELD)
+        assert cursor.fetchone()[0] == 0  # and the lock is released
 
 
 def test_a_failed_write_stops_the_run_and_keeps_the_batches_already_written(episodes, monkeypatch):
@@ -83,3 +96,6 @@ def test_a_failed_write_stops_the_run_and_keeps_the_batches_already_written(epis
     assert list(EpisodeCost.objects.order_by("episode_id").values_list("episode_id", flat=True)) == first
     assert set(EpisodeCostLine.objects.values_list("episode_cost_id", flat=True)) == set(first)
     assert not writer_threads()
+    with connection.cursor() as cursor:
+        cursor.execute(LOCKS_HELD)
+        assert cursor.fetchone()[0] == 0
