@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -268,6 +267,21 @@ def _pareto(rows: list[dict], measure: str) -> None:
         row["cumulative"] = share(running, whole)
 
 
+# What the variance report's episode and variance cells are grouped by; their other fields are counts.
+CELL_DIMENSIONS = frozenset({"version_id", "month", "org_unit_id", "responsible_clinician_id"})
+
+
+def _added_up(cells: list[dict], key: Callable[[dict], object]) -> dict:
+    """The counts of ``cells`` added up by ``key(cell)``."""
+    out: dict = {}
+    for cell in cells:
+        into = out.setdefault(key(cell), {})
+        for name, value in cell.items():
+            if name not in CELL_DIMENSIONS:
+                into[name] = into.get(name, 0) + value
+    return out
+
+
 def _month_label(value) -> str:
     if isinstance(value, datetime):
         value = timezone.localtime(value) if timezone.is_aware(value) else value
@@ -419,24 +433,38 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     )
     progress(40)
 
-    # Pathways and their steps (the drill-down from pathway to step).
-    per_version = (
-        episodes.values("version_id")
+    # Episodes and variances counted once by version, month, unit and clinician: the
+    # pathway, trend, unit and clinician tables add these cells up (an episode has one of
+    # each), instead of four queries over the episodes and four over the variances.
+    episode_cells = list(
+        episodes.annotate(month=TruncMonth("started_at"))
+        .values("version_id", "month", "org_unit_id", "responsible_clinician_id")
         .annotate(episodes=Count("pk"), with_variance=Count("pk", filter=Q(has_variance=True)))
         .order_by()
     )
-    pathway_episodes: dict[str, int] = defaultdict(int)
-    pathway_with: dict[str, int] = defaultdict(int)
-    for row in per_version:
-        code = scope.versions[row["version_id"]].pathway.code
-        pathway_episodes[code] += row["episodes"]
-        pathway_with[code] += row["with_variance"]
-    pathway_variances = {
-        row["episode__version__pathway__code"]: row
-        for row in variances.values("episode__version__pathway__code")
+    variance_cells = [
+        {
+            "version_id": row["episode__version_id"],
+            "month": row["month"],
+            "org_unit_id": row["episode__org_unit_id"],
+            "responsible_clinician_id": row["episode__responsible_clinician_id"],
+            "variances": row["variances"],
+            "unexplained": row["unexplained"],
+        }
+        for row in variances.annotate(month=TruncMonth("episode__started_at"))
+        .values("episode__version_id", "month", "episode__org_unit_id", "episode__responsible_clinician_id")
         .annotate(variances=Count("pk"), unexplained=Count("pk", filter=Q(status=Variance.Status.UNEXPLAINED)))
         .order_by()
-    }
+    ]
+
+    # Pathways and their steps (the drill-down from pathway to step).
+    def pathway_of(row):
+        return scope.versions[row["version_id"]].pathway.code
+
+    pathway_counts = _added_up(episode_cells, pathway_of)
+    pathway_episodes = {code: row["episodes"] for code, row in pathway_counts.items()}
+    pathway_with = {code: row["with_variance"] for code, row in pathway_counts.items()}
+    pathway_variances = _added_up(variance_cells, pathway_of)
     names = dict(Pathway.objects.filter(code__in=list(pathway_episodes)).values_list("code", "name"))
     tables["by_pathway"] = table(
         "Pathways",
@@ -512,20 +540,8 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     progress(55)
 
     # Monthly trend.
-    month_episodes = {
-        _month_label(row["month"]): row
-        for row in episodes.annotate(month=TruncMonth("started_at"))
-        .values("month")
-        .annotate(episodes=Count("pk"), with_variance=Count("pk", filter=Q(has_variance=True)))
-        .order_by()
-    }
-    month_variances = {
-        _month_label(row["month"]): row
-        for row in variances.annotate(month=TruncMonth("episode__started_at"))
-        .values("month")
-        .annotate(variances=Count("pk"), unexplained=Count("pk", filter=Q(status=Variance.Status.UNEXPLAINED)))
-        .order_by()
-    }
+    month_episodes = _added_up(episode_cells, lambda row: _month_label(row["month"]))
+    month_variances = _added_up(variance_cells, lambda row: _month_label(row["month"]))
     trend_rows = []
     for month in sorted(month_episodes):
         e, v = month_episodes[month], month_variances.get(month, {})
@@ -673,21 +689,12 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     progress(85)
 
     # Org units, and named clinicians (shown only as the privacy rules allow).
-    unit_episodes = (
-        episodes.values("org_unit_id")
-        .annotate(episodes=Count("pk"), with_variance=Count("pk", filter=Q(has_variance=True)))
-        .order_by()
-    )
-    unit_variances = {
-        row["episode__org_unit_id"]: row
-        for row in variances.values("episode__org_unit_id")
-        .annotate(variances=Count("pk"), unexplained=Count("pk", filter=Q(status=Variance.Status.UNEXPLAINED)))
-        .order_by()
-    }
+    unit_episodes = _added_up(episode_cells, lambda row: row["org_unit_id"])
+    unit_variances = _added_up(variance_cells, lambda row: row["org_unit_id"])
     unit_rows = []
-    for row in unit_episodes:
-        unit = scope.units[row["org_unit_id"]]
-        v = unit_variances.get(row["org_unit_id"], {})
+    for unit_id, row in unit_episodes.items():
+        unit = scope.units[unit_id]
+        v = unit_variances.get(unit_id, {})
         unit_rows.append(
             {
                 "key": unit.code,
@@ -721,22 +728,15 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
         },  # fmt: skip
         partition=True,
     )
-    clinician_episodes = (
-        episodes.values("responsible_clinician_id", "org_unit_id")
-        .annotate(episodes=Count("pk"), with_variance=Count("pk", filter=Q(has_variance=True)))
-        .order_by()
-    )
-    clinician_variances = {
-        (row["episode__responsible_clinician_id"], row["episode__org_unit_id"]): row
-        for row in variances.values("episode__responsible_clinician_id", "episode__org_unit_id")
-        .annotate(variances=Count("pk"), unexplained=Count("pk", filter=Q(status=Variance.Status.UNEXPLAINED)))
-        .order_by()
-    }
-    clinician_rows = list(clinician_episodes)
-    people = _user_names(r["responsible_clinician_id"] for r in clinician_rows)
+
+    def clinician_in_unit(row):
+        return row["responsible_clinician_id"], row["org_unit_id"]
+
+    clinician_episodes = _added_up(episode_cells, clinician_in_unit)
+    clinician_variances = _added_up(variance_cells, clinician_in_unit)
+    people = _user_names(who for who, _ in clinician_episodes)
     rows = []
-    for row in clinician_rows:
-        who, unit_id = row["responsible_clinician_id"], row["org_unit_id"]
+    for (who, unit_id), row in clinician_episodes.items():
         v = clinician_variances.get((who, unit_id), {})
         rows.append(
             {

@@ -168,11 +168,25 @@ def test_it_counts_variances_as_plain_python_does(dataset, params, settings):
     got_signals = {(r["key"], r["reason"], r["episodes"]) for r in tables["revision_signals"]["rows"]}
     assert got_signals == expected_signals and expected_signals
 
-    units = Counter(e.org_unit.code for e in episodes)
-    assert {k: r["episodes"] for k, r in rows_by_key(tables["by_unit"]).items()} == dict(units)
-    clinicians = Counter((e.responsible_clinician_id, e.org_unit_id) for e in episodes)
-    assert {(r["clinician_id"], r["org_unit_id"]): r["episodes"] for r in tables["by_clinician"]["rows"]} == dict(
-        clinicians
+    def counted(key):
+        """Episodes, those with a variance, variances and unexplained ones, by ``key(episode)``."""
+        out = defaultdict(lambda: [0, 0, 0, 0])
+        for e in episodes:
+            mine = by_episode.get(e.pk, [])
+            row = out[key(e)]
+            row[0] += 1
+            row[1] += bool(mine)
+            row[2] += len(mine)
+            row[3] += sum(v.status == "unexplained" for v in mine)
+        return dict(out)
+
+    def reported(rows, key):
+        return {key(r): [r["episodes"], r["with_variance"], r["variances"], r["unexplained"]] for r in rows}
+
+    assert reported(tables["by_pathway"]["rows"], lambda r: r["key"]) == counted(lambda e: e.version.pathway.code)
+    assert reported(tables["by_unit"]["rows"], lambda r: r["key"]) == counted(lambda e: e.org_unit.code)
+    assert reported(tables["by_clinician"]["rows"], lambda r: (r["clinician_id"], r["org_unit_id"])) == counted(
+        lambda e: (e.responsible_clinician_id, e.org_unit_id)
     )
 
 
