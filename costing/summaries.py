@@ -15,17 +15,17 @@ cost still grows with every day of its stay, so it is costed on demand instead
 
 from __future__ import annotations
 
+import io
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import DatabaseError, connection, connections, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F, FilteredRelation, Max, Q, QuerySet
 from django.utils import timezone
 
+from config.background import BackgroundWriter
 from config.pgcopy import copy_buffer, copy_rows, copy_statement, rows_text
 from variances.models import Episode
 
@@ -76,7 +76,7 @@ def episode_costs_refresh(
     own: a run stopped half way keeps the batches it wrote.
 
     On PostgreSQL, outside a transaction, a run of several batches writes each batch
-    on a second connection while it costs the next (``_Writer``): PostgreSQL's work
+    on a second connection while it costs the next (``BackgroundWriter``): PostgreSQL's work
     of deleting, copying and checking the rows then overlaps Python's costing
     instead of following it. Such a run holds the refresh lock from start to end, so
     a second refresh waits and finds the summaries fresh, instead of writing figures
@@ -163,16 +163,15 @@ def _batch_writer(overlap: bool):
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_advisory_lock(%s)", [_REFRESH_LOCK_KEY])
     try:
-        writer = _Writer()
+        writer = BackgroundWriter("cost-summary-writer")
         try:
-            yield writer.put
+            yield lambda ids, summaries, lines: writer.put(lambda: _write_copy(ids, summaries, lines))
         except BaseException:
-            writer.finish()
+            writer.close(raise_error=False)
             if writer.error is not None:  # not to be lost behind the error already on its way
                 logger.error("Writing cost summaries failed too", exc_info=writer.error)
             raise
-        writer.finish()
-        writer.raise_error()
+        writer.close()
     finally:
         try:
             with connection.cursor() as cursor:
@@ -181,47 +180,12 @@ def _batch_writer(overlap: bool):
             connection.close()  # a session lock goes with its connection
 
 
-class _Writer:
-    """A thread with a connection of its own that writes each batch in a transaction of its own.
-
-    One batch waits while another is written (a queue of one), so memory stays at a
-    few batches. A failed write stops the run: the next ``put`` raises the error,
-    and batches already written stay committed.
-    """
-
-    def __init__(self):
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="cost-summary-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while (batch := self._queue.get()) is not None:
-                if self.error is not None:
-                    continue  # drain: the caller raises at its next put
-                try:
-                    ids, summaries, lines = batch
-                    with transaction.atomic():  # under the refresh lock its caller holds
-                        _delete(ids)
-                        copy_buffer(copy_statement(EpisodeCost._meta.db_table, _SUMMARY_COLUMNS), summaries)
-                        copy_buffer(copy_statement(EpisodeCostLine._meta.db_table, _LINE_COLUMNS), lines)
-                except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
-                    self.error = error
-        finally:
-            connections.close_all()  # this thread's connections only
-
-    def put(self, *batch) -> None:
-        self.raise_error()
-        self._queue.put(batch)
-
-    def finish(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-
-    def raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
+def _write_copy(ids: list[int], summaries: io.StringIO, lines: io.StringIO) -> None:
+    """The writer's job: one batch, already COPY text, in a transaction of its own (under the caller's lock)."""
+    with transaction.atomic():
+        _delete(ids)
+        copy_buffer(copy_statement(EpisodeCost._meta.db_table, _SUMMARY_COLUMNS), summaries)
+        copy_buffer(copy_statement(EpisodeCostLine._meta.db_table, _LINE_COLUMNS), lines)
 
 
 def _compute(ids: list[int]) -> tuple[list[tuple], list[tuple]]:

@@ -27,9 +27,7 @@ import bisect
 import io
 import json
 import math
-import queue
 import random
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -42,6 +40,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Membership, OrgUnit, User
+from config.background import BackgroundWriter
 from costing.models import CostRate
 from demo import org, sepsis
 from demo import pathways as demo_pathways
@@ -1189,43 +1188,6 @@ class _Writer:
 _CLOCK_FACE = [f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}" for s in range(DAY)]
 
 
-class _Pipeline:
-    """Stores each batch on a second connection while the next one is being generated.
-
-    Generating is Python's work, storing is PostgreSQL's: overlapping them uses
-    both cores of a small server. At most one batch waits, so memory stays two
-    batches. An error while storing stops the generation at the next batch.
-    """
-
-    def __init__(self):
-        self._jobs: queue.Queue = queue.Queue(maxsize=1)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="generate-demo-writer", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            while (job := self._jobs.get()) is not None:
-                if self._error is None:
-                    try:
-                        job()
-                    except BaseException as exc:  # handed to the generating thread, which re-raises it
-                        self._error = exc
-        finally:
-            connection.close()  # this thread's own connection
-
-    def __call__(self, job: Callable[[], None]) -> None:
-        if self._error is not None:
-            raise self._error
-        self._jobs.put(job)
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
 class _Clock:
     """Local wall-clock seconds to UTC, and UTC seconds to the text the database and snapshots take."""
 
@@ -1712,14 +1674,14 @@ def generate(
     writer = _Writer()
     # Overlap generating and storing on PostgreSQL; store inline inside a caller's transaction (tests),
     # which a second connection could not see, and on SQLite.
-    pipeline = _Pipeline() if writer.pg and not connection.in_atomic_block else None
+    pipeline = BackgroundWriter("generate-demo-writer") if writer.pg and not connection.in_atomic_block else None
     batch = _Batch(
         seed=seed,
         writer=writer,
         clock=clock,
         documenter=_Documenter(rng, clock, cutoff_utc),
         cutoff_utc=cutoff_utc,
-        store=pipeline or (lambda job: job()),
+        store=pipeline.put if pipeline is not None else (lambda job: job()),
     )
     summary = GenerationSummary(seed=seed, until=until)
     drafts: list[_Draft] = []
