@@ -26,6 +26,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import (
     Avg,
     Count,
+    DateField,
     DecimalField,
     DurationField,
     Exists,
@@ -274,11 +275,17 @@ CELL_DIMENSIONS = frozenset({"version_id", "month", "org_unit_id", "responsible_
 def _added_up(cells: list[dict], key: Callable[[dict], object]) -> dict:
     """The counts of ``cells`` added up by ``key(cell)``."""
     out: dict = {}
+    if not cells:
+        return out
+    counts = [name for name in cells[0] if name not in CELL_DIMENSIONS]
     for cell in cells:
-        into = out.setdefault(key(cell), {})
-        for name, value in cell.items():
-            if name not in CELL_DIMENSIONS:
-                into[name] = into.get(name, 0) + value
+        group = key(cell)
+        into = out.get(group)
+        if into is None:
+            out[group] = {name: cell[name] for name in counts}
+        else:
+            for name in counts:
+                into[name] += cell[name]
     return out
 
 
@@ -437,7 +444,7 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     # pathway, trend, unit and clinician tables add these cells up (an episode has one of
     # each), instead of four queries over the episodes and four over the variances.
     episode_cells = list(
-        episodes.annotate(month=TruncMonth("started_at"))
+        episodes.annotate(month=TruncMonth("started_at", output_field=DateField()))
         .values("version_id", "month", "org_unit_id", "responsible_clinician_id")
         .annotate(episodes=Count("pk"), with_variance=Count("pk", filter=Q(has_variance=True)))
         .order_by()
@@ -451,7 +458,7 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
             "variances": row["variances"],
             "unexplained": row["unexplained"],
         }
-        for row in variances.annotate(month=TruncMonth("episode__started_at"))
+        for row in variances.annotate(month=TruncMonth("episode__started_at", output_field=DateField()))
         .values("episode__version_id", "month", "episode__org_unit_id", "episode__responsible_clinician_id")
         .annotate(variances=Count("pk"), unexplained=Count("pk", filter=Q(status=Variance.Status.UNEXPLAINED)))
         .order_by()
@@ -540,8 +547,8 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     progress(55)
 
     # Monthly trend.
-    month_episodes = _added_up(episode_cells, lambda row: _month_label(row["month"]))
-    month_variances = _added_up(variance_cells, lambda row: _month_label(row["month"]))
+    month_episodes = {_month_label(m): row for m, row in _added_up(episode_cells, lambda row: row["month"]).items()}
+    month_variances = {_month_label(m): row for m, row in _added_up(variance_cells, lambda row: row["month"]).items()}
     trend_rows = []
     for month in sorted(month_episodes):
         e, v = month_episodes[month], month_variances.get(month, {})
