@@ -152,3 +152,25 @@ def test_it_records_the_source_address_and_request_id_of_a_sign_in(client, alice
     assert event.source_address == "192.0.2.15"
     assert event.request_id == "req-signin-1"
     assert event.role == "clinician"
+
+
+def test_an_empty_form_says_what_is_missing_beside_each_field_and_above_the_form(client):
+    page = sign_in(client, "", "").content.decode()
+
+    assert "There is a problem" in page
+    assert '<a href="#id_username">Username: This field is required.</a>' in page
+    assert '<a href="#id_password">Password: This field is required.</a>' in page
+    assert page.count('aria-invalid="true"') == 2
+    assert 'id="id_username_error"' in page and 'id="id_password_error"' in page
+
+
+def test_a_wrong_password_is_in_the_error_summary_and_the_username_is_kept(client, alice):
+    page = sign_in(client, "alice", "not-her-password").content.decode()
+
+    summary = page.split("data-error-summary>", 1)[1].split("</div>", 1)[0]
+    assert "Please enter a correct username and password" in summary
+    assert (
+        '<input type="text" name="username" value="alice" autofocus autocapitalize="none" autocomplete="username"'
+        in page
+    )
+    assert '<input type="password" name="password" autocomplete="current-password" required id="id_password">' in page
