@@ -289,10 +289,8 @@ def _added_up(cells: list[dict], key: Callable[[dict], object]) -> dict:
     return out
 
 
-def _month_label(value) -> str:
-    if isinstance(value, datetime):
-        value = timezone.localtime(value) if timezone.is_aware(value) else value
-        value = value.date()
+def _month_label(value: date) -> str:
+    """A month as ``YYYY-MM``: every month reaches here as a local date (from the database)."""
     return value.strftime("%Y-%m")
 
 
