@@ -6,6 +6,7 @@ endpoint open) and a clinician's (scoped data, refusals). Bounded in time by
 ``--max-examples``; CI runs it on PostgreSQL.
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -54,9 +55,12 @@ def run_schemathesis(live_server, token: str, workdir: Path, *, phases: str) -> 
         str(MAX_EXAMPLES),
         "--seed",
         "20251128",
+        # One worker: schemathesis's workers share generation state, and a race between them
+        # once ended a CI run with an internal "Runtime Error" that no rerun reproduced
+        # (upstream has fixed such races one at a time, e.g. in 4.26.2). On SQLite the live
+        # server also shares one in-memory connection between its threads.
         "--workers",
-        # The live server shares one in-memory SQLite connection between its threads.
-        "4" if connection.vendor == "postgresql" else "1",
+        "1",
         "--request-timeout",
         "30",
         "--suppress-health-check",
@@ -89,4 +93,12 @@ def test_it_passes_schemathesis_with_zero_failures(world, live_server, tmp_path,
     result = run_schemathesis(live_server, raw, tmp_path, phases=phases)
 
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"schemathesis found problems ({connection.vendor}):\n{output[-20000:]}"
+    assert result.returncode == 0, f"schemathesis found problems ({connection.vendor}):\n{problems(output)}"
+
+
+def problems(output: str, limit: int = 20000) -> str:
+    """The report's failures and errors first, then its summary: a CI log that keeps only a part still names the cause."""
+    sections = re.split(r"^(?==+ [A-Z ]+ =+$)", output, flags=re.MULTILINE)
+    wanted = [part for part in sections if re.match(r"=+ (FAILURES|ERRORS) =+", part)]
+    summary = [part for part in sections if re.match(r"=+ SUMMARY =+", part)]
+    return "".join(wanted + summary)[:limit] or output[-limit:]
