@@ -84,16 +84,21 @@ def episode_costs_refresh(
     """
     batch_size = batch_size or settings.REPORT_SUMMARY_BATCH_SIZE
     scope = closed_episodes() if episodes is None else episodes
-    total = stale(scope).count()
+
+    def next_ids(after: int) -> list[int]:
+        # Keyset pagination: memory stays a few batches whatever the number of episodes.
+        return list(stale(scope, after=after).order_by("pk").values_list("pk", flat=True)[:batch_size])
+
+    # A report usually finds few stale summaries or none: a first batch that is not full
+    # is the whole run, and the count (a second pass over the scope) is spared.
+    ids = next_ids(0)
+    total = len(ids) if len(ids) < batch_size else stale(scope).count()
     overlap = connection.vendor == "postgresql" and not connection.in_atomic_block and total > batch_size
     done = 0
-    last_pk = 0
     with _batch_writer(overlap) as write:
-        while done < total:
-            # Keyset pagination: memory stays a few batches whatever the number of episodes.
-            ids = list(stale(scope, after=last_pk).order_by("pk").values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                break
+        if overlap:
+            ids = next_ids(0)  # read again under the run's lock: another run may have refreshed them meanwhile
+        while ids and done < total:
             if overlap:
                 with transaction.atomic():
                     _one_snapshot()
@@ -104,10 +109,10 @@ def episode_costs_refresh(
                 with transaction.atomic():
                     _lock()  # read and written under the lock, as one transaction
                     _write(ids, *_compute(ids))
-            last_pk = ids[-1]
             done += len(ids)
             if on_batch is not None:
                 on_batch(done, total)
+            ids = next_ids(ids[-1]) if done < total else []
     if done:
         _analyze_if_rewritten(done)
     return done
