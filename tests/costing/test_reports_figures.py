@@ -407,3 +407,32 @@ def test_steps_and_cost_drivers_add_up_across_pathway_versions(org, alice, dora)
     assert {(k, res, n, cents(v)) for k, res, n, v in reported} <= {
         (key, resource, len(d["episodes"]), cents(d["variance"])) for (key, resource), d in drivers.items()
     }
+
+
+def test_a_cost_driver_off_the_pathway_counts_episodes_not_activities(org, alice):
+    """Two activities off the pathway on the same resource in one episode are two lines but one episode."""
+    from variances import services
+
+    hip, gall = two_pathways(org["ORTHO"])
+    generate_dataset(pathways=[hip, gall], units=[org["ORTHO"]], clinicians=[alice], n=40, seed=8)
+    episode = (
+        Episode.objects.filter(version=hip["version"], started_at__date__range=(date(2025, 6, 1), date(2025, 12, 1)))
+        .exclude(status=Episode.Status.ACTIVE)  # only closed episodes are costed
+        .first()
+    )
+    for hours in (1, 2):
+        services.event_record(
+            episode=episode,
+            activity="Return to theatre",
+            occurred_at=episode.started_at + timedelta(hours=hours),
+            source="manual",
+            quantities=[{"resource": "PROSTHESIS", "quantity": "1", "unit_cost": "100000"}],
+            actor=alice,
+        )
+
+    drivers = cost_report(ReportParameters.from_dict(SCOPES[0]))["tables"]["drivers"]["rows"]
+
+    top = drivers[0]
+    assert (top["key"], top["resource"]) == ("HIP/OFF-PATHWAY", hip["PROSTHESIS"].name)
+    assert (top["episodes"], cents(top["actual"])) == (1, Decimal("200000.00"))
+    assert EpisodeCostLine.objects.filter(episode_cost__episode=episode, step__isnull=True).count() == 2
