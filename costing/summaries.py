@@ -98,7 +98,7 @@ def episode_costs_refresh(
     with _batch_writer(overlap) as write:
         if overlap:
             ids = next_ids(0)  # read again under the run's lock: another run may have refreshed them meanwhile
-        while ids and done < total:
+        while ids:  # the next batch is read only while the count says more are stale
             if overlap:
                 with transaction.atomic():
                     _one_snapshot()
