@@ -36,14 +36,19 @@ run: demo
 	@echo "CommonPath is starting on http://$(HOST):$(PORT)/  (Ctrl-C to stop)"
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
-## test: lint, format check, Django checks, migrations check, import layers, pytest
+## test: lint, format check, Django checks, migrations check, import layers, pytest in two passes:
+## everything else on TEST_WORKERS processes (pytest-xdist, a test database each), then the
+## serial tests alone (real Celery workers on the shared queue, service restarts).
+## PYTEST_ARGS adds options to both passes (e.g. --durations=30); a pass they leave empty is no failure.
+TEST_WORKERS ?= auto
 test: dev-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: dev-deps
 	$(VENV)/bin/ruff check .

@@ -115,6 +115,26 @@ def login(client, user):
     return client
 
 
+# --- Parallel and serial passes ---------------------------------------------------
+
+# `make test` runs the suite in two passes: everything else on several pytest-xdist
+# workers, each with its own test database; then the serial tests, alone. A test is
+# serial when it starts a real Celery worker (every worker consumes the one queue on
+# the shared broker, so a worker started for one test database would take tasks sent
+# for another) or restarts PostgreSQL and Redis under everyone's feet.
+SERIAL_FIXTURES = {"live_broker", "celery_worker_process"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("broker") or SERIAL_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.serial)
+
+
+def in_parallel_worker() -> bool:
+    return bool(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
 # --- Live services ---------------------------------------------------------------
 
 
@@ -206,6 +226,8 @@ def celery_worker_process(live_broker, transactional_db, tmp_path):
     """Start workers on demand: ``worker = celery_worker_process()``; all stopped after the test."""
     from config.celery import app
 
+    if in_parallel_worker():
+        pytest.fail("a test that starts a Celery worker must run in the serial pass: mark it `serial`")
     app.control.purge()
     started = []
 

@@ -57,10 +57,24 @@ END $$;
 """
 
 
+# Roles belong to the whole cluster, not to one database: two databases migrated at once (a
+# test database per pytest-xdist worker, or two deployments on one server) may both find the
+# role missing, and the second CREATE then fails with duplicate_object or, when both run at
+# the same instant, unique_violation on pg_authid.
+PG_CREATE_ROLE = f"""
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
+        CREATE ROLE {APP_ROLE} NOLOGIN;
+    END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
+END $$;
+"""
+
+
 def pg_role_setup(cursor) -> None:
-    cursor.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [APP_ROLE])
-    if cursor.fetchone() is None:
-        cursor.execute(f"CREATE ROLE {APP_ROLE} NOLOGIN")
+    cursor.execute(PG_CREATE_ROLE)
     cursor.execute(f"GRANT USAGE ON SCHEMA public TO {APP_ROLE}")
     cursor.execute(PG_GRANT_UNGRANTED)
     cursor.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")

@@ -21,7 +21,7 @@ from costing.models import ReportRun, financial_year_of
 from tests.conftest import browser_login
 from tests.costing.factories import generate_dataset, two_pathways
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.serial]  # serial: a real worker under CI
 
 
 @pytest.fixture
