@@ -39,6 +39,9 @@ run: demo
 ## test: lint, format check, Django checks, migrations check, import layers, pytest in two passes:
 ## everything else on TEST_WORKERS processes (pytest-xdist, a test database each), then the
 ## serial tests alone (real Celery workers on the shared queue, service restarts).
+## `--dist load` hands each process its tests in collection order, which keeps pytest-django's
+## order (tests in a rolled-back transaction before those that flush the database and with it
+## the reason codes that migrations seed); `loadfile` sent whole files and broke it.
 ## PYTEST_ARGS adds options to both passes (e.g. --durations=30); a pass they leave empty is no failure.
 TEST_WORKERS ?= auto
 test: dev-deps
@@ -47,7 +50,7 @@ test: dev-deps
 	$(PY) manage.py check
 	$(PY) manage.py makemigrations --check --dry-run
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist load -m "not serial" $(PYTEST_ARGS) || [ $$? -eq 5 ]
 	$(VENV)/bin/pytest -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 lint: dev-deps

@@ -125,6 +125,7 @@ def login(client, user):
 SERIAL_FIXTURES = {"live_broker", "celery_worker_process"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("broker") or SERIAL_FIXTURES & set(item.fixturenames):
