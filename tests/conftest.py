@@ -121,7 +121,8 @@ def login(client, user):
 # workers, each with its own test database; then the serial tests, alone. A test is
 # serial when it starts a real Celery worker (every worker consumes the one queue on
 # the shared broker, so a worker started for one test database would take tasks sent
-# for another) or restarts PostgreSQL and Redis under everyone's feet.
+# for another), restarts PostgreSQL and Redis under everyone's feet, or opens about 50
+# connections at once (two such tests together would meet the cluster's limit of 100).
 SERIAL_FIXTURES = {"live_broker", "celery_worker_process"}
 
 
@@ -271,8 +272,10 @@ def celery_in_process_unless_live(request):
 @pytest.fixture(scope="session")
 def browser(chromium_path):
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's loop runs in the test thread
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # Both cores are busy in the parallel pass: assertions wait as long as actions (default 5 s).
+    expect.set_options(timeout=10_000)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=chromium_path,

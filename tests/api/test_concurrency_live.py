@@ -17,7 +17,8 @@ from tests.api.factories import build_tkr, reason, record_variance, start_episod
 from tests.conftest import require
 from variances.models import Episode, Variance, VarianceRevision
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+# serial: 50 concurrent requests hold about 50 of the cluster's 100 connections, as would another process's.
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.serial]
 
 
 def call(url, *, token, method="GET", body=None, headers=None, barrier=None):
