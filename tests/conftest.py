@@ -126,6 +126,13 @@ def login(client, user):
 SERIAL_FIXTURES = {"live_broker", "celery_worker_process"}
 
 
+def pytest_configure(config):
+    # Each test process keeps a cache of its own whatever CACHE_URL says: tests clear the cache
+    # (API throttles), and a shared Redis cache would be cleared under another worker's feet.
+    # tests/test_scaling_out.py checks the shared cache in processes of its own.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
 def pytest_collection_modifyitems(config, items):
     for item in items:
