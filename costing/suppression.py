@@ -142,38 +142,93 @@ def suppress_table(table: dict) -> dict:
     return table
 
 
+# Figures of a row that add up to another it shows: its variance (actual less expected) is
+# price + usage + length of stay. One of them hidden alone would come back as the variance
+# less the other two, so they are hidden together, in a row and in a total.
+ADDING_UP = ("price", "usage", "los")
+
+
 def _suppress_cells(rows: list[dict], hidden_rows: set[int], total: dict | None, parts: list[list[int]]) -> bool:
     """Hide the figures that come from 1 to 7 episodes although their row covers more; True if any.
 
     Runs before the hidden rows are blanked: a hidden row's figures still count as protection.
+    The figures that add up (``ADDING_UP``) are hidden together, and each of them, once hidden,
+    must not come back from the known total either: the hidden ones of a column are then at
+    least two rows (a hidden row counts), so that differencing gives only their sum, and that
+    sum comes from more than 7 episodes. Hiding more may hide more again, until nothing changes.
     """
-    limit = settings.SMALL_CELL_MAX
     keys = sorted({key for row in rows for key in row.get("cells") or {}})
-    any_hidden = False
+    together = [key for key in ADDING_UP if key in keys]
+
+    def count(i: int, key: str) -> int:
+        return (rows[i].get("cells") or {}).get(key) or 0
+
+    hidden = {key: {i for i in range(len(rows)) if i not in hidden_rows and is_small(count(i, key))} for key in keys}
+    total_hidden = {key for key in keys if total is not None and is_small((total.get("cells") or {}).get(key))}
+    changed = True
+    while changed:
+        changed = False
+        for i in {i for key in together for i in hidden[key]}:
+            for key in together:
+                if i not in hidden[key]:
+                    hidden[key].add(i)
+                    changed = True
+        if total_hidden & set(together) and not set(together) <= total_hidden:
+            total_hidden |= set(together)
+            changed = True
+        for key in keys:
+            for members in parts:
+                # Rows already hiding some of the parts are hidden first: they lose nothing more.
+                prefer = {i for k in together for i in hidden[k]} if key in together else set()
+                changed = _protect(key, members, hidden[key], hidden_rows, key in together, count, prefer) or changed
+                if (
+                    total is not None
+                    and key not in total_hidden
+                    and _exposed(key, members, hidden[key], hidden_rows, key in together, count)[0]
+                ):
+                    total_hidden.add(key)  # no cell left to hide: the known figure goes instead
+                    changed = True
     for key in keys:
-
-        def count(i, key=key) -> int:
-            return (rows[i].get("cells") or {}).get(key) or 0
-
-        hidden = {i for i in range(len(rows)) if i not in hidden_rows and is_small(count(i))}
-        for members in parts:
-            # Differencing against the known figure must not give a hidden one back.
-            protected = {i for i in members if i in hidden or (i in hidden_rows and count(i))}
-            while protected and sum(count(i) for i in protected) <= limit:
-                candidates = [i for i in members if i not in protected and count(i)]
-                if not candidates:
-                    if total is not None:
-                        _hide_cell(total, key)
-                    break
-                extra = min(candidates, key=lambda i: (count(i), i))
-                hidden.add(extra)
-                protected.add(extra)
-        if total is not None and is_small((total.get("cells") or {}).get(key)):
-            _hide_cell(total, key)
-        for i in hidden:
+        for i in hidden[key]:
             _hide_cell(rows[i], key)
-        any_hidden = any_hidden or bool(hidden) or (total is not None and total.get(key) == SUPPRESSED)
-    return any_hidden
+        if key in total_hidden:
+            _hide_cell(total, key)
+    return any(hidden.values()) or any(total is not None and total.get(key) == SUPPRESSED for key in keys)
+
+
+def _exposed(key, members, hidden, hidden_rows, together, count) -> tuple[bool, list[int]]:
+    """Whether differencing ``members`` against their known figure could give a hidden cell back."""
+    limit = settings.SMALL_CELL_MAX
+    if together:
+        covering = [i for i in members if i in hidden or i in hidden_rows]
+        if not any(i in hidden for i in members):
+            return False, covering
+        contributors = sum(count(i, key) for i in covering)
+        return len(covering) < 2 or 0 < contributors <= limit, covering
+    protected = [i for i in members if i in hidden or (i in hidden_rows and count(i, key))]
+    return bool(protected) and sum(count(i, key) for i in protected) <= limit, protected
+
+
+def _candidates(key, members, hidden, hidden_rows, together, count) -> list[int]:
+    """Cells that may be hidden next: any visible one when only the number of hidden cells falls short."""
+    visible = [i for i in members if i not in hidden and i not in hidden_rows]
+    covering = _exposed(key, members, hidden, hidden_rows, together, count)[1]
+    contributors = sum(count(i, key) for i in covering)
+    if together and not 0 < contributors <= settings.SMALL_CELL_MAX:
+        return visible
+    return [i for i in visible if count(i, key)]
+
+
+def _protect(key, members, hidden, hidden_rows, together, count, prefer) -> bool:
+    """Hide more cells of ``members`` in column ``key`` (``prefer``'s, then the fewest contributors first)."""
+    added = False
+    while _exposed(key, members, hidden, hidden_rows, together, count)[0]:
+        candidates = _candidates(key, members, hidden, hidden_rows, together, count)
+        if not candidates:
+            break
+        hidden.add(min(candidates, key=lambda i: (i not in prefer, count(i, key), i)))
+        added = True
+    return added
 
 
 def _hide_cell(row: dict, key: str) -> None:
@@ -205,9 +260,12 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
                 summary[key] = SUPPRESSED
         summary["suppressed"] = True
     elif audience.suppress:
-        for key, episodes in list((summary.get("cells") or {}).items()):
-            if is_small(episodes):
-                _hide_cell(summary, key)
+        cells = summary.get("cells") or {}
+        small = {key for key, episodes in cells.items() if is_small(episodes)}
+        if small & set(ADDING_UP):
+            small |= {key for key in ADDING_UP if key in cells}
+        for key in small:
+            _hide_cell(summary, key)
     if audience.suppress and "period" in shown and is_small(shown["period"].get("actual_episodes")):
         shown.pop("period")
     shown["suppressed"] = audience.suppress

@@ -145,6 +145,68 @@ def test_a_hidden_rows_few_contributors_are_protected_in_each_column():
     assert t["rows"][0]["cells"]["system"] == SUPPRESSED
 
 
+PARTS = ("price", "usage", "los")
+PART_COLUMNS = [*COLUMNS, ("variance", "Variance", "variance"), *[(k, k.title(), "variance") for k in PARTS]]
+
+
+def parts_table(*rows, total=True):
+    """Months as (episodes, {part: (amount, episodes it comes from)}); a row's variance is its parts' sum."""
+    body = []
+    for i, (n, parts) in enumerate(rows):
+        row = {"key": f"M{i}", "label": f"Month {i}", "episodes": n, "actual": str(n * 1000)}
+        row.update({k: str(parts[k][0]) for k in PARTS}, variance=str(sum(parts[k][0] for k in PARTS)))
+        row["cells"] = {k: parts[k][1] for k in PARTS}
+        body.append(row)
+    whole = None
+    if total:
+        whole = {"label": "All", "episodes": sum(n for n, _p in rows), "actual": str(sum(n for n, _p in rows) * 1000)}
+        whole.update({k: str(sum(p[k][0] for _n, p in rows)) for k in PARTS})
+        whole["variance"] = str(sum(p[k][0] for _n, p in rows for k in PARTS))
+        whole["cells"] = {k: sum(p[k][1] for _n, p in rows) for k in PARTS}
+    return table("Months", PART_COLUMNS, body, total=whole, partition=True)
+
+
+def month(n, price=(0, 0), usage=(0, 0), los=(0, 0)):
+    return (n, {"price": price, "usage": usage, "los": los})
+
+
+def test_a_variance_part_from_few_episodes_hides_the_other_parts_of_its_row():
+    # Variance 919 = price 0 + usage 43 (3 episodes) + length of stay 876 (20 episodes): with usage
+    # alone hidden, the variance less the other two would give it back (a manager's dashboard did).
+    t = suppress_table(parts_table(month(40, usage=(43, 3), los=(876, 20)), total=False))
+
+    row = t["rows"][0]
+    assert [row[k] for k in PARTS] == [SUPPRESSED] * 3
+    assert (row["episodes"], row["actual"], row["variance"]) == (40, "40000", "919")  # not small themselves
+
+
+def test_hidden_parts_cannot_come_back_from_the_total_either():
+    t = suppress_table(
+        parts_table(
+            month(40, usage=(43, 3), los=(876, 20)),
+            month(35, price=(10, 9), usage=(500, 12), los=(300, 15)),
+            month(50, price=(-20, 10), usage=(700, 30), los=(100, 9)),
+        )
+    )
+
+    rows = t["rows"]
+    # Total minus the visible rows gives only what the hidden rows add up to: two rows at least
+    # (the one with the fewest length-of-stay episodes joins the first), every part hidden in both,
+    # and each part's hidden cells from more than 7 episodes (usage: 3 + 30).
+    assert [[row[k] for k in PARTS] for row in rows] == [[SUPPRESSED] * 3, ["10", "500", "300"], [SUPPRESSED] * 3]
+    assert [t["total"][k] for k in PARTS] == ["-10", "1243", "1276"]
+
+
+def test_the_total_hides_all_parts_when_no_other_row_can_protect_them():
+    t = suppress_table(parts_table(month(40, usage=(43, 3), los=(876, 20)), month(30, los=(50, 10))))
+
+    # The second row has no usage to hide, but it is hidden with the first (two rows at least)...
+    assert [t["rows"][1][k] for k in PARTS] == [SUPPRESSED] * 3
+    # ...and the usage of both together comes from 3 episodes only: the total's parts go.
+    assert [t["total"][k] for k in PARTS] == [SUPPRESSED] * 3
+    assert t["total"]["variance"] == "969"
+
+
 @pytest.mark.django_db
 def test_no_managers_cost_figure_comes_from_one_to_seven_episodes_or_can_be_worked_out(reports, org, carol):
     _variance, cost = reports
@@ -168,6 +230,10 @@ def test_no_managers_cost_figure_comes_from_one_to_seven_episodes_or_can_be_work
     assert checked > 20
     for column, episodes in seen["summary"]["cells"].items():
         assert episodes == SUPPRESSED or not 0 < episodes <= 7, column
+    # The parts of a variance are hidden together, or the variance less the others gives one back.
+    for row in [seen["summary"], *(r for t in seen["tables"].values() for r in [*t["rows"], t.get("total") or {}])]:
+        parts = [row[k] == SUPPRESSED for k in PARTS if k in (row.get("cells") or {})]
+        assert all(parts) or not any(parts), row.get("label")
 
 
 @pytest.fixture
