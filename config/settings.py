@@ -111,7 +111,12 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+    # Several people signing in at once: a transaction that read before it wrote could not wait
+    # for the write lock (SQLite answers "database is locked" at once, whatever the timeout), so
+    # transactions take it when they begin, and readers do not wait for writers (WAL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=20, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;"
+    )
 if env.str("REPORTS_DATABASE_URL", default=""):
     # Read replica for report queries; see config/routers.py and README "Scaling out".
     DATABASES["reports"] = env.db("REPORTS_DATABASE_URL")
