@@ -50,6 +50,27 @@ def test_the_queue_puts_reviews_that_are_required_first(client, routine_delay, c
     assert "Pre-operative assessment" not in only
 
 
+def test_the_queue_labels_what_the_clinician_wrote_and_links_the_episode(client, episode, alice, bob):
+    services.variance_record(
+        episode=episode,
+        step=step(episode.version, "MOBILISE"),
+        variance_type="omission",
+        cause="patient",
+        reason=reason("patient-contraindication"),
+        valence="neutral",
+        rationale="Unstable blood pressure post-op",
+        action_taken="Mobilised the next morning",
+        occurred_at=T0 - timedelta(minutes=5),
+        actor=alice,
+    )
+    login(client, bob)
+    page = client.get("/variances/review/").content.decode()
+
+    assert "Rationale:</span> Unstable blood pressure post-op" in page
+    assert "Action taken:</span> Mobilised the next morning" in page
+    assert f'<a href="/variances/episodes/{episode.pk}/">{episode.patient_ref}</a>' in page
+
+
 def test_reviewing_with_htmx_swaps_in_the_outcome(client, critical_omission, bob):
     login(client, bob)
     response = client.post(
