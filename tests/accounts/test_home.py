@@ -1,5 +1,7 @@
 """Each role lands on a home page that says what that person can do today."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -61,6 +63,8 @@ def test_it_labels_the_signed_in_role_in_words(client, persona, label, request):
     page = home_of(client, request.getfixturevalue(persona))
 
     assert f'<span class="role-badge">{label}</span>' in page
+    # A long name is cut short on a narrow header (.who-name), never the role after it.
+    assert re.search(rf'<span class="who-name">[^<]+</span> <span class="role-badge">{label}</span>', page)
 
 
 def test_it_tells_everyone_when_no_pathway_is_published_yet(client, alice):
