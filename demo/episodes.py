@@ -100,6 +100,38 @@ EXPLANATIONS = {
         ("patient-ineligible", "Extra review requested by the anaesthetist for frailty."),
     ],
 }
+# An omission's explanation fits the step omitted: the texts above are about therapy and
+# assessments. The same reason codes, so that the demo draws the same choices.
+OMITTED_STEP_RATIONALES = {
+    Step.Type.PROCEDURE: {
+        "patient-contraindication": "Chest infection on admission: not fit for anaesthetic; surgery postponed.",
+        "patient-fears-discomfort": "Patient wanted more time to decide after the risks were discussed.",
+        "service-not-available": "Theatre list cancelled: no anaesthetist available.",
+        "action-not-priority": "Treated for sepsis first; surgery deferred.",
+        "limited-time": "Operation done on another site's list; not recorded here in time.",
+    },
+    Step.Type.MEDICATION: {
+        "patient-contraindication": "Allergy to the first-line drug; alternative given later.",
+        "patient-fears-discomfort": "Declined further medication; pain controlled with a nerve block.",
+        "service-not-available": "Drug out of stock on the unit.",
+        "action-not-priority": "Resuscitation first; the dose was given late and not recorded.",
+        "limited-time": "Department at full capacity; the dose was not recorded in time.",
+    },
+    Step.Type.INVESTIGATION: {
+        "patient-contraindication": "Not needed: results from the day before at another hospital.",
+        "patient-fears-discomfort": "Declined the blood test after two failed attempts.",
+        "service-not-available": "Radiographer not available overnight; imaging the next morning.",
+        "action-not-priority": "Resuscitation first; the test was not requested.",
+        "limited-time": "Department at full capacity; the request was not made in time.",
+    },
+    Step.Type.DISCHARGE: {
+        "patient-contraindication": "Became unwell again on the day of discharge.",
+        "patient-fears-discomfort": "Did not feel ready to go home; stayed another night.",
+        "service-not-available": "No rehabilitation bed available yet.",
+        "action-not-priority": "Transferred to the medical team before a discharge plan was made.",
+        "limited-time": "Discharge summary not completed before the patient left.",
+    },
+}
 ADDITIONS = {
     "TKR": ["Blood transfusion", "Cardiology review", "Wound review"],
     "HIP-FRACTURE": ["Blood transfusion", "Delirium screen", "Cardiology review", "Return to theatre"],
@@ -412,7 +444,10 @@ def _explanation(rng, variance, reasons) -> tuple[str, str]:
     local = {code for code, _d, _c in LOCAL_REASONS.get(pathway_code, [])}
     other_local = {code for rows in LOCAL_REASONS.values() for code, _d, _c in rows} - local
     options = [(c, r) for c, r in EXPLANATIONS.get(variance.variance_type, []) if c not in other_local]
-    return rng.choice(options or [("limited-time", "Ward pressures on the day.")])
+    code, rationale = rng.choice(options or [("limited-time", "Ward pressures on the day.")])
+    if variance.variance_type == "omission" and variance.step is not None:
+        rationale = OMITTED_STEP_RATIONALES.get(variance.step.step_type, {}).get(code, rationale)
+    return code, rationale
 
 
 def _colleague_of(lead) -> User:

@@ -53,6 +53,10 @@ def test_it_loads_18_months_with_a_third_departing_and_work_waiting(demo):
     # Every variance carries its history, newest revision equal to its state.
     assert VarianceRevision.objects.count() >= Variance.objects.count()
     assert "200 on TKR and HIP-FRACTURE" in message
+    # An omission is explained in terms of the step omitted: no surgery "declined physiotherapy".
+    omitted = Variance.objects.filter(variance_type="omission", step__step_type__in=["procedure", "medication"])
+    rationales = set(omitted.exclude(rationale="").values_list("rationale", flat=True))
+    assert rationales and not any(w in r.lower() for r in rationales for w in ("physio", "mobilis")), rationales
 
 
 @pytest.mark.slow
