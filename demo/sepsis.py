@@ -62,8 +62,8 @@ RESOURCES = [
         Unit.ITEM,
         "VB05Z",
         "471.8492",
-        "Emergency Medicine, Category 2 Investigation with Category 3 Treatment: the attendance currency "
-        "for blood tests with intravenous treatment (confirm against the trust's own ECDS grouping)",
+        "Emergency Medicine, Category 2 Investigation with Category 3 Treatment: blood tests with "
+        "intravenous treatment (confirm against the trust's own ECDS grouping)",
         "The whole ED attendance: staff, triage, cubicle and the department's overheads. It overlaps with "
         "the pathology tests costed on their own steps (about 6 GBP), kept separate so that a missing or "
         "repeated test shows its cost.",
@@ -174,7 +174,7 @@ def load_resources(*, actor=None, years=(NCC_YEAR, LOG_BACKFILL_YEAR)) -> dict[s
         )
         resources[code] = resource
         for year in years:
-            note = "" if year == NCC_YEAR else " Back-dated to FY 2013/14 for the 4TU Sepsis log's randomised dates."
+            note = "" if year == NCC_YEAR else " Back-dated to FY 2013/14 for the 4TU log's dates."
             cost_rate_set(
                 resource=resource,
                 financial_year=year,

@@ -63,6 +63,9 @@ def test_its_costs_come_from_ncc_and_each_rate_says_which_currency(org):
         currency = code.split("-")[1]
         assert f"2023/24 National Cost Collection, national schedule, {currency}" in rate.source
         assert rate.price_year == 2023
+    # The back-dated rates say so in full: a source cut to the field's length lost the end of its note.
+    for rate in CostRate.objects.exclude(financial_year=2023):
+        assert rate.source.endswith("Back-dated to FY 2013/14 for the 4TU log's dates."), rate.source
     # E = ED attendance + lactate (biochemistry) + CRP (biochemistry) + leucocytes (haematology)
     #     + 0.1 critical-care bed-day per admission
     expected = Decimal("471.8492") + 2 * Decimal("1.5251") + Decimal("3.0956") + Decimal("0.1") * Decimal("1737.829")
