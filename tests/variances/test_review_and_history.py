@@ -11,8 +11,7 @@ from variances import services
 from variances.models import Variance
 
 
-@pytest.fixture
-def critical_omission(episode, alice):
+def record_critical_omission(episode, actor, **documentation):
     return services.variance_record(
         episode=episode,
         step=step(episode.version, "MOBILISE"),
@@ -22,8 +21,14 @@ def critical_omission(episode, alice):
         valence="neutral",
         rationale="Unstable blood pressure post-op",
         occurred_at=T0 - timedelta(minutes=5),
-        actor=alice,
+        actor=actor,
+        **documentation,
     )
+
+
+@pytest.fixture
+def critical_omission(episode, alice):
+    return record_critical_omission(episode, alice)
 
 
 @pytest.fixture
@@ -51,18 +56,7 @@ def test_the_queue_puts_reviews_that_are_required_first(client, routine_delay, c
 
 
 def test_the_queue_labels_what_the_clinician_wrote_and_links_the_episode(client, episode, alice, bob):
-    services.variance_record(
-        episode=episode,
-        step=step(episode.version, "MOBILISE"),
-        variance_type="omission",
-        cause="patient",
-        reason=reason("patient-contraindication"),
-        valence="neutral",
-        rationale="Unstable blood pressure post-op",
-        action_taken="Mobilised the next morning",
-        occurred_at=T0 - timedelta(minutes=5),
-        actor=alice,
-    )
+    record_critical_omission(episode, alice, action_taken="Mobilised the next morning")
     login(client, bob)
     page = client.get("/variances/review/").content.decode()
 
