@@ -161,7 +161,9 @@ class EpisodeCost(models.Model):
         CLINICIAN = "clinician", "Clinician / staff"
         SYSTEM = "system", "System"
         COMMUNITY = "community", "Community"
-        UNEXPLAINED = "unexplained", "Unexplained"
+        # Cost that no variance record explains, or whose record has no cause yet. Not "Unexplained":
+        # that is a variance's status (waiting for a reason), and managers read both on one page.
+        UNEXPLAINED = "unexplained", "No cause recorded"
 
     episode = models.OneToOneField(
         "variances.Episode", primary_key=True, on_delete=models.CASCADE, related_name="cost_summary"

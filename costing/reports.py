@@ -972,7 +972,8 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         [("label", "Cause", TEXT), ("amount", "Variance", VARIANCE), ("episodes", "Episodes", INT)],
         cause_rows,
         total={"label": "Total variance", "amount": money(total_variance), "episodes": n},
-        description="Each cost line takes the cause of the variance record that explains it. "
+        description="Each cost line takes the cause of the variance record that explains it; "
+        "'No cause recorded' is variance that no record explains, or whose record has no reason yet. "
         "System-caused variance (beds, lists, supplies) is the organisation's, not the clinician's.",
     )
     progress(84)

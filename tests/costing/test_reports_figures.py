@@ -266,6 +266,8 @@ def test_it_costs_episodes_as_plain_python_does(dataset, params):
     assert {k: cents(r["amount"]) for k, r in rows_by_key(tables["by_cause"]).items()} == {
         k: cents(causes.get(k, 0)) for k in ("patient", "clinician", "system", "community", "unexplained")
     }
+    # Not "Unexplained", which is a variance's status (waiting for a reason) on the same dashboard.
+    assert rows_by_key(tables["by_cause"])["unexplained"]["label"] == "No cause recorded"
     assert cents(sum(Decimal(r["amount"]) for r in tables["by_component"]["rows"])) == cents(actual - expected)
 
     def grouped(key):
