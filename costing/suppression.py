@@ -148,6 +148,11 @@ def suppress_table(table: dict) -> dict:
 ADDING_UP = ("price", "usage", "los")
 
 
+def with_parts(keys: set[str], present) -> set[str]:
+    """``keys``, and the rest of ``ADDING_UP`` among ``present`` when one of them is in ``keys``."""
+    return keys | {key for key in ADDING_UP if key in present} if keys & set(ADDING_UP) else keys
+
+
 def _suppress_cells(rows: list[dict], hidden_rows: set[int], total: dict | None, parts: list[list[int]]) -> bool:
     """Hide the figures that come from 1 to 7 episodes although their row covers more; True if any.
 
@@ -173,8 +178,8 @@ def _suppress_cells(rows: list[dict], hidden_rows: set[int], total: dict | None,
                 if i not in hidden[key]:
                     hidden[key].add(i)
                     changed = True
-        if total_hidden & set(together) and not set(together) <= total_hidden:
-            total_hidden |= set(together)
+        if (widened := with_parts(total_hidden, together)) != total_hidden:
+            total_hidden = widened
             changed = True
         for key in keys:
             for members in parts:
@@ -209,10 +214,9 @@ def _exposed(key, members, hidden, hidden_rows, together, count) -> tuple[bool, 
     return bool(protected) and sum(count(i, key) for i in protected) <= limit, protected
 
 
-def _candidates(key, members, hidden, hidden_rows, together, count) -> list[int]:
+def _candidates(key, members, hidden, hidden_rows, together, count, covering) -> list[int]:
     """Cells that may be hidden next: any visible one when only the number of hidden cells falls short."""
     visible = [i for i in members if i not in hidden and i not in hidden_rows]
-    covering = _exposed(key, members, hidden, hidden_rows, together, count)[1]
     contributors = sum(count(i, key) for i in covering)
     if together and not 0 < contributors <= settings.SMALL_CELL_MAX:
         return visible
@@ -222,8 +226,9 @@ def _candidates(key, members, hidden, hidden_rows, together, count) -> list[int]
 def _protect(key, members, hidden, hidden_rows, together, count, prefer) -> bool:
     """Hide more cells of ``members`` in column ``key`` (``prefer``'s, then the fewest contributors first)."""
     added = False
-    while _exposed(key, members, hidden, hidden_rows, together, count)[0]:
-        candidates = _candidates(key, members, hidden, hidden_rows, together, count)
+    while True:
+        exposed, covering = _exposed(key, members, hidden, hidden_rows, together, count)
+        candidates = _candidates(key, members, hidden, hidden_rows, together, count, covering) if exposed else []
         if not candidates:
             break
         hidden.add(min(candidates, key=lambda i: (i not in prefer, count(i, key), i)))
@@ -261,10 +266,7 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
         summary["suppressed"] = True
     elif audience.suppress:
         cells = summary.get("cells") or {}
-        small = {key for key, episodes in cells.items() if is_small(episodes)}
-        if small & set(ADDING_UP):
-            small |= {key for key in ADDING_UP if key in cells}
-        for key in small:
+        for key in with_parts({key for key, episodes in cells.items() if is_small(episodes)}, cells):
             _hide_cell(summary, key)
     if audience.suppress and "period" in shown and is_small(shown["period"].get("actual_episodes")):
         shown.pop("period")
