@@ -121,6 +121,7 @@ class CostLine:
     los_variance: Decimal = ZERO
     variance: Variance | None = None
     rate_missing: bool = False
+    occurrences: int = 0  # events on the step (not per-day steps): a repeat shows as occurrences > expected count
 
     @property
     def total_variance(self) -> Decimal:
@@ -135,6 +136,11 @@ class CostLine:
         if self.variance is None or not self.variance.cause:
             return UNEXPLAINED
         return self.variance.cause
+
+    @property
+    def repeated(self) -> bool:
+        """The step was done more often than planned: usage variance, yet no departure (DOMAIN.md section 3)."""
+        return self.step is not None and not self.step.per_day and self.occurrences > self.step.expected_count
 
     @property
     def label(self) -> str:
@@ -424,6 +430,7 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                 line.los_variance = (los - f) * per_occurrence * line.standard_rate
                 line.usage_variance = (line.actual_quantity - base_quantity) * line.standard_rate
             else:
+                line.occurrences = len(step_events)
                 for event in step_events:
                     quantity = _quantity_for(event, planned.resource_id)
                     if quantity is None:
@@ -445,7 +452,9 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                     continue
                 line = extra.get(quantity.resource_id)
                 if line is None:
-                    line = extra[quantity.resource_id] = CostLine(step=step, resource=quantity.resource)
+                    line = extra[quantity.resource_id] = CostLine(
+                        step=step, resource=quantity.resource, occurrences=len(step_events)
+                    )
                     line.standard_rate = rate(quantity.resource_id, start, line)
                 _add_unplanned(line, quantity, event.day, rate)
         result.lines.extend(_finish_unplanned(line) for line in extra.values())

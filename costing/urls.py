@@ -9,6 +9,9 @@ urlpatterns = [
     path("versions/<int:pk>/cost/", views.version_cost, name="version_cost"),
     path("versions/<int:old>/<int:new>/cost-delta/", views.version_cost_delta_view, name="version_cost_delta"),
     path("steps/<int:pk>/cost/", views.step_cost, name="step_cost"),
+    # the episode page's and the variance page's cost lens (HTMX fragments, full pages without JS)
+    path("episodes/<int:pk>/cost/", views.episode_cost, name="episode_cost"),
+    path("variances/<int:pk>/cost/", views.variance_cost, name="variance_cost"),
     # resources and rates (finance edits; everyone reads)
     path("resources/", views.resource_list, name="resource_list"),
     path("resources/new/", views.resource_new, name="resource_new"),

@@ -1,15 +1,20 @@
-"""Costing pages: the pathway cost panel and provenance, and finance's resources, rates and budgets.
+"""Costing pages: the pathway cost panel and provenance, the episode's and the variance's
+cost lens, and finance's resources, rates and budgets.
 
-The pathway page (pathways app) pulls its cost panel from here as an HTMX
-fragment, so that Python imports stay one-way (pathways never imports costing).
-Every view serves the fragment to HTMX and a full page otherwise.
+The pathway page (pathways app), the episode page and the variance page (variances
+app) pull their cost panels from here as HTMX fragments, so that Python imports stay
+one-way (neither app imports costing). Every view serves the fragment to HTMX and a
+full page otherwise.
 
-Reading costs and rates is for every role (a doctor may ask where a number comes
-from); changing resources, rates and budgets is for finance and admins.
+Reading pathway costs and rates is for every role (a doctor may ask where a number
+comes from); changing resources, rates and budgets is for finance and admins. An
+episode's or a variance's cost is for whoever may open that episode: its clinicians,
+their lead and administrators, never managers or finance (who see units, not patients).
 """
 
 from datetime import date
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -19,16 +24,19 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from accounts.audit import audit_record
 from accounts.models import Membership
-from accounts.permissions import FINANCE_ROLES, any_member, has_role, role_required
+from accounts.permissions import EPISODE_ROLES, FINANCE_ROLES, any_member, has_role, role_required
 from accounts.web import form_errors
 from pathways import selectors as pathway_selectors
 from pathways.models import PathwayVersion, PlannedResource, Resource, Step
 from pathways.services import resource_create, resource_update
+from variances import selectors as variance_selectors
 
+from .engine import ZERO, EpisodeCosting, cost_episode
 from .forms import BudgetForm, CapacityCostRateForm, RateForm, RateImportForm, ResourceForm
 from .imports import import_ncc, import_rates_csv
-from .models import Budget, financial_year_label, financial_year_of
+from .models import Budget, EpisodeCost, financial_year_label, financial_year_of
 from .rates import capacity_cost_rate, cost_rate_set, rates_in_force
 from .standard import budget_delete, budget_set, step_standard_cost, version_cost_delta, version_standard_cost
 
@@ -106,6 +114,56 @@ def version_cost_delta_view(request, old: int, new: int):
         "fy_label": financial_year_label(financial_year_of(on)),
     }
     template = "costing/partials/cost_delta.html" if request.htmx else "costing/cost_delta.html"
+    return render(request, template, context)
+
+
+# --- the episode's and the variance's cost lens (fragments) -----------------------------------
+
+
+def _episode_lens(costing: EpisodeCosting) -> dict:
+    """What the episode costs against its pathway, split as DOMAIN.md section 4 splits it."""
+    labels = dict(EpisodeCost.Cause.choices)
+    return {
+        "costing": costing,
+        "currency": settings.CURRENCY,
+        "final": costing.episode.status != costing.episode.Status.ACTIVE,
+        "lines": costing.decomposition(),
+        "causes": [(labels[cause], amount) for cause, amount in costing.by_cause().items() if amount],
+        "cash_usage": costing.usage_variance + costing.los_variance - costing.capacity_variance,
+    }
+
+
+@role_required(*EPISODE_ROLES)
+def episode_cost(request, pk: int):
+    """The episode's cost lens: expected against actual, the variance split, and what explains each line."""
+    episode = get_object_or_404(
+        variance_selectors.episodes_for(request.user).select_related("version__pathway", "org_unit"), pk=pk
+    )
+    audit_record(action="episode.read", obj=episode, episode_ref=episode.patient_ref, detail={"via": "cost"})
+    context = {"episode": episode, **_episode_lens(cost_episode(episode))}
+    template = "costing/partials/episode_cost.html" if request.htmx else "costing/episode_cost.html"
+    return render(request, template, context)
+
+
+@role_required(*EPISODE_ROLES)
+def variance_cost(request, pk: int):
+    """The cost lines a variance explains: the money side of one documented departure."""
+    variance = get_object_or_404(
+        variance_selectors.variances_for(request.user).select_related("episode__version__pathway", "step"), pk=pk
+    )
+    episode = variance.episode
+    audit_record(action="episode.read", obj=episode, episode_ref=episode.patient_ref, detail={"via": "cost"})
+    costing = cost_episode(episode)
+    lines = [v for v in costing.decomposition() if v.variance is not None and v.variance.pk == variance.pk]
+    context = {
+        "variance": variance,
+        "episode": episode,
+        "currency": settings.CURRENCY,
+        "final": episode.status != episode.Status.ACTIVE,
+        "lines": lines,
+        "explained": sum((v.amount for v in lines), ZERO),
+    }
+    template = "costing/partials/variance_cost.html" if request.htmx else "costing/variance_cost.html"
     return render(request, template, context)
 
 

@@ -162,11 +162,13 @@ def test_the_episode_page_and_its_api_cost_the_same_queries_whatever_the_episode
     sizes = _episodes_of_every_size()
 
     pages = {page_queries(client, clinician, f"/variances/episodes/{e.pk}/") for e in sizes}
+    costs = {page_queries(client, clinician, f"/costing/episodes/{e.pk}/cost/") for e in sizes}
     details = {api_queries(clinician, f"/api/v1/episodes/{e.pk}/") for e in sizes}
     events = {api_queries(clinician, f"/api/v1/episodes/{e.pk}/events/") for e in sizes}
     care_plans = {api_queries(lead, f"/api/v1/fhir/CarePlan/{e.pk}") for e in sizes}
 
     assert len(pages) == 1, pages
+    assert len(costs) == 1, costs
     assert len(details) == 1, details
     assert len(events) == 1, events
     assert len(care_plans) == 1, care_plans
@@ -189,7 +191,9 @@ def test_a_variances_history_costs_the_same_queries_however_many_revisions(clien
     assert most.revision >= fewest.revision + 2
 
     pages = {page_queries(client, clinician, f"/variances/{v.pk}/") for v in (fewest, most)}
+    costs = {page_queries(client, clinician, f"/costing/variances/{v.pk}/cost/") for v in (fewest, most)}
     histories = {api_queries(clinician, f"/api/v1/variances/{v.pk}/history/") for v in (fewest, most)}
 
     assert len(pages) == 1, pages
+    assert len(costs) == 1, costs
     assert len(histories) == 1, histories

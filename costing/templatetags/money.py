@@ -18,6 +18,23 @@ def money(amount: Decimal | None, currency: str = "") -> str:
 
 
 @register.filter
+def variance(amount: Decimal | None, currency: str = "") -> str:
+    """A variance with its direction, as finance writes it: "£1,163.38 U" (adverse), "£28.13 F"; "£0.00"."""
+    if amount is None:
+        return ""
+    text = priced(display(abs(amount)), currency)
+    return f"{text} {'U' if amount > 0 else 'F'}" if amount else text
+
+
+@register.filter
+def direction_css(amount: Decimal | None) -> str:
+    """The CSS class that colours a variance: adverse (costs more than planned) or favourable."""
+    if not amount:
+        return ""
+    return "adverse" if amount > 0 else "favourable"
+
+
+@register.filter
 def rate(value: Decimal | None, currency: str = "") -> str:
     """A per-unit rate, written like other money but to its own precision: 1.875000 -> "£1.875",
     4.5 -> "£4.50" (no padding zeros, at least two places; a currency without a symbol follows

@@ -1,0 +1,217 @@
+"""The episode's and the variance's cost lens: the DOMAIN.md knee example, read in the browser.
+
+The clinician who documents a departure sees what it cost, on the same page: one set
+of numbers, two lenses. Only those who may open the episode see its cost.
+"""
+
+import re
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.urls import reverse
+
+from accounts.models import AuditEvent
+from tests.conftest import login
+from tests.costing.factories import at, reason, record_knee_actuals
+from tests.pathways.tkr import build_tkr
+from variances import services
+from variances.models import Variance
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def knee(org, alice):
+    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    with time_machine.travel(at(2025, 7, 1), tick=False):
+        episode = record_knee_actuals(tkr, unit=org["ORTHO-W7"], clinician=alice, started_at=at(2025, 6, 2, 8))
+    return tkr, episode
+
+
+def text(response) -> str:
+    """The page's words, tags dropped and spaces collapsed."""
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", response.content.decode())).strip()
+
+
+def rows(response, caption: str) -> list[str]:
+    """The body rows of the table with ``caption``, each as its cells' words."""
+    html = response.content.decode()
+    table = re.search(rf"<caption[^>]*>{re.escape(caption)}</caption>(.*?)</table>", html, re.S)
+    assert table, caption
+    body = re.search(r"<tbody>(.*?)</tbody>", table.group(1), re.S).group(1)
+    return [
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip() for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    ]
+
+
+def test_the_episode_cost_page_reproduces_the_knee_example(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+
+    response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
+
+    page = text(response)
+    assert response.status_code == 200
+    assert "Cost of PT-KNEE1" in page
+    assert "Expected E £4,167.13" in page
+    assert "Actual A £5,330.50" in page
+    assert "Variance V £1,163.38 U" in page
+    split = rows(response, "How the variance splits")
+    assert split[0].startswith("Price / rate £200.00 U")
+    # Usage: 239.25 of surgery minutes + 28.125 of a third physio session.
+    assert split[1].startswith("Usage / efficiency £267.38 U")
+    assert split[2].startswith("Length of stay £696.00 U 5 nights against 3 expected")
+    assert "System: £896.00 U" in page
+    assert "Clinician / staff: £239.25 U" in page
+    assert "No cause recorded: £28.13 U" in page
+
+
+def test_each_cost_line_names_the_record_that_explains_it_and_a_repeat_says_why_none_does(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+
+    lines = rows(
+        client.get(reverse("costing:episode_cost", args=[episode.pk])),
+        "Where the variance comes from, largest adverse first",
+    )
+
+    assert lines[0] == ("Ward stay Ward bed-day Length of stay (cash) £360.00 U Delay · system cause · documented"), (
+        lines
+    )
+    implant = next(line for line in lines if "Knee implant" in line)
+    assert "Price / rate (cash) £200.00 U Substitution · system cause · documented" in implant
+    theatre = next(line for line in lines if "Theatre (room and kit)" in line)
+    assert "Usage / efficiency (cash) £135.00 U Override · clinician / staff cause · documented" in theatre
+    consultant = next(line for line in lines if line.startswith("Total knee replacement Consultant surgeon"))
+    assert "(capacity consumed) £56.25 U Override" in consultant
+    physio = next(line for line in lines if line.startswith("Physiotherapy session"))
+    assert "£28.13 U Repeat: done 3 times, planned 2. A repeat is not a departure from the pathway" in physio
+    assert len(lines) == 7, lines
+
+
+def test_the_episode_page_loads_the_cost_lens_and_links_it_without_javascript(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+    url = reverse("costing:episode_cost", args=[episode.pk])
+
+    page = client.get(reverse("variances:episode_detail", args=[episode.pk])).content.decode()
+    fragment = client.get(url, HTTP_HX_REQUEST="true")
+
+    assert f'hx-get="{url}" hx-trigger="load"' in page
+    assert f'<a href="{url}">See what this episode cost against its pathway</a>' in page
+    assert "<html" not in fragment.content.decode()
+    assert "Variance V £1,163.38 U" in text(fragment)
+
+
+def test_a_variance_shows_the_cost_it_explains(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+    substitution, override, delay = (
+        episode.variances.get(variance_type=kind)
+        for kind in (Variance.Type.SUBSTITUTION, Variance.Type.OVERRIDE, Variance.Type.DELAY)
+    )
+
+    def cost_of(variance):
+        return client.get(reverse("costing:variance_cost", args=[variance.pk]))
+
+    implant = text(cost_of(substitution))
+    assert "This substitution explains £200.00 U of the episode's cost variance" in implant
+    assert "Reports count it under the cause “System”: the organisation's, never charged to the clinician" in implant
+    minutes = cost_of(override)
+    assert "This override explains £239.25 U" in text(minutes)
+    assert rows(minutes, "Cost lines this variance explains") == [
+        "Total knee replacement Theatre (room and kit) Usage / efficiency (cash) £135.00 U",
+        "Total knee replacement Consultant surgeon Usage / efficiency (capacity consumed) £56.25 U",
+        "Total knee replacement Theatre nurse Usage / efficiency (capacity consumed) £48.00 U",
+    ]
+    assert "under the cause “Clinician / staff”." in text(minutes)
+    assert "This delay explains £696.00 U" in text(cost_of(delay))
+    page = client.get(reverse("variances:variance_detail", args=[delay.pk])).content.decode()
+    assert f'hx-get="{reverse("costing:variance_cost", args=[delay.pk])}"' in page
+
+
+def test_a_variance_with_no_cost_says_so(client, knee, alice):
+    tkr, episode = knee
+    login(client, alice)
+    with time_machine.travel(at(2025, 7, 2), tick=False):
+        early = services.variance_record(
+            episode=episode,
+            step=tkr["PREOP"],
+            variance_type=Variance.Type.EARLY,
+            cause=Variance.Cause.PATIENT,
+            reason=reason("prefers-alternative"),
+            valence=Variance.Valence.NEUTRAL,
+            rationale="Seen early at the patient's request.",
+            occurred_at=episode.started_at + timedelta(minutes=30),
+            actor=alice,
+        )
+
+    page = text(client.get(reverse("costing:variance_cost", args=[early.pk])))
+
+    assert "No cost is linked to this variance: its step used what the pathway planned" in page
+
+
+def test_an_active_episode_is_costed_so_far_and_steps_not_done_say_so(client, org, alice):
+    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    with time_machine.travel(at(2025, 6, 3, 12), tick=False):
+        episode = services.episode_start(
+            pathway_version=tkr["version"],
+            patient_ref="PT-ACTIVE",
+            org_unit=org["ORTHO-W7"],
+            responsible_clinician=alice,
+            started_at=at(2025, 6, 2, 8),
+            actor=alice,
+        )
+        services.event_record(
+            episode=episode, step=tkr["PREOP"], occurred_at=at(2025, 6, 2, 9), source="manual", actor=alice
+        )
+        login(client, alice)
+        response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
+
+    page = text(response)
+    assert "What this episode has cost so far" in page
+    # Pre-op (49.125) and one night of the ward stay (348.00).
+    assert "Actual A so far £397.13" in page
+    lines = rows(response, "Where the variance comes from, largest adverse first")
+    surgery = [r for r in lines if r.startswith("Total knee replacement")]
+    assert surgery and all(r.endswith("Not done yet: the episode is still active.") for r in surgery), surgery
+
+
+@pytest.mark.parametrize(
+    ("persona", "status"),
+    [("bob", 200), ("erin", 200), ("dora", 404), ("carol", 403), ("fred", 403), ("nobody", 403)],
+)
+def test_only_those_who_may_open_the_episode_see_its_cost(client, knee, request, persona, status):
+    _tkr, episode = knee
+    login(client, request.getfixturevalue(persona))
+    variance = episode.variances.first()
+
+    episode_response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
+    variance_response = client.get(reverse("costing:variance_cost", args=[variance.pk]))
+
+    assert episode_response.status_code == status
+    assert variance_response.status_code == status
+    if status == 200:
+        assert "Variance V £1,163.38 U" in text(episode_response)
+    else:
+        assert "1,163.38" not in episode_response.content.decode()
+        assert "PT-KNEE1" not in variance_response.content.decode()
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(client, knee):
+    _tkr, episode = knee
+    response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("accounts:login"))
+
+
+def test_reading_an_episodes_cost_is_in_the_audit_trail(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+
+    client.get(reverse("costing:episode_cost", args=[episode.pk]))
+
+    read = AuditEvent.objects.filter(action="episode.read", actor=alice).latest("pk")
+    assert read.episode_ref == "PT-KNEE1"
+    assert read.detail == {"via": "cost"}
