@@ -123,11 +123,14 @@ def version_cost_delta_view(request, old: int, new: int):
 def _episode_lens(costing: EpisodeCosting) -> dict:
     """What the episode costs against its pathway, split as DOMAIN.md section 4 splits it."""
     labels = dict(EpisodeCost.Cause.choices)
+    lines = costing.decomposition()
     return {
         "costing": costing,
         "currency": settings.CURRENCY,
         "final": costing.episode.status != costing.episode.Status.ACTIVE,
-        "lines": costing.decomposition(),
+        "lines": lines,
+        # Steps done more often than planned whose cost no record explains: the page says why, once.
+        "repeats": list({v.line.step.pk: v.line.step for v in lines if v.line.repeated and v.variance is None}.values()),
         "causes": [(labels[cause], amount) for cause, amount in costing.by_cause().items() if amount],
         "cash_usage": costing.usage_variance + costing.los_variance - costing.capacity_variance,
     }

@@ -67,6 +67,11 @@ def main() -> None:
         episode = first_link(page, base, "/variances/", r"/variances/episodes/\d+/")
         shoot(page, base, episode, "episode-timeline")
         shoot(page, base, f"{episode}variances/new/", "record-variance")
+        # A hip fracture whose surgery was repeated (a return to theatre): the cost lens explains each line.
+        repeat = first_link(
+            page, base, "/variances/episodes/?status=completed&q=DEMO-HIP-0178", r"/variances/episodes/\d+/"
+        )
+        shoot(page, base, f"/costing/episodes/{repeat.strip('/').split('/')[-1]}/cost/", "episode-cost", full_page=True)
 
         sign_in(page, base, "lead")
         shoot(page, base, "/variances/review/", "review-queue")

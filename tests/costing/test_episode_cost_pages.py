@@ -20,6 +20,8 @@ from variances.models import Variance
 
 pytestmark = pytest.mark.django_db
 
+LINES = "Where the variance comes from, largest adverse first"
+
 
 @pytest.fixture
 def knee(org, alice):
@@ -73,7 +75,7 @@ def test_each_cost_line_names_the_record_that_explains_it_and_a_repeat_says_why_
 
     lines = rows(
         client.get(reverse("costing:episode_cost", args=[episode.pk])),
-        "Where the variance comes from, largest adverse first",
+        LINES,
     )
 
     assert lines[0] == ("Ward stay Ward bed-day Length of stay (cash) £360.00 U Delay · system cause · documented"), (
@@ -86,8 +88,39 @@ def test_each_cost_line_names_the_record_that_explains_it_and_a_repeat_says_why_
     consultant = next(line for line in lines if line.startswith("Total knee replacement Consultant surgeon"))
     assert "(capacity consumed) £56.25 U Override" in consultant
     physio = next(line for line in lines if line.startswith("Physiotherapy session"))
-    assert "£28.13 U Repeat: done 3 times, planned 2. A repeat is not a departure from the pathway" in physio
+    assert physio.endswith("£28.13 U Repeated step: done 3×, planned 2 *"), physio
     assert len(lines) == 7, lines
+
+
+def test_a_repeat_says_once_why_no_record_explains_it_and_a_record_on_the_step_then_does(client, knee, alice):
+    tkr, episode = knee
+    login(client, alice)
+    url = reverse("costing:episode_cost", args=[episode.pk])
+
+    response = client.get(url)
+
+    record = reverse("variances:variance_record", args=[episode.pk]) + f"?step={tkr['PHYSIO'].pk}"
+    assert text(response).count("A step done more often than planned is not a departure from the pathway") == 1
+    assert f'<a href="{record}">record a departure for Physiotherapy session</a>' in response.content.decode()
+
+    services.variance_record(
+        episode=episode,
+        step=tkr["PHYSIO"],
+        variance_type=Variance.Type.ADDITION,
+        cause=Variance.Cause.PATIENT,
+        reason=reason("prefers-alternative"),
+        valence=Variance.Valence.POSITIVE,
+        rationale="Third session to regain flexion before discharge.",
+        occurred_at=episode.started_at + timedelta(days=3),
+        actor=alice,
+    )
+    response = client.get(url)
+
+    physio = next(line for line in rows(response, LINES) if line.startswith("Physiotherapy session"))
+    assert physio.endswith("£28.13 U Addition · patient cause · documented"), physio
+    assert "A step done more often than planned" not in text(response)
+    assert "Patient: £28.13 U" in text(response)
+    assert "No cause recorded" not in text(response)
 
 
 def test_the_episode_page_loads_the_cost_lens_and_links_it_without_javascript(client, knee, alice):
@@ -173,7 +206,7 @@ def test_an_active_episode_is_costed_so_far_and_steps_not_done_say_so(client, or
     assert "What this episode has cost so far" in page
     # Pre-op (49.125) and one night of the ward stay (348.00).
     assert "Actual A so far £397.13" in page
-    lines = rows(response, "Where the variance comes from, largest adverse first")
+    lines = rows(response, LINES)
     surgery = [r for r in lines if r.startswith("Total knee replacement")]
     assert surgery and all(r.endswith("Not done yet: the episode is still active.") for r in surgery), surgery
 
