@@ -77,6 +77,21 @@ def episode_costs(episode: Episode) -> dict:
         "variance_by_cause": {cause: money_str(amount) for cause, amount in by_cause.items()},
         "missing_rates": costing.missing_rates,
         "final": episode.status != Episode.Status.ACTIVE,
+        "lines": [
+            {
+                "step": part.line.step.code if part.line.step else None,
+                "activity": part.line.label,
+                "resource": part.line.resource.code,
+                "component": part.component,
+                "nature": part.nature,
+                "amount": part.amount,
+                "direction": part.direction,
+                "variance": part.variance.pk if part.variance else None,
+                "cause": part.cause,
+                "repeated": part.line.repeated,
+            }
+            for part in costing.decomposition()
+        ],
     }
 
 

@@ -130,7 +130,9 @@ def _episode_lens(costing: EpisodeCosting) -> dict:
         "final": costing.episode.status != costing.episode.Status.ACTIVE,
         "lines": lines,
         # Steps done more often than planned whose cost no record explains: the page says why, once.
-        "repeats": list({v.line.step.pk: v.line.step for v in lines if v.line.repeated and v.variance is None}.values()),
+        "repeats": list(
+            {v.line.step.pk: v.line.step for v in lines if v.line.repeated and v.variance is None}.values()
+        ),
         "causes": [(labels[cause], amount) for cause, amount in costing.by_cause().items() if amount],
         "cash_usage": costing.usage_variance + costing.los_variance - costing.capacity_variance,
     }

@@ -223,6 +223,31 @@ class EpisodeSummarySerializer(serializers.ModelSerializer):
         ]
 
 
+class EpisodeCostLineSerializer(serializers.Serializer):
+    """One non-zero part of one cost line: where the episode's variance comes from, and what explains it."""
+
+    step = serializers.CharField(allow_null=True, help_text="The step's code; null for an activity off the pathway.")
+    activity = serializers.CharField(help_text="The step's name, or the activity off the pathway.")
+    resource = serializers.CharField(help_text="The resource's code.")
+    component = serializers.ChoiceField(
+        choices=["price", "usage", "los"], help_text="Price/rate, usage/efficiency or length of stay."
+    )
+    nature = serializers.ChoiceField(
+        choices=["cash", "capacity"], help_text="Cash, or capacity consumed (salaried staff time)."
+    )
+    amount = MoneyField(help_text="Positive is adverse.")
+    direction = serializers.CharField(help_text="U (adverse) or F (favourable).")
+    variance = serializers.IntegerField(
+        allow_null=True, help_text="The id of the variance record that explains this line, if any."
+    )
+    cause = serializers.CharField(
+        help_text="The explaining variance's cause; 'unexplained' when no record or no cause explains it."
+    )
+    repeated = serializers.BooleanField(
+        help_text="The step was done more often than planned: usage variance that no departure explains."
+    )
+
+
 class EpisodeCostsSerializer(serializers.Serializer):
     currency = serializers.CharField()
     expected = MoneyField(help_text="E: what the pathway expects an episode to cost.")
@@ -236,6 +261,7 @@ class EpisodeCostsSerializer(serializers.Serializer):
     variance_by_cause = serializers.DictField(child=serializers.CharField())
     missing_rates = serializers.IntegerField(help_text="Resources with no rate in force (costed at zero).")
     final = serializers.BooleanField(help_text="False while the episode is active: the costs will still change.")
+    lines = EpisodeCostLineSerializer(many=True, help_text="Every non-zero variance part, largest adverse first.")
 
 
 class EpisodeDetailSerializer(EpisodeSummarySerializer):
