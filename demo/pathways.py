@@ -21,14 +21,18 @@ unchanged rates are not rewritten.
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 
 from costing.imports import import_ncc
 from costing.rates import capacity_cost_rate, cost_rate_set
 from pathways import services
 from pathways.models import Pathway, PathwayVersion, Resource, Step
+
+from .episodes import DAYS, VERSION_SWITCH_DAYS
 
 Kind = Resource.Kind
 Unit = Resource.Unit
@@ -185,6 +189,16 @@ Costs: staff and theatre at trust capacity cost rates; the ED attendance at the 
 # --- loading -------------------------------------------------------------------------------------
 
 
+def first_effective_date() -> date:
+    """The demo's first versions took effect before its oldest episode (18 months of care), on the 1st of a month."""
+    return (timezone.localdate() - timedelta(days=DAYS + 14)).replace(day=1)
+
+
+def switch_date() -> date:
+    """HIP-FRACTURE v2 took effect when the demo's episodes move on to it (``demo.episodes``)."""
+    return timezone.localdate() - timedelta(days=VERSION_SWITCH_DAYS)
+
+
 def load(*, units, users, stdout) -> None:
     lead = users.get("lead")
     finance = users.get("finance")
@@ -292,6 +306,7 @@ def load_tkr(*, owner_unit, actor, resources: dict[str, Resource]) -> PathwayVer
         version=version,
         actor=actor,
         note="Agreed by the elective orthopaedic team and finance (the worked costing example).",
+        effective_from=first_effective_date(),
     )
 
 
@@ -340,7 +355,10 @@ def load_hip_fracture(*, owner_unit, actor, resources: dict[str, Resource]) -> P
                 actor=actor,
             )
     services.pathway_version_publish(
-        version=v1, actor=actor, note="First agreed version: surgery on the day of, or the day after, admission."
+        version=v1,
+        actor=actor,
+        note="First agreed version: surgery on the day of, or the day after, admission.",
+        effective_from=first_effective_date(),
     )
 
     v2 = services.pathway_version_draft(pathway=pathway, actor=actor, note="Align with the Best Practice Tariff")
@@ -366,7 +384,7 @@ def load_hip_fracture(*, owner_unit, actor, resources: dict[str, Resource]) -> P
     )
     services.step_move(step=delirium, offset=-4, actor=actor)
     services.planned_resource_add(step=delirium, resource=resources["WARD-NURSE"], quantity=Decimal("10"), actor=actor)
-    return services.pathway_version_publish(version=v2, actor=actor, note=HIP_V2_NOTE)
+    return services.pathway_version_publish(version=v2, actor=actor, note=HIP_V2_NOTE, effective_from=switch_date())
 
 
 def _current(code: str) -> PathwayVersion | None:

@@ -6,10 +6,13 @@ import pytest
 from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
+from django.utils import timezone
 
 from accounts.models import Membership, OrgUnit, User
 from accounts.permissions import primary_role
 from costing.models import ReportRun
+from pathways.models import PathwayVersion
+from variances.models import Episode
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
@@ -66,6 +69,22 @@ def test_it_creates_the_trust_and_one_login_per_role_and_prints_them():
     assert ortho.parent.kind == OrgUnit.Kind.DIVISION
     assert OrgUnit.objects.get(code="RCH").kind == OrgUnit.Kind.TRUST
     assert OrgUnit.objects.count() >= 10
+
+
+def test_every_demo_episode_follows_a_version_already_in_effect_when_it_started():
+    load_demo()
+
+    episodes = Episode.objects.select_related("version__pathway")
+    assert episodes.count() > 1000
+    too_early = [
+        (e.patient_ref, e.version.pathway.code, e.version.number, e.started_at.date(), e.version.effective_from)
+        for e in episodes
+        if e.version.effective_from is None or timezone.localdate(e.started_at) < e.version.effective_from
+    ]
+    assert too_early == []
+    hip = {v.number: v for v in PathwayVersion.objects.filter(pathway__code="HIP-FRACTURE")}
+    assert hip[1].effective_from < hip[2].effective_from < timezone.localdate()
+    assert Episode.objects.filter(version=hip[1]).exists() and Episode.objects.filter(version=hip[2]).exists()
 
 
 def test_the_dashboards_open_with_figures_for_every_unit_with_people(django_capture_on_commit_callbacks):
