@@ -17,9 +17,13 @@ DOMAIN.md section 4, per episode:
   rate`` (the rest of a per-day step's usage stays in EV).
 
 Each line with a variance is linked to the variance record that explains it: a
-current variance on the same step about the same resource; else one on the same
-step about no particular resource; else any on the same step; for an addition,
-the variance detected for that event, else an addition variance; a step not done
+current variance on the same step about the same resource, else one on the same
+step about no particular resource (never one about another resource: a dearer
+implant does not explain a longer operation), of a type that can explain it. A
+delay, early step or sequence departure changes no quantity by itself, so it
+explains only a per-day step's line (the stay it lengthened or shortened); an
+omission explains only a line used less than planned. For an addition, the
+variance detected for that event, else an addition variance; a step not done
 (actual below standard) on an exited episode falls back to the exit variance.
 Otherwise the line is *unexplained*. The linked variance's cause lets reports
 show the cost of system-caused variance on its own line.
@@ -140,7 +144,7 @@ class CostLine:
     @property
     def repeated(self) -> bool:
         """The step was done more often than planned: usage variance, yet no departure (DOMAIN.md section 3)."""
-        return self.step is not None and not self.step.per_day and self.occurrences > self.step.expected_count
+        return self.step is not None and not self.step.per_day and self.occurrences > self.step.planned_occurrences
 
     @property
     def label(self) -> str:
@@ -517,6 +521,20 @@ def _finish_unplanned(line: CostLine) -> CostLine:
     return line
 
 
+# Departures in timing: by themselves they change what a stay costs, not what a step used.
+TIMING_TYPES = frozenset({Variance.Type.DELAY, Variance.Type.EARLY, Variance.Type.SEQUENCE})
+
+
+def _can_explain(variance: Variance, line: CostLine) -> bool:
+    if variance.resource_id is not None and variance.resource_id != line.resource.id:
+        return False
+    if variance.variance_type in TIMING_TYPES:
+        return line.step.per_day
+    if variance.variance_type == Variance.Type.OMISSION:
+        return line.actual_quantity < line.standard_quantity
+    return True
+
+
 def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
     """Link each line that has a variance to the variance record that explains it."""
     by_step: dict[int, list[Variance]] = defaultdict(list)
@@ -529,16 +547,19 @@ def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
         if not line.total_variance:
             continue
         if line.step is not None:
-            candidates = by_step.get(line.step.id, [])
+            candidates = [v for v in by_step.get(line.step.id, ()) if _can_explain(v, line)]
+            line.variance = next((v for v in candidates if v.resource_id is not None), None) or next(
+                iter(candidates), None
+            )
         else:
             # The addition detected for this very event, else one recorded by hand
             # (not detected for some other event).
             detected = [v for v in additions if v.detection_id and v.detection.event_id == line.event.pk]
             candidates = detected or [v for v in additions if not (v.detection_id and v.detection.event_id)]
-        line.variance = (
-            next((v for v in candidates if v.resource_id == line.resource.id), None)
-            or next((v for v in candidates if v.resource_id is None), None)
-            or next(iter(candidates), None)
-        )
+            line.variance = (
+                next((v for v in candidates if v.resource_id == line.resource.id), None)
+                or next((v for v in candidates if v.resource_id is None), None)
+                or next(iter(candidates), None)
+            )
         if line.variance is None and exit_variance is not None and line.actual_quantity < line.standard_quantity:
             line.variance = exit_variance

@@ -23,6 +23,24 @@ def display(amount: Decimal | None) -> str:
     return f"{round_money(amount):,.2f}"
 
 
+def direction_of(amount: Decimal) -> str:
+    """U (adverse: costs more than planned), F (favourable) or "" where it rounds to nothing."""
+    rounded = round_money(amount)
+    if not rounded:
+        return ""
+    return "U" if rounded > 0 else "F"
+
+
+# How a page colours a variance of each direction.
+DIRECTION_CSS = {"U": "adverse", "F": "favourable", "": ""}
+
+
+def with_direction(amount: Decimal) -> str:
+    """A variance as finance writes it: "1,163.38 U", "28.13 F"; "0.00" where it rounds to nothing."""
+    mark = direction_of(amount)
+    return f"{display(abs(amount))} {mark}" if mark else "0.00"
+
+
 SYMBOLS = {"GBP": "£", "EUR": "€", "USD": "$"}
 MONEY_KINDS = ("money", "variance")
 

@@ -32,7 +32,7 @@ from variances.models import Variance
 from . import charts
 from .exports import result_workbook, table_csv, table_workbook
 from .models import EpisodeCostLine, ReportRun
-from .money import MONEY_KINDS, column_header, display, priced
+from .money import DIRECTION_CSS, MONEY_KINDS, column_header, direction_of, display, priced, with_direction
 from .report_forms import ReportRequestForm
 from .reports import ReportParameters, Scope, table
 from .services import report_run_request
@@ -107,9 +107,7 @@ def _format(value, kind: str) -> tuple[str, str]:
         return display(Decimal(str(value))), ""
     if kind == "variance":
         amount = Decimal(str(value))
-        if not amount:
-            return "0.00", ""
-        return f"{display(abs(amount))} {'U' if amount > 0 else 'F'}", "adverse" if amount > 0 else "favourable"
+        return with_direction(amount), DIRECTION_CSS[direction_of(amount)]
     if kind in ("share", "cumulative"):
         return f"{Decimal(str(value)) * 100:.1f}%", ""
     if kind == "int":

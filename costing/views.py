@@ -22,7 +22,7 @@ from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.audit import audit_record
 from accounts.models import Membership
@@ -120,53 +120,70 @@ def version_cost_delta_view(request, old: int, new: int):
 # --- the episode's and the variance's cost lens (fragments) -----------------------------------
 
 
-def _episode_lens(costing: EpisodeCosting) -> dict:
-    """What the episode costs against its pathway, split as DOMAIN.md section 4 splits it."""
-    labels = dict(EpisodeCost.Cause.choices)
+def _episode_lens(episode, costing: EpisodeCosting) -> dict:
+    """What the episode costs against its pathway, split as DOMAIN.md section 4 splits it.
+
+    While the episode is active, steps not yet done and nights not yet spent would read as
+    savings: only what already costs more than planned is listed, and no variance is given.
+    """
+    final = episode.status != episode.Status.ACTIVE
     lines = costing.decomposition()
+    if not final:
+        lines = [part for part in lines if part.amount > 0]
+    labels = dict(EpisodeCost.Cause.choices)
     return {
+        "episode": episode,
         "costing": costing,
         "currency": settings.CURRENCY,
-        "final": costing.episode.status != costing.episode.Status.ACTIVE,
+        "final": final,
         "lines": lines,
+        "causes": sorted(
+            ((labels[cause], amount) for cause, amount in costing.by_cause().items() if amount), key=lambda c: -c[1]
+        ),
         # Steps done more often than planned whose cost no record explains: the page says why, once.
         "repeats": list(
-            {v.line.step.pk: v.line.step for v in lines if v.line.repeated and v.variance is None}.values()
+            {p.line.step.pk: p.line.step for p in lines if p.line.repeated and p.variance is None}.values()
         ),
-        "causes": [(labels[cause], amount) for cause, amount in costing.by_cause().items() if amount],
-        "cash_usage": costing.usage_variance + costing.los_variance - costing.capacity_variance,
     }
 
 
 @role_required(*EPISODE_ROLES)
+@require_GET
 def episode_cost(request, pk: int):
     """The episode's cost lens: expected against actual, the variance split, and what explains each line."""
     episode = get_object_or_404(
         variance_selectors.episodes_for(request.user).select_related("version__pathway", "org_unit"), pk=pk
     )
     audit_record(action="episode.read", obj=episode, episode_ref=episode.patient_ref, detail={"via": "cost"})
-    context = {"episode": episode, **_episode_lens(cost_episode(episode))}
+    context = _episode_lens(episode, cost_episode(episode))
     template = "costing/partials/episode_cost.html" if request.htmx else "costing/episode_cost.html"
     return render(request, template, context)
 
 
 @role_required(*EPISODE_ROLES)
+@require_GET
 def variance_cost(request, pk: int):
     """The cost lines a variance explains: the money side of one documented departure."""
     variance = get_object_or_404(
         variance_selectors.variances_for(request.user).select_related("episode__version__pathway", "step"), pk=pk
     )
     episode = variance.episode
-    audit_record(action="episode.read", obj=episode, episode_ref=episode.patient_ref, detail={"via": "cost"})
-    costing = cost_episode(episode)
-    lines = [v for v in costing.decomposition() if v.variance is not None and v.variance.pk == variance.pk]
+    audit_record(
+        action="variance.read",
+        obj=variance,
+        episode_ref=episode.patient_ref,
+        detail={"via": "cost", "episode": episode.pk},
+    )
+    lines = [
+        p for p in cost_episode(episode).decomposition() if p.variance is not None and p.variance.pk == variance.pk
+    ]
     context = {
         "variance": variance,
         "episode": episode,
         "currency": settings.CURRENCY,
         "final": episode.status != episode.Status.ACTIVE,
         "lines": lines,
-        "explained": sum((v.amount for v in lines), ZERO),
+        "explained": sum((p.amount for p in lines), ZERO),
     }
     template = "costing/partials/variance_cost.html" if request.htmx else "costing/variance_cost.html"
     return render(request, template, context)

@@ -9,6 +9,7 @@ raw SQL cannot change a published plan either.
 consumes); what a resource *costs* (rates, effective dating) is ``costing``'s.
 """
 
+import math
 from decimal import Decimal
 
 from django.conf import settings
@@ -158,6 +159,17 @@ class Step(models.Model):
     @property
     def has_window(self) -> bool:
         return self.window_min_minutes is not None or self.window_max_minutes is not None
+
+    @property
+    def planned_occurrences(self) -> int:
+        """How many times the plan expects the step done: its expected count, whole, and at least once.
+
+        A conditional step (expected count 0.3) done once is as planned; two physiotherapy
+        sessions are planned where the count is 2. Events beyond this are repeats beyond
+        the plan (not departures: a step is satisfied by its first event), whose use of
+        resources is usage variance.
+        """
+        return max(1, math.ceil(self.expected_count))
 
 
 class Resource(models.Model):

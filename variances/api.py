@@ -236,7 +236,7 @@ class EpisodeCostLineSerializer(serializers.Serializer):
         choices=["cash", "capacity"], help_text="Cash, or capacity consumed (salaried staff time)."
     )
     amount = MoneyField(help_text="Positive is adverse.")
-    direction = serializers.CharField(help_text="U (adverse) or F (favourable).")
+    direction = serializers.ChoiceField(choices=[("U", "adverse"), ("F", "favourable")], help_text="U or F.")
     variance = serializers.IntegerField(
         allow_null=True, help_text="The id of the variance record that explains this line, if any."
     )
@@ -244,7 +244,10 @@ class EpisodeCostLineSerializer(serializers.Serializer):
         help_text="The explaining variance's cause; 'unexplained' when no record or no cause explains it."
     )
     repeated = serializers.BooleanField(
-        help_text="The step was done more often than planned: usage variance that no departure explains."
+        help_text=(
+            "The step was done more often than planned (its expected count, whole, at least once). A repeat is "
+            "not a departure, so the line is explained only if a variance was recorded on the step."
+        )
     )
 
 

@@ -191,8 +191,15 @@ class TimelineRow:
     event: StepEvent | None = None
     due_from: datetime | None = None
     due_by: datetime | None = None
-    repeats: int = 0
+    occurrences: int = 0  # events on the step, the first included
     variances: list[Variance] = field(default_factory=list)
+
+    @property
+    def beyond_plan(self) -> int:
+        """Events past the step's planned count (a return to theatre, a third of two planned sessions)."""
+        if self.step is None or self.step.per_day:
+            return 0
+        return max(self.occurrences - self.step.planned_occurrences, 0)
 
     @property
     def sort_at(self):
@@ -247,10 +254,10 @@ def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
     facts = [EventFact(e.id, e.step_id, e.activity, e.occurred_at) for e in events]
     first = first_events(specs, facts)
     events_by_id = {e.id: e for e in events}
-    repeats: dict[int, int] = {}
+    occurrences: dict[int, int] = {}
     for e in events:
         if e.step_id:
-            repeats[e.step_id] = repeats.get(e.step_id, 0) + 1
+            occurrences[e.step_id] = occurrences.get(e.step_id, 0) + 1
 
     by_step: dict[int, list[Variance]] = {}
     additions: dict[str, list[Variance]] = {}
@@ -293,7 +300,7 @@ def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
                 event=event,
                 due_from=due_from,
                 due_by=due_by,
-                repeats=max(repeats.get(spec.id, 0) - 1, 0),
+                occurrences=occurrences.get(spec.id, 0),
                 variances=by_step.get(spec.id, []),
             )
         )

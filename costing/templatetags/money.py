@@ -5,7 +5,7 @@ from decimal import Decimal
 from django import template
 
 from ..models import financial_year_label
-from ..money import display, priced
+from ..money import DIRECTION_CSS, direction_of, display, priced
 
 register = template.Library()
 
@@ -18,20 +18,19 @@ def money(amount: Decimal | None, currency: str = "") -> str:
 
 
 @register.filter
-def variance(amount: Decimal | None, currency: str = "") -> str:
+def money_uf(amount: Decimal | None, currency: str = "") -> str:
     """A variance with its direction, as finance writes it: "£1,163.38 U" (adverse), "£28.13 F"; "£0.00"."""
     if amount is None:
         return ""
+    mark = direction_of(amount)
     text = priced(display(abs(amount)), currency)
-    return f"{text} {'U' if amount > 0 else 'F'}" if amount else text
+    return f"{text} {mark}" if mark else priced("0.00", currency)
 
 
 @register.filter
 def direction_css(amount: Decimal | None) -> str:
-    """The CSS class that colours a variance: adverse (costs more than planned) or favourable."""
-    if not amount:
-        return ""
-    return "adverse" if amount > 0 else "favourable"
+    """The CSS class that colours a variance: adverse (costs more than planned), favourable, or none."""
+    return "" if amount is None else DIRECTION_CSS[direction_of(amount)]
 
 
 @register.filter

@@ -11,9 +11,11 @@ from costing.models import EpisodeCost, EpisodeCostLine
 from costing.money import display
 from costing.standard import expected_episode_cost
 from costing.summaries import episode_costs_refresh
-from tests.costing.factories import at, record_knee_actuals
+from pathways.models import Step
+from tests.costing.factories import at, reason, record_knee_actuals
 from tests.pathways.tkr import build_tkr
 from variances import services
+from variances.models import Variance
 
 pytestmark = pytest.mark.django_db
 
@@ -93,6 +95,69 @@ def test_it_links_each_line_to_the_variance_that_explains_it(knee):
     assert causes["clinician"] == Decimal("239.25")
     assert causes["unexplained"] == Decimal("28.125")
     assert causes["patient"] == causes["community"] == 0
+
+
+def test_a_record_explains_only_what_its_type_and_resource_can_explain(knee):
+    """System causes are the organisation's: a record must not take a cost it did not cause."""
+    tkr, episode = knee
+    clinician = episode.responsible_clinician
+    late_physio = services.variance_record(
+        episode=episode,
+        step=tkr["PHYSIO"],
+        variance_type=Variance.Type.DELAY,
+        cause=Variance.Cause.SYSTEM,
+        reason=reason("service-not-available"),
+        valence=Variance.Valence.NEGATIVE,
+        rationale="Physiotherapist off sick on day 1.",
+        occurred_at=episode.started_at + timedelta(days=1),
+        actor=clinician,
+    )
+    override = episode.variances.get(variance_type="override")
+    services.variance_withdraw(variance=override, reason="Recorded twice", actor=clinician)
+
+    lines = {(line.step.code, line.resource.code): line for line in cost_episode(episode).lines}
+
+    # A late session changes no quantity: the third session stays unexplained, not "system".
+    assert lines[("PHYSIO", "PHYSIOTHERAPIST")].variance is None
+    # The implant's substitution explains the implant, not the longer operation.
+    assert lines[("SURGERY", "IMPLANT")].variance == episode.variances.get(variance_type="substitution")
+    assert lines[("SURGERY", "THEATRE")].variance is None
+    # A delay on a per-day step explains the stay it lengthened.
+    assert lines[("WARD-STAY", "BED-DAY")].variance == episode.variances.get(
+        variance_type="delay", step=tkr["WARD-STAY"]
+    )
+    assert late_physio.pk not in {line.variance.pk for line in lines.values() if line.variance}
+
+
+def test_an_omission_explains_only_a_line_used_less_than_planned(knee):
+    tkr, episode = knee
+    services.variance_record(
+        episode=episode,
+        step=tkr["PHYSIO"],
+        variance_type=Variance.Type.OMISSION,
+        cause=Variance.Cause.PATIENT,
+        reason=reason("patient-contraindication"),
+        valence=Variance.Valence.NEUTRAL,
+        rationale="Recorded against the wrong step.",
+        occurred_at=episode.started_at + timedelta(days=1),
+        actor=episode.responsible_clinician,
+    )
+
+    physio = next(line for line in cost_episode(episode).lines if line.step == tkr["PHYSIO"])
+
+    assert physio.actual_quantity > physio.standard_quantity
+    assert physio.variance is None
+
+
+def test_a_repeat_is_counted_against_the_planned_count_whole_and_at_least_once(knee):
+    tkr, episode = knee
+    lines = {line.step.code: line for line in cost_episode(episode).lines}
+
+    assert (tkr["PHYSIO"].planned_occurrences, lines["PHYSIO"].occurrences, lines["PHYSIO"].repeated) == (2, 3, True)
+    assert (lines["SURGERY"].occurrences, lines["SURGERY"].repeated) == (1, False)
+    assert not lines["WARD-STAY"].repeated  # a stay is per day, never a repeat
+    conditional = Step(expected_count=Decimal("0.3"))
+    assert conditional.planned_occurrences == 1  # done once is as planned
 
 
 def test_it_labels_price_as_cash_and_salaried_minutes_as_capacity_consumed(knee):

@@ -11,8 +11,8 @@ import pytest
 import time_machine
 from django.urls import reverse
 
-from accounts.models import AuditEvent
-from tests.conftest import login
+from accounts.models import AuditEvent, Membership
+from tests.conftest import login, make_user
 from tests.costing.factories import at, reason, record_knee_actuals
 from tests.pathways.tkr import build_tkr
 from variances import services
@@ -20,6 +20,7 @@ from variances.models import Variance
 
 pytestmark = pytest.mark.django_db
 
+Role = Membership.Role
 LINES = "Where the variance comes from, largest adverse first"
 
 
@@ -43,7 +44,8 @@ def rows(response, caption: str) -> list[str]:
     assert table, caption
     body = re.search(r"<tbody>(.*?)</tbody>", table.group(1), re.S).group(1)
     return [
-        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip() for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)
+        re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", row)).strip()
+        for row in re.findall(r"<tr\b[^>]*>(.*?)</tr>", body, re.S)
     ]
 
 
@@ -106,7 +108,7 @@ def test_a_repeat_says_once_why_no_record_explains_it_and_a_record_on_the_step_t
     services.variance_record(
         episode=episode,
         step=tkr["PHYSIO"],
-        variance_type=Variance.Type.ADDITION,
+        variance_type=Variance.Type.OVERRIDE,
         cause=Variance.Cause.PATIENT,
         reason=reason("prefers-alternative"),
         valence=Variance.Valence.POSITIVE,
@@ -117,10 +119,10 @@ def test_a_repeat_says_once_why_no_record_explains_it_and_a_record_on_the_step_t
     response = client.get(url)
 
     physio = next(line for line in rows(response, LINES) if line.startswith("Physiotherapy session"))
-    assert physio.endswith("£28.13 U Addition · patient cause · documented"), physio
+    assert physio.endswith("£28.13 U Override · patient cause · documented"), physio
     assert "A step done more often than planned" not in text(response)
-    assert "Patient: £28.13 U" in text(response)
-    assert "No cause recorded" not in text(response)
+    causes = re.search(r"By cause (.*?) Where the variance", text(response)).group(1)
+    assert causes == "System: £896.00 U Clinician / staff: £239.25 U Patient: £28.13 U"
 
 
 def test_the_episode_page_loads_the_cost_lens_and_links_it_without_javascript(client, knee, alice):
@@ -185,7 +187,7 @@ def test_a_variance_with_no_cost_says_so(client, knee, alice):
     assert "No cost is linked to this variance: its step used what the pathway planned" in page
 
 
-def test_an_active_episode_is_costed_so_far_and_steps_not_done_say_so(client, org, alice):
+def test_an_active_episode_lists_only_what_already_costs_more_than_planned(client, org, alice):
     tkr = build_tkr(org["ORTHO"], financial_year=2025)
     with time_machine.travel(at(2025, 6, 3, 12), tick=False):
         episode = services.episode_start(
@@ -199,21 +201,95 @@ def test_an_active_episode_is_costed_so_far_and_steps_not_done_say_so(client, or
         services.event_record(
             episode=episode, step=tkr["PREOP"], occurred_at=at(2025, 6, 2, 9), source="manual", actor=alice
         )
+        services.event_record(
+            episode=episode,
+            step=tkr["SURGERY"],
+            occurred_at=at(2025, 6, 2, 13),
+            source="manual",
+            quantities=[{"resource": "THEATRE", "quantity": "120"}],
+            actor=alice,
+        )
         login(client, alice)
         response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
 
     page = text(response)
     assert "What this episode has cost so far" in page
-    # Pre-op (49.125) and one night of the ward stay (348.00).
-    assert "Actual A so far £397.13" in page
-    lines = rows(response, LINES)
-    surgery = [r for r in lines if r.startswith("Total knee replacement")]
-    assert surgery and all(r.endswith("Not done yet: the episode is still active.") for r in surgery), surgery
+    # Pre-op 49.125, surgery 3,017.75 + 30 more theatre minutes at 4.50 (135.00), one night of the stay 348.00.
+    assert "Actual A so far £3,549.88" in page
+    assert "Variance V" not in page and "How the variance splits" not in page and " F " not in page
+    assert rows(response, "Already above plan, largest first") == [
+        "Total knee replacement Theatre (room and kit) Usage / efficiency (cash) £135.00 U No variance record"
+    ]
+
+
+def test_an_active_episode_with_nothing_above_plan_says_so(client, org, alice):
+    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    with time_machine.travel(at(2025, 6, 2, 12), tick=False):
+        episode = services.episode_start(
+            pathway_version=tkr["version"],
+            patient_ref="PT-FRESH",
+            org_unit=org["ORTHO-W7"],
+            responsible_clinician=alice,
+            started_at=at(2025, 6, 2, 8),
+            actor=alice,
+        )
+        login(client, alice)
+        page = text(client.get(reverse("costing:episode_cost", args=[episode.pk])))
+
+    assert "Actual A so far £0.00" in page
+    assert "Nothing has cost more than planned so far." in page
+
+
+def test_a_repeat_is_counted_against_the_planned_count_on_the_timeline_too(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+
+    page = text(client.get(reverse("variances:episode_detail", args=[episode.pk])))
+
+    assert "done 3×, 1 more than planned: not a departure from the pathway" in page
+
+
+def test_the_cost_of_an_amended_variance_follows_its_new_cause_and_a_withdrawn_one_has_none(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+    override = episode.variances.get(variance_type=Variance.Type.OVERRIDE)
+    services.variance_amend(
+        variance=override, changes={"cause": Variance.Cause.PATIENT}, reason="Cause was the anatomy", actor=alice
+    )
+    url = reverse("costing:variance_cost", args=[override.pk])
+
+    amended = text(client.get(url))
+    assert "This override explains £239.25 U" in amended
+    assert "under the cause “Patient”." in amended
+
+    override.refresh_from_db()
+    services.variance_withdraw(variance=override, reason="Recorded on the wrong episode", actor=alice)
+    assert "This variance was withdrawn, so no cost is linked to it." in text(client.get(url))
+    # The surgery minutes it explained are not handed to the implant's substitution: no record explains them now.
+    lines = rows(client.get(reverse("costing:episode_cost", args=[episode.pk])), LINES)
+    theatre = next(line for line in lines if "Theatre (room and kit)" in line)
+    assert theatre.endswith("£135.00 U No variance record"), theatre
+
+
+def test_the_cost_pages_only_answer_get(client, knee, alice):
+    _tkr, episode = knee
+    login(client, alice)
+    variance = episode.variances.first()
+
+    assert client.post(reverse("costing:episode_cost", args=[episode.pk])).status_code == 405
+    assert client.post(reverse("costing:variance_cost", args=[variance.pk])).status_code == 405
+    assert not AuditEvent.objects.filter(detail__via="cost").exists()
+
+
+@pytest.fixture
+def colleague(org):
+    """Another clinician of the unit: she may open the episode, so she sees its cost (as its page)."""
+    return make_user("ola", Role.CLINICIAN, org["ORTHO"], display_name="Dr Ola Nwosu")
 
 
 @pytest.mark.parametrize(
     ("persona", "status"),
-    [("bob", 200), ("erin", 200), ("dora", 404), ("carol", 403), ("fred", 403), ("nobody", 403)],
+    [("bob", 200), ("erin", 200), ("colleague", 200), ("dora", 404), ("carol", 403), ("fred", 403), ("nobody", 403)],
 )
 def test_only_those_who_may_open_the_episode_see_its_cost(client, knee, request, persona, status):
     _tkr, episode = knee
@@ -239,12 +315,22 @@ def test_signed_out_visitors_are_sent_to_sign_in(client, knee):
     assert response["Location"].startswith(reverse("accounts:login"))
 
 
-def test_reading_an_episodes_cost_is_in_the_audit_trail(client, knee, alice):
+def test_reading_an_episodes_or_a_variances_cost_is_in_the_audit_trail(client, knee, alice):
     _tkr, episode = knee
     login(client, alice)
+    delay = episode.variances.get(variance_type=Variance.Type.DELAY)
 
     client.get(reverse("costing:episode_cost", args=[episode.pk]))
+    client.get(reverse("costing:variance_cost", args=[delay.pk]), HTTP_HX_REQUEST="true")
 
-    read = AuditEvent.objects.filter(action="episode.read", actor=alice).latest("pk")
-    assert read.episode_ref == "PT-KNEE1"
-    assert read.detail == {"via": "cost"}
+    episode_read, variance_read = AuditEvent.objects.filter(actor=alice, detail__via="cost").order_by("pk")
+    assert (episode_read.action, episode_read.episode_ref, episode_read.detail) == (
+        "episode.read",
+        "PT-KNEE1",
+        {"via": "cost"},
+    )
+    assert (variance_read.action, variance_read.object_id, variance_read.detail) == (
+        "variance.read",
+        str(delay.pk),
+        {"via": "cost", "episode": episode.pk},
+    )

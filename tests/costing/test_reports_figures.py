@@ -215,29 +215,40 @@ def independent_costs(episodes, pathways):
         expected = actual = price = Decimal("0")
         cause = defaultdict(Decimal)
         for step in steps[e.version_id]:
-            step_expected = step_actual = Decimal("0")
             for pr in step.planned_resources.all():
                 rate = rates[pr.resource_id]
                 per = pr.quantity * pr.headcount
-                step_expected += step.expected_count * per * rate
+                line_expected = step.expected_count * per * rate
                 if step.per_day:
-                    step_actual += los * per * rate
-                    continue
-                for ev in events:
-                    if ev.step_id != step.pk:
-                        continue
-                    q = next((q for q in ev.quantities.all() if q.resource_id == pr.resource_id), None)
-                    qty = q.quantity * q.headcount if q else per
-                    unit_price = q.unit_cost if q and q.unit_cost is not None else rate
-                    step_actual += qty * unit_price
-                    price += qty * (unit_price - rate)
-            expected += step_expected
-            actual += step_actual
-            if step_actual != step_expected:
-                explaining = next((v for v in variances if v.step_id == step.pk), None)
-                cause[explaining.cause if explaining and explaining.cause else "unexplained"] += (
-                    step_actual - step_expected
-                )
+                    used, line_actual = los * per, los * per * rate
+                else:
+                    used = line_actual = Decimal("0")
+                    for ev in events:
+                        if ev.step_id != step.pk:
+                            continue
+                        q = next((q for q in ev.quantities.all() if q.resource_id == pr.resource_id), None)
+                        qty = q.quantity * q.headcount if q else per
+                        unit_price = q.unit_cost if q and q.unit_cost is not None else rate
+                        used += qty
+                        line_actual += qty * unit_price
+                        price += qty * (unit_price - rate)
+                expected += line_expected
+                actual += line_actual
+                if line_actual != line_expected:
+                    # Which record explains this step x resource: one on the step, about this resource or
+                    # none; a timing departure only a per-day step's stay, an omission only less use.
+                    def explains(v, step=step, pr=pr, used=used, planned=step.expected_count * per):
+                        if v.step_id != step.pk or v.resource_id not in (None, pr.resource_id):
+                            return False
+                        if v.variance_type in ("delay", "early", "sequence"):
+                            return step.per_day
+                        return v.variance_type != "omission" or used < planned
+
+                    eligible = [v for v in variances if explains(v)]
+                    explaining = next((v for v in eligible if v.resource_id), None) or next(iter(eligible), None)
+                    cause[explaining.cause if explaining and explaining.cause else "unexplained"] += (
+                        line_actual - line_expected
+                    )
         out[e.pk] = {"expected": expected, "actual": actual, "price": price, "cause": cause, "los": los, "episode": e}
     return out
 
