@@ -40,6 +40,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Prefetch
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from pathways.models import PlannedResource, Resource, Step
@@ -277,14 +278,13 @@ class EventRow:
     instances cost more than the costing itself (bench/reports.py).
     """
 
-    __slots__ = ("pk", "episode_id", "step_id", "activity", "occurred_at", "day", "quantity_rows")
+    __slots__ = ("pk", "episode_id", "step_id", "activity", "day", "quantity_rows")
 
-    def __init__(self, pk, episode_id, step_id, activity, occurred_at, day, quantity_rows):
+    def __init__(self, pk, episode_id, step_id, activity, day, quantity_rows):
         self.pk = pk
         self.episode_id = episode_id
         self.step_id = step_id
         self.activity = activity
-        self.occurred_at = occurred_at
         self.day = day  # local date: the rate in force is the one of this day's financial year
         self.quantity_rows = quantity_rows
 
@@ -333,36 +333,35 @@ class _Batch:
                 (step, [PlannedUse(planned) for planned in step.planned_resources.all()])
             )
         # Grouped by hand rather than with prefetch_related, whose per-event bookkeeping cost
-        # more than the costing itself in a full recomputation (bench/reports.py).
-        # One query whatever the batch (resource rows joined in), and one Resource per resource.
+        # more than the costing itself in a full recomputation (bench/reports.py). One query
+        # whatever the batch: quantities as plain values with their resource's columns joined
+        # in, and one Resource instance built per resource, not per quantity.
+        resource_fields = [f.attname for f in Resource._meta.concrete_fields]
         resources: dict[int, Resource] = {}
         quantities: dict[int, list[QuantityRow]] = defaultdict(list)
-        for quantity in (
-            EventQuantity.objects.filter(event__episode_id__in=episode_ids).select_related("resource").order_by("id")
-        ):
-            resource = resources.setdefault(quantity.resource_id, quantity.resource)
-            quantities[quantity.event_id].append(
-                QuantityRow(quantity.resource_id, resource, quantity.quantity * quantity.headcount, quantity.unit_cost)
-            )
-        zone = timezone.get_current_timezone()
+        quantity_rows = (
+            EventQuantity.objects.filter(event__episode_id__in=episode_ids)
+            .order_by("id")
+            .values_list("event_id", "quantity", "headcount", "unit_cost", *(f"resource__{f}" for f in resource_fields))
+        )
+        for event_id, quantity, headcount, unit_cost, *resource_row in quantity_rows:
+            resource_id = resource_row[0]
+            resource = resources.get(resource_id)
+            if resource is None:
+                resource = resources[resource_id] = Resource.from_db(quantity_rows.db, resource_fields, resource_row)
+            quantities[event_id].append(QuantityRow(resource_id, resource, quantity * headcount, unit_cost))
         no_quantities: list[QuantityRow] = []
         self.events_by_episode: dict[int, list[EventRow]] = defaultdict(list)
+        # The event's local date comes from the database (in the current time zone, as
+        # timezone.localtime would give it): cheaper to read than the timestamp it comes from.
         rows = (
             StepEvent.objects.filter(episode_id__in=episode_ids)
             .order_by("occurred_at", "id")
-            .values_list("id", "episode_id", "step_id", "activity", "occurred_at")
+            .values_list("id", "episode_id", "step_id", "activity", TruncDate("occurred_at"))
         )
-        for pk, episode_id, step_id, activity, occurred_at in rows:
+        for pk, episode_id, step_id, activity, day in rows:
             self.events_by_episode[episode_id].append(
-                EventRow(
-                    pk,
-                    episode_id,
-                    step_id,
-                    activity,
-                    occurred_at,
-                    occurred_at.astimezone(zone).date(),
-                    quantities.get(pk, no_quantities),
-                )
+                EventRow(pk, episode_id, step_id, activity, day, quantities.get(pk, no_quantities))
             )
         variances = (
             Variance.objects.current()
