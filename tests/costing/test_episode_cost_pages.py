@@ -62,10 +62,12 @@ def test_the_episode_cost_page_reproduces_the_knee_example(client, knee, alice):
     assert "Actual A £5,330.50" in page
     assert "Variance V £1,163.38 U" in page
     split = rows(response, "How the variance splits")
-    assert split[0].startswith("Price / rate £200.00 U")
-    # Usage: 239.25 of surgery minutes + 28.125 of a third physio session.
-    assert split[1].startswith("Usage / efficiency £267.38 U")
-    assert split[2].startswith("Length of stay £696.00 U 5 nights against 3 expected")
+    assert split == [
+        "Price / rate cash: paid more or less per unit than the standard rate £200.00 U",
+        # Usage: 239.25 of surgery minutes + 28.125 of a third physio session.
+        "Usage / efficiency more or less used than planned, at the standard rate £267.38 U",
+        "Length of stay 5 nights against 3 expected £696.00 U",
+    ]
     assert "System: £896.00 U" in page
     assert "Clinician / staff: £239.25 U" in page
     assert "No cause recorded: £28.13 U" in page
