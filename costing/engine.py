@@ -22,7 +22,9 @@ step about no particular resource (never one about another resource: a dearer
 implant does not explain a longer operation), of a type that can explain it. A
 delay, early step or sequence departure changes no quantity by itself, so it
 explains only a per-day step's line (the stay it lengthened or shortened); an
-omission explains only a line used less than planned. For an addition, the
+omission explains only a line used less than planned. Nights beyond the expected
+stay that no record on the stay explains fall back to the episode's first delay on
+any step (a late operation lengthens the stay). For an addition, the
 variance detected for that event, else an addition variance; a step not done
 (actual below standard) on an exited episode falls back to the exit variance.
 Otherwise the line is *unexplained*. The linked variance's cause lets reports
@@ -67,6 +69,8 @@ class Nature:
     CAPACITY = "capacity"
 
     LABELS = {CASH: "cash", CAPACITY: "capacity consumed"}
+    # Salaried staff time not used: freed for other patients, not cash saved.
+    FREED = "capacity freed"
 
 
 def direction(amount: Decimal) -> str:
@@ -145,7 +149,17 @@ class CostLine:
     @property
     def repeated(self) -> bool:
         """The step was done more often than planned: usage variance, yet no departure (DOMAIN.md section 3)."""
-        return self.step is not None and not self.step.per_day and self.occurrences > self.step.planned_occurrences
+        return (
+            self.step is not None
+            and not self.step.per_day
+            and self.occurrences > self.step.planned_occurrences
+            and self.usage_variance > 0
+        )
+
+    @property
+    def conditional(self) -> bool:
+        """A step planned for only some episodes (expected count below 1: its probability)."""
+        return self.step is not None and not self.step.per_day and self.step.expected_count < 1
 
     @property
     def label(self) -> str:
@@ -173,6 +187,8 @@ class VarianceLine:
 
     @property
     def nature_label(self) -> str:
+        if self.nature == Nature.CAPACITY and self.amount < 0:
+            return Nature.FREED
         return Nature.LABELS[self.nature]
 
     @property
@@ -191,6 +207,8 @@ class EpisodeCosting:
     los_days: int = 0
     expected_los_days: Decimal = ZERO
     as_of: datetime | None = None
+    # Activities off the pathway recorded without the resources they used: they count as nothing.
+    uncosted: list[str] = field(default_factory=list)
 
     @property
     def expected(self) -> Decimal:
@@ -233,7 +251,7 @@ class EpisodeCosting:
         return totals
 
     def decomposition(self) -> list[VarianceLine]:
-        """Every non-zero variance component, largest adverse first."""
+        """Every non-zero variance component: adverse ones first, then favourable, each largest first."""
         out = []
         for line in self.lines:
             usage_nature = Nature.CAPACITY if line.salaried else Nature.CASH
@@ -244,7 +262,7 @@ class EpisodeCosting:
             ):
                 if amount:
                     out.append(VarianceLine(component=component, nature=nature, amount=amount, line=line))
-        out.sort(key=lambda v: -v.amount)
+        out.sort(key=lambda v: (v.amount < 0, -abs(v.amount)))
         return out
 
     def component_totals(self) -> dict[tuple[str, str], Decimal]:
@@ -462,6 +480,8 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                 _add_unplanned(line, quantity, event.day, rate)
         result.lines.extend(_finish_unplanned(line) for line in extra.values())
     for event in additions:
+        if not event.quantity_rows:
+            result.uncosted.append(event.activity)
         for quantity in event.quantity_rows:
             line = CostLine(step=None, resource=quantity.resource, event=event)
             line.standard_rate = rate(quantity.resource_id, start, line)
@@ -542,6 +562,8 @@ def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
         (by_step[variance.step_id] if variance.step_id else unstepped).append(variance)
     exit_variance = next((v for v in unstepped if v.variance_type == Variance.Type.EXIT), None)
     additions = [v for v in unstepped if v.variance_type == Variance.Type.ADDITION]
+    # The episode's first delay, on whatever step: what a longer stay falls back to.
+    first_delay = next((v for v in variances if v.step_id and v.variance_type == Variance.Type.DELAY), None)
     for line in lines:
         if not line.total_variance:
             continue
@@ -560,5 +582,9 @@ def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
                 or next((v for v in candidates if v.resource_id is None), None)
                 or next(iter(candidates), None)
             )
+        if line.variance is None and line.step is not None and line.step.per_day and line.los_variance > 0:
+            # Nights beyond the expected stay that no record on the stay explains: a delay
+            # elsewhere (surgery waiting for a theatre list) is what lengthens a stay.
+            line.variance = first_delay
         if line.variance is None and exit_variance is not None and line.actual_quantity < line.standard_quantity:
             line.variance = exit_variance

@@ -33,7 +33,7 @@ from pathways.models import PathwayVersion, PlannedResource, Resource, Step
 from pathways.services import resource_create, resource_update
 from variances import selectors as variance_selectors
 
-from .engine import ZERO, EpisodeCosting, cost_episode
+from .engine import ZERO, EpisodeCosting, Nature, cost_episode
 from .forms import BudgetForm, CapacityCostRateForm, RateForm, RateImportForm, ResourceForm
 from .imports import import_ncc, import_rates_csv
 from .models import Budget, EpisodeCost, financial_year_label, financial_year_of
@@ -127,9 +127,8 @@ def _episode_lens(episode, costing: EpisodeCosting) -> dict:
     savings: only what already costs more than planned is listed, and no variance is given.
     """
     final = episode.status != episode.Status.ACTIVE
-    lines = costing.decomposition()
-    if not final:
-        lines = [part for part in lines if part.amount > 0]
+    lines = _shown(costing.decomposition(), final=final)
+    capacity = [part.amount for part in lines if part.nature == Nature.CAPACITY]
     labels = dict(EpisodeCost.Cause.choices)
     return {
         "episode": episode,
@@ -144,7 +143,16 @@ def _episode_lens(episode, costing: EpisodeCosting) -> dict:
         "repeats": list(
             {p.line.step.pk: p.line.step for p in lines if p.line.repeated and p.variance is None}.values()
         ),
+        # Salaried staff time, used beyond plan and not used, said apart rather than netted.
+        "capacity_consumed": sum((a for a in capacity if a > 0), ZERO),
+        "capacity_freed": sum((a for a in capacity if a < 0), ZERO),
     }
+
+
+def _shown(parts: list, *, final: bool) -> list:
+    """While an episode is active, steps not yet done and nights not yet spent would read as
+    savings: only what already costs more than planned is shown."""
+    return parts if final else [part for part in parts if part.amount > 0]
 
 
 @role_required(*EPISODE_ROLES)
@@ -174,14 +182,14 @@ def variance_cost(request, pk: int):
         episode_ref=episode.patient_ref,
         detail={"via": "cost", "episode": episode.pk},
     )
-    lines = [
-        p for p in cost_episode(episode).decomposition() if p.variance is not None and p.variance.pk == variance.pk
-    ]
+    final = episode.status != episode.Status.ACTIVE
+    parts = _shown(cost_episode(episode).decomposition(), final=final)
+    lines = [p for p in parts if p.variance is not None and p.variance.pk == variance.pk]
     context = {
         "variance": variance,
         "episode": episode,
         "currency": settings.CURRENCY,
-        "final": episode.status != episode.Status.ACTIVE,
+        "final": final,
         "lines": lines,
         "explained": sum((p.amount for p in lines), ZERO),
     }

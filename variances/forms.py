@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Membership, OrgUnit, User
 from accounts.permissions import EPISODE_ROLES, units_for
-from pathways.models import Pathway, PathwayVersion, Step
+from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
-from .models import ReasonCode, Variance, validate_patient_ref
+from .models import EventQuantity, ReasonCode, Variance, validate_patient_ref
 from .selectors import reason_groups
 
 Role = Membership.Role
@@ -246,6 +247,14 @@ class VarianceForm(forms.Form):
         choices=[c for c in Variance.Type.choices if c[0] != Variance.Type.EXIT],
         error_messages={"required": "Choose what happened."},
     )
+    resource = forms.ModelChoiceField(
+        label="Resource it concerns",
+        queryset=Resource.objects.none(),
+        required=False,
+        empty_label="No particular resource",
+        help_text="Only when the departure is about one resource (a dearer implant, a different drug): "
+        "its cost is then linked to that resource alone.",
+    )
     reason = ReasonField(label="Reason", error_messages={"required": "Choose a reason."})
     cause = forms.ChoiceField(
         label="Cause",
@@ -273,11 +282,21 @@ class VarianceForm(forms.Form):
         self.episode = episode
         self.explaining = explaining
         self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
+        # The resources the pathway plans and those this episode's events used.
+        self.fields["resource"].queryset = (
+            Resource.objects.filter(
+                Q(planned_uses__step__version_id=episode.version_id)
+                | Q(pk__in=EventQuantity.objects.filter(event__episode=episode).values("resource_id"))
+            )
+            .distinct()
+            .order_by("name")
+        )
+        self.fields["resource"].label_from_instance = lambda resource: resource.name
         self.fields["reason"].set_reasons(reasons)
         self.fixed_step = step
         self.fixed_type = variance_type
         if explaining:
-            del self.fields["step"], self.fields["variance_type"], self.fields["occurred_at"]
+            del self.fields["step"], self.fields["variance_type"], self.fields["resource"], self.fields["occurred_at"]
         else:
             if step is not None:
                 self.initial.setdefault("step", step.pk)
@@ -286,7 +305,11 @@ class VarianceForm(forms.Form):
             first_type = self.fields["variance_type"].choices[0][0]
             self.initial.setdefault("variance_type", variance_type or first_type)
             variance_type = self.initial["variance_type"]
-            self.initial.setdefault("occurred_at", now_local())
+            # On an episode that has ended, what happened happened before its end, not now.
+            ended = episode.ended_at
+            self.initial.setdefault(
+                "occurred_at", timezone.localtime(ended).strftime(DATETIME_FORMAT) if ended else now_local()
+            )
         self.initial.setdefault("valence", DEFAULT_VALENCE.get(variance_type, Variance.Valence.NEUTRAL))
 
     def clean(self):

@@ -235,7 +235,7 @@ def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
     )
     variances = list(
         Variance.objects.filter(episode=episode)
-        .select_related("reason", "step", "recorded_by", "reviewed_by", "detection__event")
+        .select_related("reason", "step", "resource", "recorded_by", "reviewed_by", "detection__event")
         .order_by("occurred_at", "id")
     )
     specs = [

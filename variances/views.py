@@ -66,6 +66,7 @@ def _variance_or_404(request, pk: int) -> Variance:
         "episode__org_unit",
         "episode__responsible_clinician",
         "step",
+        "resource",
         "reason",
         "recorded_by",
         "reviewed_by",
@@ -318,6 +319,7 @@ def variance_record(request, pk: int):
             variance = services.variance_record(
                 episode=episode,
                 step=data["step"],
+                resource=data["resource"],
                 variance_type=data["variance_type"],
                 cause=data["cause"],
                 reason=data["reason"],

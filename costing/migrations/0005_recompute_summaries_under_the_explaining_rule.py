@@ -2,7 +2,8 @@
 
 Which variance record explains a cost line changed: a record about another resource, a
 timing departure on a step that is not per day, and an omission on a line used more
-than planned no longer explain it (``costing.engine._can_explain``). Summaries computed
+than planned no longer explain it (``costing.engine._can_explain``), and extra nights that
+no record on the stay explains fall back to the episode's first delay. Summaries computed
 under the old rule would keep causes that are now wrong, and nothing marks them stale
 (no episode or rate changed), so they are removed; they are derived data, rebuilt from
 episodes, events, variances and rates by the next report run. Report runs already

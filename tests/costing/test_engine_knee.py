@@ -6,12 +6,12 @@ from decimal import Decimal
 import pytest
 import time_machine
 
-from costing.engine import Component, Nature, cost_episode
+from costing.engine import Component, CostLine, EpisodeCosting, Nature, VarianceLine, cost_episode
 from costing.models import EpisodeCost, EpisodeCostLine
 from costing.money import display
 from costing.standard import expected_episode_cost
 from costing.summaries import episode_costs_refresh
-from pathways.models import Step
+from pathways.models import Resource, Step
 from tests.costing.factories import at, reason, record_knee_actuals
 from tests.pathways.tkr import build_tkr
 from variances import services
@@ -158,6 +158,85 @@ def test_a_repeat_is_counted_against_the_planned_count_whole_and_at_least_once(k
     assert not lines["WARD-STAY"].repeated  # a stay is per day, never a repeat
     conditional = Step(expected_count=Decimal("0.3"))
     assert conditional.planned_occurrences == 1  # done once is as planned
+
+
+def test_extra_nights_no_record_on_the_stay_explains_fall_back_to_the_episodes_first_delay(knee):
+    tkr, episode = knee
+    clinician = episode.responsible_clinician
+    stay_delay = episode.variances.get(variance_type="delay", step=tkr["WARD-STAY"])
+    services.variance_withdraw(variance=stay_delay, reason="Recorded on the wrong step", actor=clinician)
+    late_surgery = services.variance_record(
+        episode=episode,
+        step=tkr["SURGERY"],
+        variance_type=Variance.Type.DELAY,
+        cause=Variance.Cause.SYSTEM,
+        reason=reason("service-not-available"),
+        valence=Variance.Valence.NEGATIVE,
+        rationale="Theatre list cancelled: operated the next day.",
+        occurred_at=episode.started_at + timedelta(hours=4),
+        actor=clinician,
+    )
+
+    costing = cost_episode(episode)
+    lines = {(line.step.code, line.resource.code): line for line in costing.lines}
+
+    assert lines[("WARD-STAY", "BED-DAY")].variance == late_surgery  # 2 extra nights: system-caused
+    assert lines[("WARD-STAY", "WARD-NURSE")].variance == late_surgery
+    assert lines[("SURGERY", "THEATRE")].variance != late_surgery  # the late operation's minutes are the override's
+    assert costing.by_cause()["system"] == Decimal("896.00")  # implant 200 + stay 696, as before
+
+
+def test_the_labels_follow_the_direction_and_the_plan():
+    consultant = Resource(code="C", name="Consultant", salaried=True)
+    surgery = Step(code="S", expected_count=Decimal("1"))
+    freed = VarianceLine(
+        component=Component.USAGE,
+        nature=Nature.CAPACITY,
+        amount=Decimal("-56.25"),
+        line=CostLine(step=surgery, resource=consultant),
+    )
+    assert freed.nature_label == "capacity freed"
+    assert (
+        VarianceLine(
+            component=Component.USAGE,
+            nature=Nature.CAPACITY,
+            amount=Decimal("56.25"),
+            line=CostLine(step=surgery, resource=consultant),
+        ).nature_label
+        == "capacity consumed"
+    )
+    # A second operation that cost less than planned (shorter minutes) is no costly repeat.
+    assert not CostLine(step=surgery, resource=consultant, occurrences=2, usage_variance=Decimal("-5")).repeated
+    assert CostLine(step=surgery, resource=consultant, occurrences=2, usage_variance=Decimal("5")).repeated
+    admission = Step(code="A", expected_count=Decimal("0.1"))
+    assert CostLine(step=admission, resource=consultant).conditional
+    assert not CostLine(step=surgery, resource=consultant).conditional
+
+
+def test_an_activity_recorded_without_resources_is_named_as_not_costed(knee):
+    tkr, episode = knee
+    services.event_record(
+        episode=episode,
+        activity="Return to theatre",
+        occurred_at=episode.started_at + timedelta(days=2),
+        source="manual",
+        actor=episode.responsible_clinician,
+    )
+    episode.refresh_from_db()
+
+    costing = cost_episode(episode)
+
+    assert costing.uncosted == ["Return to theatre"]
+    assert costing.actual == Decimal("5330.50")  # unchanged: nothing to cost it with
+
+
+def test_adverse_lines_come_first_then_favourable_each_largest_first():
+    room = Resource(code="R", name="Room", salaried=False)
+    lines = [CostLine(step=None, resource=room, usage_variance=Decimal(amount)) for amount in ("-10", "5", "-20", "30")]
+
+    amounts = [part.amount for part in EpisodeCosting(episode=None, lines=lines).decomposition()]
+
+    assert amounts == [Decimal("30"), Decimal("5"), Decimal("-20"), Decimal("-10")]
 
 
 def test_it_labels_price_as_cash_and_salaried_minutes_as_capacity_consumed(knee):

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import AuditEvent, Membership
 from tests.conftest import login, make_user
@@ -71,6 +72,12 @@ def test_the_episode_cost_page_reproduces_the_knee_example(client, knee, alice):
     assert "System: £896.00 U" in page
     assert "Clinician / staff: £239.25 U" in page
     assert "No cause recorded: £28.13 U" in page
+    # Consultant 56.25 + theatre nurses 48.00 + ward nurse's two nights 336.00 + physiotherapist 28.125.
+    assert (
+        "Salaried staff time in these figures is capacity, not cash: £468.38 U of capacity consumed beyond the plan."
+        in page
+    )
+    assert "rounded to the penny only for display" in page
 
 
 def test_each_cost_line_names_the_record_that_explains_it_and_a_repeat_says_why_none_does(client, knee, alice):
@@ -103,9 +110,13 @@ def test_a_repeat_says_once_why_no_record_explains_it_and_a_record_on_the_step_t
 
     response = client.get(url)
 
-    record = reverse("variances:variance_record", args=[episode.pk]) + f"?step={tkr['PHYSIO'].pk}"
+    record = reverse("variances:variance_record", args=[episode.pk]) + f"?step={tkr['PHYSIO'].pk}&amp;type=addition"
     assert text(response).count("A step done more often than planned is not a departure from the pathway") == 1
-    assert f'<a href="{record}">record a departure for Physiotherapy session</a>' in response.content.decode()
+    assert f'<a href="{record}">record an addition on Physiotherapy session</a>' in response.content.decode()
+    form = client.get(record.replace("&amp;", "&")).content.decode()
+    ended = timezone.localtime(episode.ended_at).strftime("%Y-%m-%dT%H:%M")
+    assert f'value="{ended}"' in form  # what happened on an ended episode happened before its end
+    assert '<option value="addition" selected>' in form
 
     services.variance_record(
         episode=episode,
@@ -186,7 +197,10 @@ def test_a_variance_with_no_cost_says_so(client, knee, alice):
 
     page = text(client.get(reverse("costing:variance_cost", args=[early.pk])))
 
-    assert "No cost is linked to this variance: its step used what the pathway planned" in page
+    assert (
+        "No cost is linked to this variance: a departure in timing (a delay, an early step, a step out of sequence) costs nothing by itself"
+        in page
+    )
 
 
 def test_an_active_episode_lists_only_what_already_costs_more_than_planned(client, org, alice):
@@ -271,6 +285,104 @@ def test_the_cost_of_an_amended_variance_follows_its_new_cause_and_a_withdrawn_o
     lines = rows(client.get(reverse("costing:episode_cost", args=[episode.pk])), LINES)
     theatre = next(line for line in lines if "Theatre (room and kit)" in line)
     assert theatre.endswith("£135.00 U No variance record"), theatre
+
+
+def test_while_active_a_variance_is_credited_only_with_what_already_costs_more(client, org, alice):
+    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    with time_machine.travel(at(2025, 6, 3, 12), tick=False):
+        episode = services.episode_start(
+            pathway_version=tkr["version"],
+            patient_ref="PT-ACTIVE",
+            org_unit=org["ORTHO-W7"],
+            responsible_clinician=alice,
+            started_at=at(2025, 6, 2, 8),
+            actor=alice,
+        )
+        services.event_record(
+            episode=episode,
+            step=tkr["SURGERY"],
+            occurred_at=at(2025, 6, 2, 13),
+            source="manual",
+            quantities=[{"resource": "THEATRE", "quantity": "120"}],
+            actor=alice,
+        )
+        variances = {
+            kind: services.variance_record(
+                episode=episode,
+                step=tkr[step],
+                variance_type=kind,
+                cause=Variance.Cause.SYSTEM,
+                reason=reason("service-not-available"),
+                valence=Variance.Valence.NEGATIVE,
+                rationale=rationale,
+                occurred_at=at(2025, 6, 2, 14),
+                actor=alice,
+            )
+            for kind, step, rationale in (
+                (Variance.Type.OVERRIDE, "SURGERY", "Theatre kit fault: 30 minutes more."),
+                (Variance.Type.DELAY, "WARD-STAY", "Waiting for a bed."),
+            )
+        }
+        login(client, alice)
+        override = text(client.get(reverse("costing:variance_cost", args=[variances[Variance.Type.OVERRIDE].pk])))
+        delay = text(client.get(reverse("costing:variance_cost", args=[variances[Variance.Type.DELAY].pk])))
+
+    assert "This override explains £135.00 U of the episode's cost variance so far" in override
+    # The stay so far is one night of three: no saving is credited to the delay.
+    assert "No cost is linked to this variance: a departure in timing (a delay, an early step" in delay
+    assert " F" not in delay
+
+
+def test_an_activity_recorded_without_resources_is_named_as_not_costed(client, knee, alice):
+    _tkr, episode = knee
+    services.event_record(
+        episode=episode,
+        activity="Return to theatre",
+        occurred_at=episode.started_at + timedelta(days=2),
+        source="manual",
+        actor=alice,
+    )
+    login(client, alice)
+
+    page = text(client.get(reverse("costing:episode_cost", args=[episode.pk])))
+
+    assert (
+        "Not costed: Return to theatre (1 activity off the pathway) was recorded without the resources it used, "
+        "so the actual cost leaves it out." in page
+    )
+
+
+def test_a_departure_recorded_in_the_browser_about_one_resource_takes_only_that_resources_cost(client, knee, alice):
+    tkr, episode = knee
+    login(client, alice)
+    record = reverse("variances:variance_record", args=[episode.pk])
+    form = client.get(f"{record}?step={tkr['SURGERY'].pk}").content.decode()
+    assert "Resource it concerns" in form
+    assert f'<option value="{tkr["THEATRE"].pk}">Theatre (room and kit)</option>' in form
+
+    response = client.post(
+        record,
+        {
+            "step": tkr["SURGERY"].pk,
+            "resource": tkr["THEATRE"].pk,
+            "variance_type": "override",
+            "reason": reason("service-not-available").pk,
+            "cause": "system",
+            "valence": "negative",
+            "rationale": "Laminar flow failed: the theatre was cleaned twice.",
+            "occurred_at": "2025-06-02T12:00",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()
+    theatre_record = episode.variances.get(resource=tkr["THEATRE"])
+    lines = rows(client.get(reverse("costing:episode_cost", args=[episode.pk])), LINES)
+    theatre = next(line for line in lines if "Theatre (room and kit)" in line)
+    consultant = next(line for line in lines if "Consultant surgeon" in line)
+    assert theatre.endswith("£135.00 U Override · system cause · documented"), theatre
+    assert consultant.endswith("Override · clinician / staff cause · documented"), consultant
+    page = text(client.get(reverse("variances:variance_detail", args=[theatre_record.pk])))
+    assert "· Theatre (room and kit) · System cause" in page
 
 
 def test_the_cost_pages_only_answer_get(client, knee, alice):

@@ -246,6 +246,9 @@ def independent_costs(episodes, pathways):
 
                     eligible = [v for v in variances if explains(v)]
                     explaining = next((v for v in eligible if v.resource_id), None) or next(iter(eligible), None)
+                    if explaining is None and step.per_day and line_actual > line_expected:
+                        # Extra nights no record on the stay explains: the episode's first delay, on any step.
+                        explaining = next((v for v in variances if v.step_id and v.variance_type == "delay"), None)
                     cause[explaining.cause if explaining and explaining.cause else "unexplained"] += (
                         line_actual - line_expected
                     )
