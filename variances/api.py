@@ -264,7 +264,9 @@ class EpisodeCostsSerializer(serializers.Serializer):
     variance_by_cause = serializers.DictField(child=serializers.CharField())
     missing_rates = serializers.IntegerField(help_text="Resources with no rate in force (costed at zero).")
     final = serializers.BooleanField(help_text="False while the episode is active: the costs will still change.")
-    lines = EpisodeCostLineSerializer(many=True, help_text="Every non-zero variance part, largest adverse first.")
+    lines = EpisodeCostLineSerializer(
+        many=True, help_text="Every non-zero variance part: adverse ones first, then favourable, each largest first."
+    )
 
 
 class EpisodeDetailSerializer(EpisodeSummarySerializer):

@@ -22,7 +22,7 @@ from variances.models import Variance
 pytestmark = pytest.mark.django_db
 
 Role = Membership.Role
-LINES = "Where the variance comes from, largest adverse first"
+LINES = "Where the variance comes from: adverse (U) first, then favourable (F), each largest first"
 
 
 @pytest.fixture
