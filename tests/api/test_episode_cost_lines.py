@@ -3,10 +3,8 @@
 from decimal import Decimal
 
 import pytest
-import time_machine
 
-from tests.costing.factories import at, record_knee_actuals
-from tests.pathways.tkr import build_tkr
+from tests.costing.factories import knee_episode
 from variances.models import Variance
 
 pytestmark = pytest.mark.django_db
@@ -14,9 +12,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def knee(org, alice):
-    tkr = build_tkr(org["ORTHO"], financial_year=2025)
-    with time_machine.travel(at(2025, 7, 1), tick=False):
-        return record_knee_actuals(tkr, unit=org["ORTHO-W7"], clinician=alice, started_at=at(2025, 6, 2, 8))
+    return knee_episode(org, alice)[1]
 
 
 def test_the_episode_lists_its_cost_lines_with_the_variance_that_explains_each(api, alice, knee):

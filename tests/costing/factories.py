@@ -17,10 +17,12 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import time_machine
 from django.utils import timezone
 
 from costing.rates import cost_rate_set
 from pathways.models import Pathway, PathwayVersion, PlannedResource, Resource, Stage, Step
+from tests.pathways.tkr import build_tkr
 from variances import services
 from variances.models import Detection, Episode, EventQuantity, ReasonCode, StepEvent, Variance
 from variances.reasons import seed_base_reasons
@@ -35,6 +37,55 @@ def reason(code: str) -> ReasonCode:
 
 def at(y, m, d, hh=9, mm=0) -> datetime:
     return datetime(y, m, d, hh, mm, tzinfo=LONDON)
+
+
+def knee_episode(org: dict, clinician) -> tuple[dict, Episode]:
+    """The TKR pathway (FY 2025 rates) and the knee example's closed episode on Ward 7: ``(tkr, episode)``."""
+    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    with time_machine.travel(at(2025, 7, 1), tick=False):
+        episode = record_knee_actuals(tkr, unit=org["ORTHO-W7"], clinician=clinician, started_at=at(2025, 6, 2, 8))
+    return tkr, episode
+
+
+def active_knee_episode(org: dict, clinician, *, surgery_minutes: str | None = None) -> tuple[dict, Episode]:
+    """A knee episode started on 2 June 2025 at 08:00, still on the ward; surgery done at 13:00 with
+    ``surgery_minutes`` of theatre if given. Read it under ``time_machine`` on 3 June (one night)."""
+    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    with time_machine.travel(at(2025, 6, 3, 12), tick=False):
+        episode = services.episode_start(
+            pathway_version=tkr["version"],
+            patient_ref="PT-ACTIVE",
+            org_unit=org["ORTHO-W7"],
+            responsible_clinician=clinician,
+            started_at=at(2025, 6, 2, 8),
+            actor=clinician,
+        )
+        if surgery_minutes is not None:
+            services.event_record(
+                episode=episode,
+                step=tkr["SURGERY"],
+                occurred_at=at(2025, 6, 2, 13),
+                source="manual",
+                quantities=[{"resource": "THEATRE", "quantity": surgery_minutes}],
+                actor=clinician,
+            )
+    return tkr, episode
+
+
+def record_variance(episode: Episode, step, kind: str, *, cause: str, reason_code: str, rationale: str, at, actor):
+    """A documented variance, recorded through the service as the browser and API do."""
+    valence = Variance.Valence.NEGATIVE if cause == Variance.Cause.SYSTEM else Variance.Valence.NEUTRAL
+    return services.variance_record(
+        episode=episode,
+        step=step,
+        variance_type=kind,
+        cause=cause,
+        reason=reason(reason_code),
+        valence=valence,
+        rationale=rationale,
+        occurred_at=at,
+        actor=actor,
+    )
 
 
 def record_knee_actuals(tkr: dict, *, unit, clinician, started_at: datetime, ref: str = "PT-KNEE1") -> Episode:

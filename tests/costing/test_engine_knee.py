@@ -4,7 +4,6 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
-import time_machine
 
 from costing.engine import Component, CostLine, EpisodeCosting, Nature, VarianceLine, cost_episode
 from costing.models import EpisodeCost, EpisodeCostLine
@@ -12,8 +11,7 @@ from costing.money import display
 from costing.standard import expected_episode_cost
 from costing.summaries import episode_costs_refresh
 from pathways.models import Resource, Step
-from tests.costing.factories import at, reason, record_knee_actuals
-from tests.pathways.tkr import build_tkr
+from tests.costing.factories import knee_episode, record_variance
 from variances import services
 from variances.models import Variance
 
@@ -22,10 +20,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def knee(org, alice):
-    tkr = build_tkr(org["ORTHO"], financial_year=2025)
-    with time_machine.travel(at(2025, 7, 1), tick=False):
-        episode = record_knee_actuals(tkr, unit=org["ORTHO-W7"], clinician=alice, started_at=at(2025, 6, 2, 8))
-    return tkr, episode
+    return knee_episode(org, alice)
 
 
 def _sum(lines, **match):
@@ -101,15 +96,14 @@ def test_a_record_explains_only_what_its_type_and_resource_can_explain(knee):
     """System causes are the organisation's: a record must not take a cost it did not cause."""
     tkr, episode = knee
     clinician = episode.responsible_clinician
-    late_physio = services.variance_record(
-        episode=episode,
-        step=tkr["PHYSIO"],
-        variance_type=Variance.Type.DELAY,
+    late_physio = record_variance(
+        episode,
+        tkr["PHYSIO"],
+        Variance.Type.DELAY,
         cause=Variance.Cause.SYSTEM,
-        reason=reason("service-not-available"),
-        valence=Variance.Valence.NEGATIVE,
+        reason_code="service-not-available",
         rationale="Physiotherapist off sick on day 1.",
-        occurred_at=episode.started_at + timedelta(days=1),
+        at=episode.started_at + timedelta(days=1),
         actor=clinician,
     )
     override = episode.variances.get(variance_type="override")
@@ -131,15 +125,14 @@ def test_a_record_explains_only_what_its_type_and_resource_can_explain(knee):
 
 def test_an_omission_explains_only_a_line_used_less_than_planned(knee):
     tkr, episode = knee
-    services.variance_record(
-        episode=episode,
-        step=tkr["PHYSIO"],
-        variance_type=Variance.Type.OMISSION,
+    record_variance(
+        episode,
+        tkr["PHYSIO"],
+        Variance.Type.OMISSION,
         cause=Variance.Cause.PATIENT,
-        reason=reason("patient-contraindication"),
-        valence=Variance.Valence.NEUTRAL,
+        reason_code="patient-contraindication",
         rationale="Recorded against the wrong step.",
-        occurred_at=episode.started_at + timedelta(days=1),
+        at=episode.started_at + timedelta(days=1),
         actor=episode.responsible_clinician,
     )
 
@@ -165,15 +158,14 @@ def test_extra_nights_no_record_on_the_stay_explains_fall_back_to_the_episodes_f
     clinician = episode.responsible_clinician
     stay_delay = episode.variances.get(variance_type="delay", step=tkr["WARD-STAY"])
     services.variance_withdraw(variance=stay_delay, reason="Recorded on the wrong step", actor=clinician)
-    late_surgery = services.variance_record(
-        episode=episode,
-        step=tkr["SURGERY"],
-        variance_type=Variance.Type.DELAY,
+    late_surgery = record_variance(
+        episode,
+        tkr["SURGERY"],
+        Variance.Type.DELAY,
         cause=Variance.Cause.SYSTEM,
-        reason=reason("service-not-available"),
-        valence=Variance.Valence.NEGATIVE,
+        reason_code="service-not-available",
         rationale="Theatre list cancelled: operated the next day.",
-        occurred_at=episode.started_at + timedelta(hours=4),
+        at=episode.started_at + timedelta(hours=4),
         actor=clinician,
     )
 

@@ -14,8 +14,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, Membership
 from tests.conftest import login, make_user
-from tests.costing.factories import at, reason, record_knee_actuals
-from tests.pathways.tkr import build_tkr
+from tests.costing.factories import active_knee_episode, at, knee_episode, reason, record_variance
 from variances import services
 from variances.models import Variance
 
@@ -27,10 +26,7 @@ LINES = "Where the variance comes from: adverse (U) first, then favourable (F), 
 
 @pytest.fixture
 def knee(org, alice):
-    tkr = build_tkr(org["ORTHO"], financial_year=2025)
-    with time_machine.travel(at(2025, 7, 1), tick=False):
-        episode = record_knee_actuals(tkr, unit=org["ORTHO-W7"], clinician=alice, started_at=at(2025, 6, 2, 8))
-    return tkr, episode
+    return knee_episode(org, alice)
 
 
 def text(response) -> str:
@@ -118,15 +114,14 @@ def test_a_repeat_says_once_why_no_record_explains_it_and_a_record_on_the_step_t
     assert f'value="{ended}"' in form  # what happened on an ended episode happened before its end
     assert '<option value="addition" selected>' in form
 
-    services.variance_record(
-        episode=episode,
-        step=tkr["PHYSIO"],
-        variance_type=Variance.Type.OVERRIDE,
+    record_variance(
+        episode,
+        tkr["PHYSIO"],
+        Variance.Type.OVERRIDE,
         cause=Variance.Cause.PATIENT,
-        reason=reason("prefers-alternative"),
-        valence=Variance.Valence.POSITIVE,
+        reason_code="prefers-alternative",
         rationale="Third session to regain flexion before discharge.",
-        occurred_at=episode.started_at + timedelta(days=3),
+        at=episode.started_at + timedelta(days=3),
         actor=alice,
     )
     response = client.get(url)
@@ -183,15 +178,14 @@ def test_a_variance_with_no_cost_says_so(client, knee, alice):
     tkr, episode = knee
     login(client, alice)
     with time_machine.travel(at(2025, 7, 2), tick=False):
-        early = services.variance_record(
-            episode=episode,
-            step=tkr["PREOP"],
-            variance_type=Variance.Type.EARLY,
+        early = record_variance(
+            episode,
+            tkr["PREOP"],
+            Variance.Type.EARLY,
             cause=Variance.Cause.PATIENT,
-            reason=reason("prefers-alternative"),
-            valence=Variance.Valence.NEUTRAL,
+            reason_code="prefers-alternative",
             rationale="Seen early at the patient's request.",
-            occurred_at=episode.started_at + timedelta(minutes=30),
+            at=episode.started_at + timedelta(minutes=30),
             actor=alice,
         )
 
@@ -204,28 +198,12 @@ def test_a_variance_with_no_cost_says_so(client, knee, alice):
 
 
 def test_an_active_episode_lists_only_what_already_costs_more_than_planned(client, org, alice):
-    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    tkr, episode = active_knee_episode(org, alice, surgery_minutes="120")
+    services.event_record(
+        episode=episode, step=tkr["PREOP"], occurred_at=at(2025, 6, 2, 9), source="manual", actor=alice
+    )
+    login(client, alice)
     with time_machine.travel(at(2025, 6, 3, 12), tick=False):
-        episode = services.episode_start(
-            pathway_version=tkr["version"],
-            patient_ref="PT-ACTIVE",
-            org_unit=org["ORTHO-W7"],
-            responsible_clinician=alice,
-            started_at=at(2025, 6, 2, 8),
-            actor=alice,
-        )
-        services.event_record(
-            episode=episode, step=tkr["PREOP"], occurred_at=at(2025, 6, 2, 9), source="manual", actor=alice
-        )
-        services.event_record(
-            episode=episode,
-            step=tkr["SURGERY"],
-            occurred_at=at(2025, 6, 2, 13),
-            source="manual",
-            quantities=[{"resource": "THEATRE", "quantity": "120"}],
-            actor=alice,
-        )
-        login(client, alice)
         response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
 
     page = text(response)
@@ -239,17 +217,9 @@ def test_an_active_episode_lists_only_what_already_costs_more_than_planned(clien
 
 
 def test_an_active_episode_with_nothing_above_plan_says_so(client, org, alice):
-    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    _tkr, episode = active_knee_episode(org, alice)
+    login(client, alice)
     with time_machine.travel(at(2025, 6, 2, 12), tick=False):
-        episode = services.episode_start(
-            pathway_version=tkr["version"],
-            patient_ref="PT-FRESH",
-            org_unit=org["ORTHO-W7"],
-            responsible_clinician=alice,
-            started_at=at(2025, 6, 2, 8),
-            actor=alice,
-        )
-        login(client, alice)
         page = text(client.get(reverse("costing:episode_cost", args=[episode.pk])))
 
     assert "Actual A so far £0.00" in page
@@ -288,34 +258,17 @@ def test_the_cost_of_an_amended_variance_follows_its_new_cause_and_a_withdrawn_o
 
 
 def test_while_active_a_variance_is_credited_only_with_what_already_costs_more(client, org, alice):
-    tkr = build_tkr(org["ORTHO"], financial_year=2025)
+    tkr, episode = active_knee_episode(org, alice, surgery_minutes="120")
     with time_machine.travel(at(2025, 6, 3, 12), tick=False):
-        episode = services.episode_start(
-            pathway_version=tkr["version"],
-            patient_ref="PT-ACTIVE",
-            org_unit=org["ORTHO-W7"],
-            responsible_clinician=alice,
-            started_at=at(2025, 6, 2, 8),
-            actor=alice,
-        )
-        services.event_record(
-            episode=episode,
-            step=tkr["SURGERY"],
-            occurred_at=at(2025, 6, 2, 13),
-            source="manual",
-            quantities=[{"resource": "THEATRE", "quantity": "120"}],
-            actor=alice,
-        )
         variances = {
-            kind: services.variance_record(
-                episode=episode,
-                step=tkr[step],
-                variance_type=kind,
+            kind: record_variance(
+                episode,
+                tkr[step],
+                kind,
                 cause=Variance.Cause.SYSTEM,
-                reason=reason("service-not-available"),
-                valence=Variance.Valence.NEGATIVE,
+                reason_code="service-not-available",
                 rationale=rationale,
-                occurred_at=at(2025, 6, 2, 14),
+                at=at(2025, 6, 2, 14),
                 actor=alice,
             )
             for kind, step, rationale in (

@@ -2,26 +2,22 @@
 (HTMX) and show the DOMAIN.md knee example's figures beside the departures that explain them."""
 
 import pytest
-import time_machine
 from playwright.sync_api import expect
 
 from tests.conftest import browser_login
-from tests.costing.factories import at, record_knee_actuals
-from tests.pathways.tkr import build_tkr
+from tests.costing.factories import knee_episode
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def knee_episode(transactional_db, org, alice):
-    tkr = build_tkr(org["ORTHO"], financial_year=2025)
-    with time_machine.travel(at(2025, 7, 1), tick=False):
-        return record_knee_actuals(tkr, unit=org["ORTHO-W7"], clinician=alice, started_at=at(2025, 6, 2, 8))
+def knee(transactional_db, org, alice):
+    return knee_episode(org, alice)[1]
 
 
-def test_the_clinician_reads_the_episodes_cost_beside_its_departures(page, live_server, knee_episode):
+def test_the_clinician_reads_the_episodes_cost_beside_its_departures(page, live_server, knee):
     browser_login(page, live_server, "alice")
-    page.goto(f"{live_server.url}/variances/episodes/{knee_episode.pk}/")
+    page.goto(f"{live_server.url}/variances/episodes/{knee.pk}/")
 
     panel = page.locator("#episode-cost")
     expect(panel.locator(".card").filter(has_text="Variance")).to_contain_text("£1,163.38 U")
