@@ -22,9 +22,10 @@ step about no particular resource (never one about another resource: a dearer
 implant does not explain a longer operation), of a type that can explain it. A
 delay, early step or sequence departure changes no quantity by itself, so it
 explains only a per-day step's line (the stay it lengthened or shortened); an
-omission explains only a line used less than planned. Nights beyond the expected
-stay that no record on the stay explains fall back to the episode's first delay on
-any step (a late operation lengthens the stay). For an addition, the
+omission explains only a line used less than planned. A stay's line with nights
+beyond the expected stay that no record on the stay explains falls back to a delay
+on another step, documented with its cause: a system-caused one first, then the
+earliest (a late operation lengthens the stay). For an addition, the
 variance detected for that event, else an addition variance; a step not done
 (actual below standard) on an exited episode falls back to the exit variance.
 Otherwise the line is *unexplained*. The linked variance's cause lets reports
@@ -355,6 +356,7 @@ class _Batch:
         # whatever the batch: quantities as plain values with their resource's columns joined
         # in, and one Resource instance built per resource, not per quantity.
         resource_fields = [f.attname for f in Resource._meta.concrete_fields]
+        pk_at = resource_fields.index(Resource._meta.pk.attname)
         resources: dict[int, Resource] = {}
         quantities: dict[int, list[QuantityRow]] = defaultdict(list)
         quantity_rows = (
@@ -363,7 +365,7 @@ class _Batch:
             .values_list("event_id", "quantity", "headcount", "unit_cost", *(f"resource__{f}" for f in resource_fields))
         )
         for event_id, quantity, headcount, unit_cost, *resource_row in quantity_rows:
-            resource_id = resource_row[0]
+            resource_id = resource_row[pk_at]
             resource = resources.get(resource_id)
             if resource is None:
                 resource = resources[resource_id] = Resource.from_db(quantity_rows.db, resource_fields, resource_row)
@@ -554,6 +556,18 @@ def _can_explain(variance: Variance, line: CostLine) -> bool:
     return True
 
 
+def _stay_delay(variances: list[Variance]) -> Variance | None:
+    """The delay a longer stay falls back to: one on a step, documented with its cause and about
+    no particular resource; a system-caused one first (the organisation's, never the clinician's),
+    then the earliest. An undocumented delay takes nothing: its cause is not known yet."""
+    delays = [
+        v
+        for v in variances
+        if v.step_id and v.variance_type == Variance.Type.DELAY and v.cause and v.resource_id is None
+    ]
+    return next((v for v in delays if v.cause == Variance.Cause.SYSTEM), None) or next(iter(delays), None)
+
+
 def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
     """Link each line that has a variance to the variance record that explains it."""
     by_step: dict[int, list[Variance]] = defaultdict(list)
@@ -562,8 +576,7 @@ def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
         (by_step[variance.step_id] if variance.step_id else unstepped).append(variance)
     exit_variance = next((v for v in unstepped if v.variance_type == Variance.Type.EXIT), None)
     additions = [v for v in unstepped if v.variance_type == Variance.Type.ADDITION]
-    # The episode's first delay, on whatever step: what a longer stay falls back to.
-    first_delay = next((v for v in variances if v.step_id and v.variance_type == Variance.Type.DELAY), None)
+    stay_delay = _stay_delay(variances)
     for line in lines:
         if not line.total_variance:
             continue
@@ -585,6 +598,6 @@ def _explain(lines: list[CostLine], variances: list[Variance]) -> None:
         if line.variance is None and line.step is not None and line.step.per_day and line.los_variance > 0:
             # Nights beyond the expected stay that no record on the stay explains: a delay
             # elsewhere (surgery waiting for a theatre list) is what lengthens a stay.
-            line.variance = first_delay
+            line.variance = stay_delay
         if line.variance is None and exit_variance is not None and line.actual_quantity < line.standard_quantity:
             line.variance = exit_variance

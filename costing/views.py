@@ -173,7 +173,10 @@ def episode_cost(request, pk: int):
 def variance_cost(request, pk: int):
     """The cost lines a variance explains: the money side of one documented departure."""
     variance = get_object_or_404(
-        variance_selectors.variances_for(request.user).select_related("episode__version__pathway", "step"), pk=pk
+        variance_selectors.variances_for(request.user).select_related(
+            "episode__version__pathway", "step", "detection__event"
+        ),
+        pk=pk,
     )
     episode = variance.episode
     audit_record(
@@ -183,8 +186,10 @@ def variance_cost(request, pk: int):
         detail={"via": "cost", "episode": episode.pk},
     )
     final = episode.status != episode.Status.ACTIVE
-    parts = _shown(cost_episode(episode).decomposition(), final=final)
+    costing = cost_episode(episode)
+    parts = _shown(costing.decomposition(), final=final)
     lines = [p for p in parts if p.variance is not None and p.variance.pk == variance.pk]
+    event = variance.detection.event if variance.detection_id else None
     context = {
         "variance": variance,
         "episode": episode,
@@ -192,6 +197,8 @@ def variance_cost(request, pk: int):
         "final": final,
         "lines": lines,
         "explained": sum((p.amount for p in lines), ZERO),
+        # An activity detected off the pathway that was recorded without its resources.
+        "uncosted": event is not None and event.activity in costing.uncosted,
     }
     template = "costing/partials/variance_cost.html" if request.htmx else "costing/variance_cost.html"
     return render(request, template, context)

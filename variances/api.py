@@ -245,8 +245,9 @@ class EpisodeCostLineSerializer(serializers.Serializer):
     )
     repeated = serializers.BooleanField(
         help_text=(
-            "The step was done more often than planned (its expected count, whole, at least once). A repeat is "
-            "not a departure, so the line is explained only if a variance was recorded on the step."
+            "The step was done more often than planned (its expected count, whole, at least once) and used more "
+            "than planned. A repeat is not a departure, so the line is explained only if a variance was recorded "
+            "on the step."
         )
     )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import Membership, OrgUnit, User
@@ -233,6 +233,44 @@ class EventForm(forms.Form):
         return data
 
 
+def resource_field() -> forms.ModelChoiceField:
+    field = forms.ModelChoiceField(
+        label="Resource it concerns",
+        queryset=Resource.objects.none(),
+        required=False,
+        empty_label="No particular resource",
+        help_text="Only when the departure is about one resource of the step (a dearer implant, a different "
+        "drug): its cost is then linked to that resource alone.",
+    )
+    field.label_from_instance = lambda resource: resource.name
+    return field
+
+
+def resources_for(episode) -> QuerySet[Resource]:
+    """The resources the pathway version plans and those this episode's events used."""
+    return (
+        Resource.objects.filter(
+            Q(planned_uses__step__version_id=episode.version_id)
+            | Q(pk__in=EventQuantity.objects.filter(event__episode=episode).values("resource_id"))
+        )
+        .distinct()
+        .order_by("name")
+    )
+
+
+def check_resource(form: forms.Form, episode, step, resource) -> None:
+    """A record about a resource must name a step that plans or used it: otherwise it explains no cost."""
+    if resource is None:
+        return
+    if step is None:
+        form.add_error("resource", "Choose the step this resource belongs to as well.")
+    elif not (
+        step.planned_resources.filter(resource=resource).exists()
+        or EventQuantity.objects.filter(event__episode=episode, event__step=step, resource=resource).exists()
+    ):
+        form.add_error("resource", f"{resource.name} is not planned on {step.name} and was not used there.")
+
+
 class VarianceForm(forms.Form):
     """Record (or explain) a departure: reason, cause and valence, plus the rationale.
 
@@ -247,14 +285,7 @@ class VarianceForm(forms.Form):
         choices=[c for c in Variance.Type.choices if c[0] != Variance.Type.EXIT],
         error_messages={"required": "Choose what happened."},
     )
-    resource = forms.ModelChoiceField(
-        label="Resource it concerns",
-        queryset=Resource.objects.none(),
-        required=False,
-        empty_label="No particular resource",
-        help_text="Only when the departure is about one resource (a dearer implant, a different drug): "
-        "its cost is then linked to that resource alone.",
-    )
+    resource = resource_field()
     reason = ReasonField(label="Reason", error_messages={"required": "Choose a reason."})
     cause = forms.ChoiceField(
         label="Cause",
@@ -282,16 +313,7 @@ class VarianceForm(forms.Form):
         self.episode = episode
         self.explaining = explaining
         self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
-        # The resources the pathway plans and those this episode's events used.
-        self.fields["resource"].queryset = (
-            Resource.objects.filter(
-                Q(planned_uses__step__version_id=episode.version_id)
-                | Q(pk__in=EventQuantity.objects.filter(event__episode=episode).values("resource_id"))
-            )
-            .distinct()
-            .order_by("name")
-        )
-        self.fields["resource"].label_from_instance = lambda resource: resource.name
+        self.fields["resource"].queryset = resources_for(episode)
         self.fields["reason"].set_reasons(reasons)
         self.fixed_step = step
         self.fixed_type = variance_type
@@ -318,6 +340,7 @@ class VarianceForm(forms.Form):
         if reason and not data.get("cause"):
             data["cause"] = reason.default_cause or Variance.Cause.CLINICIAN
         if not self.explaining:
+            check_resource(self, self.episode, data.get("step"), data.get("resource"))
             # A step for a step's departure, not in the future: beside the field errors, in one round.
             check_with_service(
                 self,
@@ -336,6 +359,7 @@ class AmendForm(forms.Form):
         label="What happened", choices=[c for c in Variance.Type.choices if c[0] != Variance.Type.EXIT]
     )
     step = forms.ModelChoiceField(queryset=Step.objects.none(), required=False, empty_label="No particular step")
+    resource = resource_field()
     reason = ReasonField(label="Reason")
     cause = forms.ChoiceField(label="Cause", choices=Variance.Cause.choices, widget=forms.RadioSelect)
     valence = forms.ChoiceField(
@@ -354,16 +378,24 @@ class AmendForm(forms.Form):
 
     def __init__(self, *args, variance: Variance, reasons, **kwargs):
         super().__init__(*args, **kwargs)
+        self.variance = variance
         self.fields["step"].queryset = Step.objects.filter(version_id=variance.episode.version_id)
+        self.fields["resource"].queryset = resources_for(variance.episode)
         self.fields["reason"].set_reasons(reasons)
         if variance.variance_type == Variance.Type.EXIT:
             self.fields["variance_type"].choices = Variance.Type.choices
         for name in ("variance_type", "cause", "valence", "level", "rationale", "action_taken"):
             self.initial.setdefault(name, getattr(variance, name))
         self.initial.setdefault("step", variance.step_id)
+        self.initial.setdefault("resource", variance.resource_id)
         self.initial.setdefault("reason", str(variance.reason_id or ""))
         self.initial.setdefault("occurred_at", timezone.localtime(variance.occurred_at).strftime(DATETIME_FORMAT))
         self.initial.setdefault("expected_revision", variance.revision)
+
+    def clean(self):
+        data = super().clean()
+        check_resource(self, self.variance.episode, data.get("step"), data.get("resource"))
+        return data
 
     def changes(self) -> dict:
         data = self.cleaned_data
@@ -372,6 +404,7 @@ class AmendForm(forms.Form):
             for name in (
                 "variance_type",
                 "step",
+                "resource",
                 "reason",
                 "cause",
                 "valence",

@@ -3,7 +3,7 @@
 Which variance record explains a cost line changed: a record about another resource, a
 timing departure on a step that is not per day, and an omission on a line used more
 than planned no longer explain it (``costing.engine._can_explain``), and extra nights that
-no record on the stay explains fall back to the episode's first delay. Summaries computed
+no record on the stay explains fall back to a documented delay on another step. Summaries computed
 under the old rule would keep causes that are now wrong, and nothing marks them stale
 (no episode or rate changed), so they are removed; they are derived data, rebuilt from
 episodes, events, variances and rates by the next report run. Report runs already
@@ -13,14 +13,19 @@ computed keep their figures, as they always do.
 from django.db import migrations
 
 
+def drop_summaries(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        # Immediate and without dead rows to vacuum, however large the tables.
+        schema_editor.execute("TRUNCATE costing_episodecostline, costing_episodecost")
+    else:
+        schema_editor.execute("DELETE FROM costing_episodecostline")
+        schema_editor.execute("DELETE FROM costing_episodecost")
+
+
 class Migration(migrations.Migration):
     dependencies = [
         ("costing", "0004_cause_label_no_cause_recorded"),
     ]
 
-    operations = [
-        migrations.RunSQL(
-            sql=["DELETE FROM costing_episodecostline", "DELETE FROM costing_episodecost"],
-            reverse_sql=migrations.RunSQL.noop,
-        ),
-    ]
+    # Nothing to restore going back: the summaries are rebuilt by the next report either way.
+    operations = [migrations.RunPython(drop_summaries, migrations.RunPython.noop)]

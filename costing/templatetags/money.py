@@ -1,6 +1,6 @@
 """Money in templates: ``{{ amount|money }}`` -> "£4,167.13" (half up, for display only)."""
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django import template
 
@@ -31,6 +31,17 @@ def money_uf(amount: Decimal | None, currency: str = "") -> str:
 def direction_css(amount: Decimal | None) -> str:
     """The CSS class that colours a variance: adverse (costs more than planned), favourable, or none."""
     return "" if amount is None else DIRECTION_CSS[direction_of(amount)]
+
+
+@register.filter
+def percent(share: Decimal | None) -> str:
+    """A share as a percentage, half up: 0.125 -> "13", 0.333 -> "33"; below 1%, to a tenth: 0.004 -> "0.4"."""
+    if share is None:
+        return ""
+    value = Decimal(share) * 100
+    if 0 < value < 1:
+        return f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)}"
+    return f"{value.quantize(Decimal('1'), rounding=ROUND_HALF_UP)}"
 
 
 @register.filter

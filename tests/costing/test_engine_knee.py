@@ -153,11 +153,21 @@ def test_a_repeat_is_counted_against_the_planned_count_whole_and_at_least_once(k
     assert conditional.planned_occurrences == 1  # done once is as planned
 
 
-def test_extra_nights_no_record_on_the_stay_explains_fall_back_to_the_episodes_first_delay(knee):
+def test_extra_nights_no_record_on_the_stay_explains_fall_back_to_a_documented_delay_system_first(knee):
     tkr, episode = knee
     clinician = episode.responsible_clinician
     stay_delay = episode.variances.get(variance_type="delay", step=tkr["WARD-STAY"])
     services.variance_withdraw(variance=stay_delay, reason="Recorded on the wrong step", actor=clinician)
+    late_preop = record_variance(
+        episode,
+        tkr["PREOP"],
+        Variance.Type.DELAY,
+        cause=Variance.Cause.CLINICIAN,
+        reason_code="mitigate-risk-negative-outcome",
+        rationale="Assessment repeated before theatre.",
+        at=episode.started_at + timedelta(hours=1),
+        actor=clinician,
+    )
     late_surgery = record_variance(
         episode,
         tkr["SURGERY"],
@@ -172,10 +182,16 @@ def test_extra_nights_no_record_on_the_stay_explains_fall_back_to_the_episodes_f
     costing = cost_episode(episode)
     lines = {(line.step.code, line.resource.code): line for line in costing.lines}
 
-    assert lines[("WARD-STAY", "BED-DAY")].variance == late_surgery  # 2 extra nights: system-caused
+    # 2 extra nights: the system-caused delay takes them, though the clinician's came first.
+    assert lines[("WARD-STAY", "BED-DAY")].variance == late_surgery
     assert lines[("WARD-STAY", "WARD-NURSE")].variance == late_surgery
     assert lines[("SURGERY", "THEATRE")].variance != late_surgery  # the late operation's minutes are the override's
     assert costing.by_cause()["system"] == Decimal("896.00")  # implant 200 + stay 696, as before
+
+    late_surgery.refresh_from_db()
+    services.variance_withdraw(variance=late_surgery, reason="Recorded twice", actor=clinician)
+    lines = {(line.step.code, line.resource.code): line for line in cost_episode(episode).lines}
+    assert lines[("WARD-STAY", "BED-DAY")].variance == late_preop  # the only documented delay left
 
 
 def test_the_labels_follow_the_direction_and_the_plan():

@@ -16,6 +16,7 @@ from accounts.models import AuditEvent, Membership
 from tests.conftest import login, make_user
 from tests.costing.factories import active_knee_episode, at, knee_episode, reason, record_variance
 from variances import services
+from variances.detection import evaluate_episode
 from variances.models import Variance
 
 pytestmark = pytest.mark.django_db
@@ -303,6 +304,10 @@ def test_an_activity_recorded_without_resources_is_named_as_not_costed(client, k
         "Not costed: Return to theatre (1 activity off the pathway) was recorded without the resources it used, "
         "so the actual cost leaves it out." in page
     )
+    evaluate_episode(episode.pk)
+    detected = episode.variances.get(variance_type=Variance.Type.ADDITION)
+    variance_page = text(client.get(reverse("costing:variance_cost", args=[detected.pk])))
+    assert "No cost is linked to this activity: it was recorded without the resources it used" in variance_page
 
 
 def test_a_departure_recorded_in_the_browser_about_one_resource_takes_only_that_resources_cost(client, knee, alice):
@@ -336,6 +341,59 @@ def test_a_departure_recorded_in_the_browser_about_one_resource_takes_only_that_
     assert consultant.endswith("Override · clinician / staff cause · documented"), consultant
     page = text(client.get(reverse("variances:variance_detail", args=[theatre_record.pk])))
     assert "· Theatre (room and kit) · System cause" in page
+
+
+def test_a_resource_must_belong_to_the_step_and_can_be_amended(client, knee, alice):
+    tkr, episode = knee
+    login(client, alice)
+    record = reverse("variances:variance_record", args=[episode.pk])
+    posted = {
+        "step": tkr["SURGERY"].pk,
+        "resource": tkr["BED-DAY"].pk,
+        "variance_type": "override",
+        "reason": reason("service-not-available").pk,
+        "cause": "system",
+        "valence": "negative",
+        "rationale": "Kept in recovery overnight.",
+        "occurred_at": "2025-06-02T12:00",
+    }
+
+    response = client.post(record, posted)
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Ward bed-day is not planned on Total knee replacement and was not used there." in page
+    assert "Kept in recovery overnight." in page  # what was typed is kept
+    assert not episode.variances.filter(rationale="Kept in recovery overnight.").exists()
+
+    substitution = episode.variances.get(variance_type=Variance.Type.SUBSTITUTION)
+    amend = reverse("variances:variance_amend", args=[substitution.pk])
+    form = client.get(amend).content.decode()
+    assert f'<option value="{tkr["IMPLANT"].pk}" selected>' in form
+    response = client.post(
+        amend,
+        {
+            "variance_type": "substitution",
+            "step": tkr["SURGERY"].pk,
+            "resource": "",
+            "reason": substitution.reason_id,
+            "cause": "system",
+            "valence": "neutral",
+            "level": substitution.level,
+            "rationale": substitution.rationale,
+            "occurred_at": timezone.localtime(substitution.occurred_at).strftime("%Y-%m-%dT%H:%M"),
+            "amend_reason": "The whole operation was affected, not only the implant.",
+            "expected_revision": substitution.revision,
+        },
+    )
+    assert response.status_code == 302, response.content.decode()
+    substitution.refresh_from_db()
+    assert substitution.resource is None
+    # About the whole step now, it comes first on the step (recorded before the override) and takes
+    # the operation's minutes as well as the implant: 200.00 + 239.25.
+    assert "This substitution explains £439.25 U" in text(
+        client.get(reverse("costing:variance_cost", args=[substitution.pk]))
+    )
 
 
 def test_the_cost_pages_only_answer_get(client, knee, alice):

@@ -2,10 +2,10 @@
 
 from decimal import Decimal
 
-from costing.money import column_header
+from costing.money import column_header, with_direction
 from costing.report_views import _card
 from costing.suppression import SUPPRESSED
-from costing.templatetags.money import money, rate
+from costing.templatetags.money import direction_css, money, money_uf, percent, rate
 
 
 def test_cards_rates_and_amounts_carry_the_symbol(settings):
@@ -27,3 +27,14 @@ def test_report_columns_name_their_unit(settings):
     assert column_header("System-caused", "variance") == "System-caused (€)"
     assert column_header("Readmitted within 30 days", "share") == "Readmitted within 30 days (%)"
     assert column_header("Episodes", "int") == "Episodes"
+
+
+def test_variances_and_shares_are_written_as_finance_and_clinicians_read_them(settings):
+    settings.CURRENCY = "GBP"
+    assert money_uf(Decimal("1163.375")) == "£1,163.38 U"
+    assert money_uf(Decimal("-28.125")) == "£28.13 F"
+    assert money_uf(Decimal("0.001")) == "£0.00"  # rounds to nothing: no direction
+    assert direction_css(Decimal("0.001")) == ""
+    assert direction_css(Decimal("-5")) == "favourable"
+    assert with_direction(Decimal("-0.005")) == "0.01 F"
+    assert [percent(Decimal(s)) for s in ("0.1", "0.125", "0.333", "0.004", "1")] == ["10", "13", "33", "0.4", "100"]

@@ -246,9 +246,15 @@ def independent_costs(episodes, pathways):
 
                     eligible = [v for v in variances if explains(v)]
                     explaining = next((v for v in eligible if v.resource_id), None) or next(iter(eligible), None)
-                    if explaining is None and step.per_day and line_actual > line_expected:
-                        # Extra nights no record on the stay explains: the episode's first delay, on any step.
-                        explaining = next((v for v in variances if v.step_id and v.variance_type == "delay"), None)
+                    if explaining is None and step.per_day and los > step.expected_count:
+                        # Extra nights no record on the stay explains: a documented delay on a step,
+                        # about no particular resource; a system-caused one first, else the earliest.
+                        delays = [
+                            v
+                            for v in variances
+                            if v.step_id and v.variance_type == "delay" and v.cause and v.resource_id is None
+                        ]
+                        explaining = next((v for v in delays if v.cause == "system"), None) or next(iter(delays), None)
                     cause[explaining.cause if explaining and explaining.cause else "unexplained"] += (
                         line_actual - line_expected
                     )
