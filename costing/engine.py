@@ -54,6 +54,12 @@ from .rates import rates_in_force
 
 ZERO = Decimal("0")
 UNEXPLAINED = EpisodeCost.Cause.UNEXPLAINED
+# The version of what this module computes for an episode. Bump it whenever the arithmetic or
+# the rule for which record explains a line changes: stored summaries computed under an
+# earlier version are then stale, and the next report recomputes them (costing.summaries).
+# 2: a record explains only what its type and resource can explain; a stay that ran over
+# falls back to a documented delay on another step.
+RULES_VERSION = 2
 CAUSES = [c.value for c in EpisodeCost.Cause]
 
 

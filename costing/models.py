@@ -206,6 +206,10 @@ class EpisodeCost(models.Model):
     )
     source_updated_at = models.DateTimeField(help_text="The episode's updated_at when this was computed.")
     computed_at = models.DateTimeField(default=timezone.now)
+    # The costing rules it was computed under (costing.engine.RULES_VERSION): a summary from
+    # earlier rules is stale. Rows written without it (before the column existed, or by a worker still
+    # on older code during an upgrade) take the database default, 1.
+    rules_version = models.PositiveSmallIntegerField(db_default=1)
 
     class Meta:
         indexes = [

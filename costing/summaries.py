@@ -3,8 +3,9 @@
 Reports aggregate these rows in the database instead of costing episodes in
 Python each time. A summary is *stale* when it is missing, when its episode
 changed after it was computed (``Episode.updated_at`` is bumped by every event,
-variance and outcome write in ``variances/services.py``) or when any rate changed
-after it was computed. Only stale episodes are recomputed, a batch per
+variance and outcome write in ``variances/services.py``), when any rate changed
+after it was computed, or when it was computed under earlier costing rules
+(``costing.engine.RULES_VERSION``). Only stale episodes are recomputed, a batch per
 transaction, so a report after 1% of episodes changed recomputes 1% of them,
 and a run killed half way keeps the batches it finished.
 
@@ -29,7 +30,7 @@ from config.background import BackgroundWriter
 from config.pgcopy import copy_buffer, copy_rows, copy_statement, rows_text
 from variances.models import Episode
 
-from .engine import cost_episodes
+from .engine import RULES_VERSION, cost_episodes
 from .models import CostRate, EpisodeCost, EpisodeCostLine
 
 # Serialises refreshers on PostgreSQL (two report runs over overlapping episodes
@@ -54,7 +55,11 @@ def stale(episodes: QuerySet, *, after: int = 0) -> QuerySet:
     """
     # The bound sits in the join's ON clause, where PostgreSQL applies it to the summaries' index scan.
     summary = FilteredRelation("cost_summary", condition=Q(cost_summary__episode_id__gt=after))
-    condition = Q(summary__isnull=True) | Q(summary__source_updated_at__lt=F("updated_at"))
+    condition = (
+        Q(summary__isnull=True)
+        | Q(summary__source_updated_at__lt=F("updated_at"))
+        | Q(summary__rules_version__lt=RULES_VERSION)
+    )
     rates_changed = CostRate.objects.aggregate(at=Max("updated_at"))["at"]
     if rates_changed is not None:
         condition |= Q(summary__computed_at__lt=rates_changed)
@@ -234,6 +239,7 @@ def _compute(ids: list[int]) -> tuple[list[tuple], list[tuple]]:
                 costing.missing_rates,
                 episode.updated_at,
                 now,
+                RULES_VERSION,
             )
         )
         for line in costing.lines:
@@ -295,6 +301,7 @@ _SUMMARY_COLUMNS = (
     "missing_rates",
     "source_updated_at",
     "computed_at",
+    "rules_version",
 )
 _LINE_COLUMNS = (
     "episode_cost_id",

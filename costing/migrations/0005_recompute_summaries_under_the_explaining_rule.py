@@ -1,25 +1,17 @@
-"""Drop the per-episode cost summaries so that the next report recomputes them.
+"""Cost summaries record the costing rules they were computed under.
 
-Which variance record explains a cost line changed: a record about another resource, a
-timing departure on a step that is not per day, and an omission on a line used more
-than planned no longer explain it (``costing.engine._can_explain``), and extra nights that
-no record on the stay explains fall back to a documented delay on another step. Summaries computed
-under the old rule would keep causes that are now wrong, and nothing marks them stale
-(no episode or rate changed), so they are removed; they are derived data, rebuilt from
-episodes, events, variances and rates by the next report run. Report runs already
-computed keep their figures, as they always do.
+Which variance record explains a cost line changed (``costing.engine._can_explain``
+and the stay's fallback to a documented delay): summaries computed under the old rule
+would keep causes that are now wrong, and neither their episode nor a rate changed to
+mark them stale. Each summary now carries ``rules_version``; the rows already stored
+were computed under version 1, so with ``costing.engine.RULES_VERSION`` at 2 they are
+stale and the next report recomputes them, a batch at a time, like any stale summary.
+A worker still running the old code during an upgrade writes rows without the column,
+which take the default, 1, and are recomputed in turn. Report runs already computed
+keep their figures, as they always do.
 """
 
-from django.db import migrations
-
-
-def drop_summaries(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        # Immediate and without dead rows to vacuum, however large the tables.
-        schema_editor.execute("TRUNCATE costing_episodecostline, costing_episodecost")
-    else:
-        schema_editor.execute("DELETE FROM costing_episodecostline")
-        schema_editor.execute("DELETE FROM costing_episodecost")
+from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
@@ -27,5 +19,10 @@ class Migration(migrations.Migration):
         ("costing", "0004_cause_label_no_cause_recorded"),
     ]
 
-    # Nothing to restore going back: the summaries are rebuilt by the next report either way.
-    operations = [migrations.RunPython(drop_summaries, migrations.RunPython.noop)]
+    operations = [
+        migrations.AddField(
+            model_name="episodecost",
+            name="rules_version",
+            field=models.PositiveSmallIntegerField(db_default=1),
+        ),
+    ]

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from costing.engine import Component, CostLine, EpisodeCosting, Nature, VarianceLine, cost_episode
+from costing.engine import RULES_VERSION, Component, CostLine, EpisodeCosting, Nature, VarianceLine, cost_episode
 from costing.models import EpisodeCost, EpisodeCostLine
 from costing.money import display
 from costing.standard import expected_episode_cost
@@ -245,6 +245,19 @@ def test_adverse_lines_come_first_then_favourable_each_largest_first():
     amounts = [part.amount for part in EpisodeCosting(episode=None, lines=lines).decomposition()]
 
     assert amounts == [Decimal("30"), Decimal("5"), Decimal("-20"), Decimal("-10")]
+
+
+def test_a_summary_computed_under_earlier_costing_rules_is_stale_and_recomputed(knee):
+    _tkr, episode = knee
+    assert episode_costs_refresh() == 1
+    assert EpisodeCost.objects.get(episode=episode).rules_version == RULES_VERSION
+    assert episode_costs_refresh() == 0  # nothing changed: nothing to do
+
+    EpisodeCost.objects.filter(episode=episode).update(rules_version=RULES_VERSION - 1, system_variance=0)
+
+    assert episode_costs_refresh() == 1
+    summary = EpisodeCost.objects.get(episode=episode)
+    assert (summary.rules_version, summary.system_variance) == (RULES_VERSION, Decimal("896"))
 
 
 def test_it_labels_price_as_cash_and_salaried_minutes_as_capacity_consumed(knee):
