@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
 
 from django.db.models import Prefetch
@@ -102,15 +102,22 @@ class RateBook:
     def __init__(self, resource_ids: Iterable[int]):
         self.resource_ids = sorted(set(resource_ids))
         self._by_year: dict[int, dict[int, Decimal]] = {}
+        # The same year's rates by day as well: a full recomputation asks about 25 times per
+        # episode, mostly for the few days around its stay.
+        self._by_day: dict[date, dict[int, Decimal]] = {}
 
     def rate(self, resource_id: int, on: date) -> Decimal | None:
-        fy = financial_year_of(on)
+        rates = self._by_day.get(on)
+        if rates is None:
+            rates = self._by_day[on] = self._year(financial_year_of(on))
+        return rates.get(resource_id)
+
+    def _year(self, fy: int) -> dict[int, Decimal]:
         rates = self._by_year.get(fy)
         if rates is None:
             found = rates_in_force(self.resource_ids, date(fy, 4, 1))
-            rates = {rid: _rate_value(value) for rid, value in found.items()}
-            self._by_year[fy] = rates
-        return rates.get(resource_id)
+            rates = self._by_year[fy] = {rid: _rate_value(value) for rid, value in found.items()}
+        return rates
 
 
 def _rate_value(value) -> Decimal:
@@ -283,16 +290,19 @@ class EpisodeCosting:
 # --- computation ------------------------------------------------------------------------------
 
 
-def local_date(value: datetime) -> date:
-    return timezone.localtime(value).date()
+def local_date(value: datetime, zone: tzinfo | None = None) -> date:
+    return value.astimezone(zone or timezone.get_current_timezone()).date()
 
 
-def length_of_stay(episode: Episode, as_of: datetime | None = None) -> int:
-    """Nights from the start's date to the end's (or to ``as_of`` for an active episode)."""
-    if episode.ended_at is not None:
-        return episode.length_of_stay_days
-    end = local_date(as_of or timezone.now())
-    return max((end - local_date(episode.started_at)).days, 0)
+def length_of_stay(episode: Episode, as_of: datetime | None = None, zone: tzinfo | None = None) -> int:
+    """Nights from the start's date to the end's (or to ``as_of`` for an active episode), in local time.
+
+    The same nights as ``Episode.length_of_stay_days`` for an ended episode; ``zone`` spares a
+    full recomputation looking the current time zone up twice per episode.
+    """
+    zone = zone or timezone.get_current_timezone()
+    end = local_date(episode.ended_at or as_of or timezone.now(), zone)
+    return max((end - local_date(episode.started_at, zone)).days, 0)
 
 
 class EventRow:
@@ -337,11 +347,23 @@ class PlannedUse:
         self.per_occurrence = planned.quantity * planned.headcount
 
 
+class _LocalDate(TruncDate):
+    """``TruncDate`` without its converter in Python, which only turns datetimes into dates.
+
+    PostgreSQL returns dates already, and SQLite's text is read by the date field's own
+    converter; a full recomputation would otherwise call it once per event.
+    """
+
+    def get_db_converters(self, connection):
+        return self.output_field.get_db_converters(connection)
+
+
 class _Batch:
     """Everything needed to cost a set of episodes, loaded with a fixed number of queries."""
 
     def __init__(self, episodes: list[Episode]):
         self.episodes = episodes
+        self.zone = timezone.get_current_timezone()
         episode_ids = [e.pk for e in episodes]
         version_ids = {e.version_id for e in episodes}
         planned = PlannedResource.objects.select_related("resource").order_by("id")
@@ -383,7 +405,7 @@ class _Batch:
         rows = (
             StepEvent.objects.filter(episode_id__in=episode_ids)
             .order_by("occurred_at", "id")
-            .values_list("id", "episode_id", "step_id", "activity", TruncDate("occurred_at"))
+            .values_list("id", "episode_id", "step_id", "activity", _LocalDate("occurred_at"))
         )
         for pk, episode_id, step_id, activity, day in rows:
             self.events_by_episode[episode_id].append(
@@ -420,8 +442,8 @@ def cost_episode(episode: Episode, *, as_of: datetime | None = None) -> EpisodeC
 
 
 def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> EpisodeCosting:
-    start = local_date(episode.started_at)
-    los = length_of_stay(episode, as_of)
+    start = local_date(episode.started_at, batch.zone)
+    los = length_of_stay(episode, as_of, batch.zone)
     result = EpisodeCosting(episode=episode, los_days=los, as_of=as_of)
     events = batch.events_by_episode.get(episode.pk, [])
     by_step: dict[int, list[EventRow]] = defaultdict(list)

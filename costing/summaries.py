@@ -201,7 +201,12 @@ def _write_copy(ids: list[int], summaries: io.StringIO, lines: io.StringIO) -> N
 def _compute(ids: list[int]) -> tuple[list[tuple], list[tuple]]:
     """The summary and line rows of the closed episodes among ``ids``, as COPY writes them."""
     now = timezone.now()  # before reading: a rate changed after this leaves the summaries stale
-    episodes = list(Episode.objects.filter(pk__in=ids).exclude(status=Episode.Status.ACTIVE).select_related("version"))
+    # The pathway is all a summary needs of the version: one column, not a model instance per episode.
+    episodes = list(
+        Episode.objects.filter(pk__in=ids)
+        .exclude(status=Episode.Status.ACTIVE)
+        .annotate(pathway_id=F("version__pathway_id"))
+    )
     costings = cost_episodes(episodes)
     zone = timezone.get_current_timezone()
     summaries, lines = [], []
@@ -212,7 +217,7 @@ def _compute(ids: list[int]) -> tuple[list[tuple], list[tuple]]:
         summaries.append(
             (
                 episode.pk,
-                episode.version.pathway_id,
+                episode.pathway_id,
                 episode.version_id,
                 episode.org_unit_id,
                 episode.responsible_clinician_id,
