@@ -54,12 +54,15 @@ from .rates import rates_in_force
 
 ZERO = Decimal("0")
 UNEXPLAINED = EpisodeCost.Cause.UNEXPLAINED
+REPEAT = EpisodeCost.Cause.REPEAT
 # The version of what this module computes for an episode. Bump it whenever the arithmetic or
 # the rule for which record explains a line changes: stored summaries computed under an
 # earlier version are then stale, and the next report recomputes them (costing.summaries).
 # 2: a record explains only what its type and resource can explain; a stay that ran over
 # falls back to a documented delay on another step.
-RULES_VERSION = 2
+# 3: what a repeated step used, with no record to explain it, is counted under "Repeated
+# steps" instead of "No cause recorded" (EpisodeCost.repeat_variance).
+RULES_VERSION = 3
 CAUSES = [c.value for c in EpisodeCost.Cause]
 
 
@@ -156,9 +159,9 @@ class CostLine:
 
     @property
     def cause(self) -> str:
-        if self.variance is None or not self.variance.cause:
-            return UNEXPLAINED
-        return self.variance.cause
+        if self.variance is None:
+            return REPEAT if self.repeated else UNEXPLAINED
+        return self.variance.cause or UNEXPLAINED
 
     @property
     def repeated(self) -> bool:

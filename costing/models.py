@@ -161,6 +161,10 @@ class EpisodeCost(models.Model):
         CLINICIAN = "clinician", "Clinician / staff"
         SYSTEM = "system", "System"
         COMMUNITY = "community", "Community"
+        # A step done more often than planned, with no record to explain it: DOMAIN.md section 3
+        # records repeats but does not count them as departures, so no one is asked for a reason.
+        # Said apart from "No cause recorded", which is departures still waiting for one.
+        REPEAT = "repeat", "Repeated steps"
         # Cost that no variance record explains, or whose record has no cause yet. Not "Unexplained":
         # that is a variance's status (waiting for a reason), and managers read both on one page.
         UNEXPLAINED = "unexplained", "No cause recorded"
@@ -201,6 +205,7 @@ class EpisodeCost(models.Model):
     system_variance = models.DecimalField(max_digits=24, decimal_places=12)
     community_variance = models.DecimalField(max_digits=24, decimal_places=12)
     unexplained_variance = models.DecimalField(max_digits=24, decimal_places=12)
+    repeat_variance = models.DecimalField(max_digits=24, decimal_places=12, db_default=Decimal(0))
     missing_rates = models.PositiveSmallIntegerField(
         default=0, help_text="Resources costed at zero because no rate was in force on the date."
     )

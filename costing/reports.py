@@ -903,8 +903,9 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         clinician=Sum("clinician_variance"),
         community=Sum("community_variance"),
         unexplained=Sum("unexplained_variance"),
+        repeat=Sum("repeat_variance"),
         missing_rates=Sum("missing_rates"),
-        **_episode_counts(("patient", "clinician", "community", "unexplained")),  # system's is in per_episode
+        **_episode_counts(("patient", "clinician", "community", "unexplained", "repeat")),  # system's: per_episode
     )
     active = scope.episodes().filter(status=Episode.Status.ACTIVE).count()
     n = head["episodes"]
@@ -965,7 +966,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             "amount": money(head[cause]),
             "episodes": head[f"{cause}_episodes"],
         }
-        for cause in ("patient", "clinician", "system", "community", "unexplained")
+        for cause in ("patient", "clinician", "system", "community", "unexplained", "repeat")
     ]
     tables["by_cause"] = table(
         "Variance by cause",
@@ -974,6 +975,8 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         total={"label": "Total variance", "amount": money(total_variance), "episodes": n},
         description="Each cost line takes the cause of the variance record that explains it; "
         "'No cause recorded' is variance that no record explains, or whose record has no reason yet. "
+        "'Repeated steps' is what steps done more often than planned used: a repeat is recorded but is not "
+        "a departure, so no one is asked for a reason (record an addition on the step if it was one). "
         "System-caused variance (beds, lists, supplies) is the organisation's, not the clinician's.",
     )
     progress(84)

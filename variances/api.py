@@ -241,7 +241,10 @@ class EpisodeCostLineSerializer(serializers.Serializer):
         allow_null=True, help_text="The id of the variance record that explains this line, if any."
     )
     cause = serializers.CharField(
-        help_text="The explaining variance's cause; 'unexplained' when no record or no cause explains it."
+        help_text=(
+            "The explaining variance's cause; 'repeat' for what a step done more often than planned used when "
+            "no record explains it; 'unexplained' when no record or no cause explains it."
+        ),
     )
     repeated = serializers.BooleanField(
         help_text=(
@@ -262,7 +265,11 @@ class EpisodeCostsSerializer(serializers.Serializer):
     usage_variance = MoneyField()
     los_variance = MoneyField()
     capacity_variance = MoneyField(help_text="Salaried staff time: capacity consumed, not cash.")
-    variance_by_cause = serializers.DictField(child=serializers.CharField())
+    variance_by_cause = serializers.DictField(
+        child=serializers.CharField(),
+        help_text="Variance by cause: patient, clinician, system, community, repeat (repeated steps no record "
+        "explains) and unexplained (no record, or no cause yet).",
+    )
     missing_rates = serializers.IntegerField(help_text="Resources with no rate in force (costed at zero).")
     final = serializers.BooleanField(help_text="False while the episode is active: the costs will still change.")
     lines = EpisodeCostLineSerializer(

@@ -31,7 +31,7 @@ def test_the_episode_lists_its_cost_lines_with_the_variance_that_explains_each(a
     assert (consultant["amount"], consultant["nature"], consultant["variance"]) == ("56.25", "capacity", override.pk)
     assert lines[("WARD-STAY", "BED-DAY", "los")]["variance"] == delay.pk
     physio = lines[("PHYSIO", "PHYSIOTHERAPIST", "usage")]
-    assert (physio["variance"], physio["cause"], physio["repeated"]) == (None, "unexplained", True)
+    assert (physio["variance"], physio["cause"], physio["repeated"]) == (None, "repeat", True)
     assert physio["activity"] == "Physiotherapy session"
     assert costs["lines"][0]["resource"] == "BED-DAY"  # largest adverse first: 2 extra nights at 180
     by_variance = {}

@@ -82,13 +82,14 @@ def test_it_links_each_line_to_the_variance_that_explains_it(knee):
     assert by_resource[("SURGERY", "CONSULTANT")].variance == override
     assert by_resource[("WARD-STAY", "BED-DAY")].variance == delay
     assert by_resource[("PHYSIO", "PHYSIOTHERAPIST")].variance is None  # an extra session nobody explained
-    assert by_resource[("PHYSIO", "PHYSIOTHERAPIST")].cause == "unexplained"
+    assert by_resource[("PHYSIO", "PHYSIOTHERAPIST")].cause == "repeat"  # a repeat: no one was asked why
     assert by_resource[("PREOP", "CONSULTANT")].variance is None  # went to plan: nothing to explain
 
     causes = costing.by_cause()
     assert causes["system"] == Decimal("896.00")  # implant 200 + stay 696
     assert causes["clinician"] == Decimal("239.25")
-    assert causes["unexplained"] == Decimal("28.125")
+    assert causes["repeat"] == Decimal("28.125")
+    assert causes["unexplained"] == 0
     assert causes["patient"] == causes["community"] == 0
 
 
@@ -318,6 +319,7 @@ def test_the_stored_summary_and_lines_hold_exactly_what_the_engine_computed(knee
     assert summary.system_variance == by_cause["system"] == Decimal("896.00")
     assert summary.clinician_variance == Decimal("239.25")
     assert summary.unexplained_variance == by_cause["unexplained"]
+    assert summary.repeat_variance == by_cause["repeat"] == Decimal("28.125")  # the third physio session
     assert summary.source_updated_at == episode.updated_at
 
     stored = {

@@ -68,7 +68,9 @@ def test_the_episode_cost_page_reproduces_the_knee_example(client, knee, alice):
     ]
     assert "System: £896.00 U" in page
     assert "Clinician / staff: £239.25 U" in page
-    assert "No cause recorded: £28.13 U" in page
+    # The third physiotherapy session: a repeat, not a departure, so not among those waiting for a reason.
+    assert "Repeated steps: £28.13 U" in page
+    assert "No cause recorded" not in page
     # Consultant 56.25 + theatre nurses 48.00 + ward nurse's two nights 336.00 + physiotherapist 28.125.
     assert (
         "Salaried staff time in these figures is capacity, not cash: £468.38 U of capacity consumed beyond the plan."
@@ -109,6 +111,9 @@ def test_a_repeat_says_once_why_no_record_explains_it_and_a_record_on_the_step_t
 
     record = reverse("variances:variance_record", args=[episode.pk]) + f"?step={tkr['PHYSIO'].pk}&amp;type=addition"
     assert text(response).count("A step done more often than planned is not a departure from the pathway") == 1
+    assert "reports count what the repeat used under “Repeated steps”, apart from departures" in text(response)
+    causes = re.search(r"By cause (.*?) Where the variance", text(response)).group(1)
+    assert causes == "System: £896.00 U Clinician / staff: £239.25 U Repeated steps: £28.13 U"
     assert f'<a href="{record}">record an addition on Physiotherapy session</a>' in response.content.decode()
     form = client.get(record.replace("&amp;", "&")).content.decode()
     ended = timezone.localtime(episode.ended_at).strftime("%Y-%m-%dT%H:%M")

@@ -5,6 +5,7 @@ walking the generated rows one by one, with the costing rules re-implemented
 from DOMAIN.md (not by calling the engine), and both must agree.
 """
 
+import math
 from collections import Counter, defaultdict
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -255,9 +256,19 @@ def independent_costs(episodes, pathways):
                             if v.step_id and v.variance_type == "delay" and v.cause and v.resource_id is None
                         ]
                         explaining = next((v for v in delays if v.cause == "system"), None) or next(iter(delays), None)
-                    cause[explaining.cause if explaining and explaining.cause else "unexplained"] += (
-                        line_actual - line_expected
+                    # A step done more often than planned (its expected count, whole, at least once) and
+                    # using more than planned is a repeat, not a departure: its own category when no record explains it.
+                    done = sum(ev.step_id == step.pk for ev in events)
+                    repeat = (
+                        not step.per_day
+                        and done > max(1, math.ceil(step.expected_count))
+                        and used > step.expected_count * per
                     )
+                    if explaining is not None:
+                        line_cause = explaining.cause or "unexplained"
+                    else:
+                        line_cause = "repeat" if repeat else "unexplained"
+                    cause[line_cause] += line_actual - line_expected
         out[e.pk] = {"expected": expected, "actual": actual, "price": price, "cause": cause, "los": los, "episode": e}
     return out
 
@@ -284,8 +295,10 @@ def test_it_costs_episodes_as_plain_python_does(dataset, params):
         for cause, amount in c["cause"].items():
             causes[cause] += amount
     assert {k: cents(r["amount"]) for k, r in rows_by_key(tables["by_cause"]).items()} == {
-        k: cents(causes.get(k, 0)) for k in ("patient", "clinician", "system", "community", "unexplained")
+        k: cents(causes.get(k, 0)) for k in ("patient", "clinician", "system", "community", "unexplained", "repeat")
     }
+    assert causes["repeat"] and causes["unexplained"]  # the generated data has both
+    assert rows_by_key(tables["by_cause"])["repeat"]["label"] == "Repeated steps"
     # Not "Unexplained", which is a variance's status (waiting for a reason) on the same dashboard.
     assert rows_by_key(tables["by_cause"])["unexplained"]["label"] == "No cause recorded"
     assert cents(sum(Decimal(r["amount"]) for r in tables["by_component"]["rows"])) == cents(actual - expected)
