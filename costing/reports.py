@@ -965,6 +965,9 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             "label": CAUSE_LABELS[cause],
             "amount": money(head[cause]),
             "episodes": head[f"{cause}_episodes"],
+            # The system-caused figure is also every cost table's "System-caused" column and
+            # the dashboard's tile: suppression must not hide it here only (costing/suppression.py).
+            **({"shown_elsewhere": True} if cause == "system" else {}),
         }
         for cause in ("patient", "clinician", "system", "community", "unexplained", "repeat")
     ]

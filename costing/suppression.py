@@ -25,6 +25,10 @@ per column: a figure from 1 to 7 episodes is hidden, more of the column is hidde
 than 7 episodes, and the total's cell is hidden if they run out. The counts of
 hidden cells are hidden with them.
 
+A figure a report shows in two places is hidden in both or in neither: the system-caused
+variance is a row of "Variance by cause" and a column of the cost tables. Its row is the
+last one hidden to protect a small cause, and if it must go, the column goes everywhere.
+
 The stored ``ReportRun.result`` holds everything; these functions shape a copy for
 one viewer. Views, exports and the API all go through ``result_for``.
 """
@@ -82,7 +86,9 @@ def _value_keys(table: dict) -> list[str]:
 
 
 # What names a row rather than measures it: kept when its figures are hidden.
-_IDENTIFYING = frozenset({"key", "label", "group", "pathway", "unit", "org_unit_id", "nature", "suppressed"})
+_IDENTIFYING = frozenset(
+    {"key", "label", "group", "pathway", "unit", "org_unit_id", "nature", "suppressed", "shown_elsewhere"}
+)
 
 
 def _hide(row: dict, keys: list[str]) -> None:
@@ -102,10 +108,12 @@ def _complement(rows: list[dict], hidden: set[int], members: list[int]) -> bool:
         return sum(rows[i]["episodes"] for i in members if i in hidden)
 
     while any(i in hidden for i in members) and covered() <= limit:
-        visible = [i for i in members if i not in hidden]
+        # A row of no episodes protects nothing; one whose figure the report shows elsewhere too
+        # protects nothing here either, so the others are hidden first.
+        visible = [i for i in members if i not in hidden and rows[i]["episodes"]]
         if not visible:
             return False
-        hidden.add(min(visible, key=lambda i: (rows[i]["episodes"], i)))
+        hidden.add(min(visible, key=lambda i: (bool(rows[i].get("shown_elsewhere")), rows[i]["episodes"], i)))
     return True
 
 
@@ -259,6 +267,8 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
         tables[key] = table
     shown["tables"] = tables
     summary = shown.get("summary") or {}
+    if audience.suppress:
+        _hidden_everywhere(tables, summary)
     if audience.suppress and is_small(summary.get("episodes")):
         for key in list(summary):
             if key != "label":
@@ -272,6 +282,29 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
         shown.pop("period")
     shown["suppressed"] = audience.suppress
     return shown
+
+
+def _hidden_everywhere(tables: dict, summary: dict) -> None:
+    """A figure hidden where it is one row is hidden in every table that shows it as a column.
+
+    The system-caused variance is a row of "Variance by cause" and a column of the cost
+    tables. Hidden in the first (its rows ran out of others to hide with a small one), it
+    would come back from the second's total, or from the sum of its rows: the whole column
+    goes, in the summary too.
+    """
+    keys = {
+        row["key"]
+        for table in tables.values()
+        for row in table["rows"]
+        if row.get("shown_elsewhere") and row.get("suppressed")
+    }
+    for key in keys:
+        for table in tables.values():
+            for row in [*table["rows"], table.get("total")]:
+                if row is not None and key in row and row[key] != SUPPRESSED:
+                    _hide_cell(row, key)
+                    table["suppressed"] = True
+        _hide_cell(summary, key)
 
 
 def _individuals(table: dict, audience: Audience) -> dict | None:

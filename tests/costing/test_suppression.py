@@ -230,6 +230,10 @@ def test_no_managers_cost_figure_comes_from_one_to_seven_episodes_or_can_be_work
     assert checked > 20
     for column, episodes in seen["summary"]["cells"].items():
         assert episodes == SUPPRESSED or not 0 < episodes <= 7, column
+    # The system-caused variance is a row of one table and a column of others: shown in all, or in none.
+    system = {next(r["amount"] for r in seen["tables"]["by_cause"]["rows"] if r["key"] == "system")}
+    system |= {t["total"]["system"] for t in seen["tables"].values() if t.get("total") and "system" in t["total"]}
+    assert len(system) == 1, system
     # The parts of a variance are hidden together, or the variance less the others gives one back.
     for row in [seen["summary"], *(r for t in seen["tables"].values() for r in [*t["rows"], t.get("total") or {}])]:
         parts = [row[k] == SUPPRESSED for k in PARTS if k in (row.get("cells") or {})]
@@ -298,3 +302,48 @@ def test_it_hides_the_whole_summary_of_a_report_on_seven_episodes_or_fewer():
     assert seen["tables"]["by_unit"]["total"]["episodes"] == SUPPRESSED
     assert result["summary"]["actual"] == "1200"  # the stored result is untouched
     assert Decimal(result_for(result, Audience(user_id=1, suppress=False))["summary"]["actual"]) == 1200
+
+
+def cause_table(**episodes):
+    """Variance by cause as the cost report builds it: one row per cause, the system's shown elsewhere too."""
+    rows = [
+        {"key": cause, "label": cause, "amount": str(n * 100), "episodes": n}
+        | ({"shown_elsewhere": True} if cause == "system" else {})
+        for cause, n in episodes.items()
+    ]
+    whole = {"label": "Total variance", "amount": str(sum(episodes.values()) * 100), "episodes": 200}
+    return table("Variance by cause", [("label", "Cause", "text"), ("amount", "Variance", "variance"),
+                                      ("episodes", "Episodes", "int")], rows, total=whole)  # fmt: skip
+
+
+def test_a_small_cause_is_protected_by_causes_the_report_shows_nowhere_else():
+    # Community (2 episodes) is hidden; the system-caused figure is also every cost table's
+    # "System-caused" column, so hiding it here would protect nothing: the next smallest other cause
+    # goes instead. Causes of no episodes protect nothing and stay shown.
+    t = suppress_table(cause_table(patient=0, clinician=0, system=30, community=2, unexplained=112, repeat=40))
+
+    hidden = [row["key"] for row in t["rows"] if row.get("suppressed")]
+    assert hidden == ["community", "repeat"]
+    assert next(row for row in t["rows"] if row["key"] == "system")["amount"] == "3000"
+
+
+def test_a_figure_hidden_where_it_is_a_row_is_hidden_wherever_it_is_a_column():
+    # Only the system's row can protect the small community row: it is hidden, and with it the
+    # "System-caused" column of every table (its total, or the sum of its rows, would give it back).
+    causes = cause_table(system=30, community=2, unexplained=0)
+    units = system_table((120, 3017, 20), (90, 1500, 10))
+    report = {"summary": {"label": "All", "episodes": 210, "system": "4517", "cells": {"system": 30}},
+              "tables": {"by_cause": causes, "by_unit": units}}  # fmt: skip
+
+    seen = result_for(report, Audience(user_id=None, suppress=True))
+
+    by_cause = {row["key"]: row for row in seen["tables"]["by_cause"]["rows"]}
+    assert by_cause["system"]["amount"] == by_cause["community"]["amount"] == SUPPRESSED
+    by_unit = seen["tables"]["by_unit"]
+    assert [row["system"] for row in by_unit["rows"]] == [SUPPRESSED, SUPPRESSED]
+    assert by_unit["total"]["system"] == SUPPRESSED
+    assert by_unit["total"]["actual"] == "210000"  # only the one figure goes
+    assert by_unit["suppressed"] is True
+    assert seen["summary"]["system"] == SUPPRESSED
+    # A reader who may see small cells sees everything.
+    assert result_for(report, Audience(user_id=None, suppress=False))["summary"]["system"] == "4517"
