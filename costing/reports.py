@@ -977,7 +977,8 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         cause_rows,
         total={"label": "Total variance", "amount": money(total_variance), "episodes": n},
         description="Each cost line takes the cause of the variance record that explains it; "
-        "'No cause recorded' is variance that no record explains, or whose record has no reason yet. "
+        "'No cause recorded' is variance that no record explains (a longer stay or a dearer item that nobody "
+        "recorded a departure for), or whose record has no reason yet. "
         "'Repeated steps' is what steps done more often than planned used: a repeat is recorded but is not "
         "a departure, so no one is asked for a reason (record an addition on the step if it was one). "
         "System-caused variance (beds, lists, supplies) is the organisation's, not the clinician's.",

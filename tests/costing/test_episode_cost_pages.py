@@ -70,7 +70,7 @@ def test_the_episode_cost_page_reproduces_the_knee_example(client, knee, alice):
     assert "Clinician / staff: £239.25 U" in page
     # The third physiotherapy session: a repeat, not a departure, so not among those waiting for a reason.
     assert "Repeated steps: £28.13 U" in page
-    assert "No cause recorded" not in page
+    assert "No cause recorded:" not in page
     # Consultant 56.25 + theatre nurses 48.00 + ward nurse's two nights 336.00 + physiotherapist 28.125.
     assert (
         "Salaried staff time in these figures is capacity, not cash: £468.38 U of capacity consumed beyond the plan."
@@ -111,7 +111,7 @@ def test_a_repeat_says_once_why_no_record_explains_it_and_a_record_on_the_step_t
 
     record = reverse("variances:variance_record", args=[episode.pk]) + f"?step={tkr['PHYSIO'].pk}&amp;type=addition"
     assert text(response).count("A step done more often than planned is not a departure from the pathway") == 1
-    assert "reports count what the repeat used under “Repeated steps”, apart from departures" in text(response)
+    assert "reports count what the repeat used under “Repeated steps”, not under “No cause recorded”" in text(response)
     causes = re.search(r"By cause (.*?) Where the variance", text(response)).group(1)
     assert causes == "System: £896.00 U Clinician / staff: £239.25 U Repeated steps: £28.13 U"
     assert f'<a href="{record}">record an addition on Physiotherapy session</a>' in response.content.decode()
@@ -218,7 +218,7 @@ def test_an_active_episode_lists_only_what_already_costs_more_than_planned(clien
     assert "Actual A so far £3,549.88" in page
     assert "Variance V" not in page and "How the variance splits" not in page and " F " not in page
     assert rows(response, "Already above plan, largest first") == [
-        "Total knee replacement Theatre (room and kit) Usage / efficiency (cash) £135.00 U No variance record"
+        "Total knee replacement Theatre (room and kit) Usage / efficiency (cash) £135.00 U No variance record · record why"
     ]
 
 
@@ -260,7 +260,26 @@ def test_the_cost_of_an_amended_variance_follows_its_new_cause_and_a_withdrawn_o
     # The surgery minutes it explained are not handed to the implant's substitution: no record explains them now.
     lines = rows(client.get(reverse("costing:episode_cost", args=[episode.pk])), LINES)
     theatre = next(line for line in lines if "Theatre (room and kit)" in line)
-    assert theatre.endswith("£135.00 U No variance record"), theatre
+    assert theatre.endswith("£135.00 U No variance record · record why"), theatre
+
+
+def test_an_adverse_line_no_record_explains_links_to_recording_why(client, knee, alice):
+    tkr, episode = knee
+    login(client, alice)
+    delay = episode.variances.get(variance_type=Variance.Type.DELAY)
+    services.variance_withdraw(variance=delay, reason="Recorded on the wrong episode", actor=alice)
+
+    response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
+
+    stay = next(line for line in rows(response, LINES) if line.startswith("Ward stay Ward bed-day"))
+    assert stay.endswith("£360.00 U No variance record · record why"), stay
+    record = reverse("variances:variance_record", args=[episode.pk]) + f"?step={tkr['WARD-STAY'].pk}&amp;type=delay"
+    assert f'<a href="{record}">record why</a>' in response.content.decode()
+    form = client.get(record.replace("&amp;", "&")).content.decode()
+    assert '<option value="delay" selected>' in form
+    # A favourable line is not asked about.
+    assert text(response).count("record why") == sum("record why" in line for line in rows(response, LINES))
+    assert not any("record why" in line and line.endswith(" F") for line in rows(response, LINES))
 
 
 def test_while_active_a_variance_is_credited_only_with_what_already_costs_more(client, org, alice):
