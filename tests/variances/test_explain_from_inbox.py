@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from tests.conftest import login
 from tests.variances.conftest import T0
@@ -116,3 +117,24 @@ def test_an_open_redirect_is_not_followed_after_explaining(client, late_surgery,
         {"reason": reason().pk, "valence": "negative", "next": "https://evil.example/"},
     )
     assert response["Location"] == "/"
+
+
+def test_the_variance_page_says_who_detected_it_and_who_documented_it(client, late_surgery, alice, clock):
+    login(client, alice)
+    waiting = client.get(f"/variances/{late_surgery.pk}/").content.decode()
+    assert "<dt>Detected</dt><dd>" in waiting and " by CommonPath detection</dd>" in waiting
+    assert "<dt>Documented</dt><dd>not yet: waiting for a reason</dd>" in waiting
+
+    clock.move_to(h(33))
+    client.post(
+        f"/variances/{late_surgery.pk}/explain/",
+        {"reason": reason("service-not-available").pk, "valence": "negative", "rationale": "Emergency took the list"},
+    )
+
+    page = client.get(f"/variances/{late_surgery.pk}/").content.decode()
+    detected = timezone.localtime(late_surgery.recorded_at).strftime("%-d %b %Y %H:%M")
+    documented = timezone.localtime(h(33)).strftime("%-d %b %Y %H:%M")
+    # The clinician who gave the reason did not record the detection.
+    assert f"<dt>Detected</dt><dd>{detected} by CommonPath detection</dd>" in page
+    assert f"<dt>Documented</dt><dd>{documented} by {alice}</dd>" in page
+    assert "<dt>Recorded</dt>" not in page
