@@ -73,6 +73,7 @@ def test_reviewing_with_htmx_swaps_in_the_outcome(client, critical_omission, bob
         HTTP_HX_REQUEST="true",
     )
     assert "Reviewed: justified, unavoidable." in response.content.decode()
+    assert "review required" not in response.content.decode()  # the outcome, not the request, once reviewed
     critical_omission.refresh_from_db()
     assert (critical_omission.status, critical_omission.review_comment) == ("reviewed", "Right call")
     assert "Nothing is waiting for your review" in client.get("/variances/review/").content.decode()
