@@ -136,6 +136,14 @@ class DisplayTable:
     # What the download links fetch, when not this very table (a drill-down row of it).
     export_label: str = ""
 
+    @property
+    def download_label(self) -> str:
+        """"Download <this>": the title in running text, its capital dropped but an acronym's (FY, ED) kept."""
+        if self.export_label:
+            return self.export_label
+        title = self.title
+        return title[:1].lower() + title[1:] if title[1:2].islower() else title
+
 
 def _drill_url(run: ReportRun, link: str, key: str) -> str:
     if link == "pathway" and key:

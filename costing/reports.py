@@ -47,7 +47,6 @@ from config.routers import using_reports_replica
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 from variances.models import Episode, Variance, variance_type_phrase
 
-from .engine import direction
 from .models import EpisodeCost, EpisodeCostLine, ReportRun, financial_year_label, financial_year_of
 from .period import period_analysis
 from .summaries import episode_costs_refresh
@@ -1287,14 +1286,15 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             }
             tables["period"] = table(
                 f"Budget against actual, FY {financial_year_label(fy)}",
-                [("label", "Line", TEXT), ("amount", "Amount", MONEY), ("direction", "U/F", TEXT)],
+                # Budgets and actual in one column, the variances between them in another, signed
+                # and marked U/F as in every other table (a CSV keeps the sign).
+                [("label", "Line", TEXT), ("amount", "Amount", MONEY), ("variance", "Variance", VARIANCE)],
                 [
                     {
                         "key": key,
                         "label": label,
-                        "amount": money(amount),
+                        ("amount" if key in PERIOD_TOTALS else "variance"): money(amount),
                         "episodes": analysis.actual_episodes,
-                        "direction": "" if key in PERIOD_TOTALS else direction(amount),
                     }
                     for key, label, amount in analysis.lines()
                 ],  # fmt: skip

@@ -1,13 +1,15 @@
 """The DOMAIN.md period example: budget, flexible budget, volume split into quantity and mix."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 
 from costing.engine import direction
-from costing.models import Budget
+from costing.models import Budget, ReportRun
 from costing.period import PathwayPeriod, PeriodAnalysis, period_analysis
+from costing.report_views import display_table
+from costing.reports import ReportParameters, cost_report
 from costing.summaries import episode_costs_refresh
 from pathways.models import Resource
 from tests.costing.factories import at, simple_pathway
@@ -109,3 +111,19 @@ def test_it_computes_the_period_from_budgets_and_episode_costs(org):
     assert analysis.flexible_budget_variance == analysis.rate_variance + analysis.efficiency_variance
     keys = [key for key, _, _ in analysis.lines()]
     assert keys == ["static_budget", "quantity", "mix", "flexible_budget", "rate", "efficiency", "actual"]
+
+    # The cost report for the whole year shows it as finance reads it: budgets and actual in one
+    # column, each variance in another, U or F like every other variance (no minus sign beside an F).
+    result = cost_report(ReportParameters(org_unit="ORTHO", date_from=date(2025, 4, 1), date_to=date(2026, 3, 31)))
+    shown = display_table(ReportRun(pk=1, kind=ReportRun.Kind.COST), "period", result["tables"]["period"])
+    assert [[cell["text"] for cell in row["cells"]] for row in shown.rows] == [
+        ["Static budget (B)", "866,700.00", "—"],
+        ["Volume: quantity", "—", "86,670.00 U"],
+        ["Volume: case mix", "—", "6,660.00 F"],
+        ["Flexible budget (F)", "946,710.00", "—"],
+        ["Rate (price) variance", "—", "1,000.00 U"],
+        ["Efficiency (usage and length of stay) variance", "—", "22,500.00 F"],
+        ["Actual cost (A)", "925,210.00", "—"],
+    ]
+    assert shown.download_label == "budget against actual, FY 2025/26"
+    assert result["tables"]["period"]["rows"][2]["variance"] == "-6660"  # exports keep the sign
