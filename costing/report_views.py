@@ -138,7 +138,7 @@ class DisplayTable:
 
     @property
     def download_label(self) -> str:
-        """"Download <this>": the title in running text, its capital dropped but an acronym's (FY, ED) kept."""
+        """The title as it reads after "Download": its capital dropped, but not an acronym's (FY, ED)."""
         if self.export_label:
             return self.export_label
         title = self.title
