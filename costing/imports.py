@@ -6,6 +6,13 @@ again changes nothing and reports every row unchanged. A file is applied in one
 transaction with one audit event; rows are written in bulk, so the full NCC
 schedule (11,303 rows) imports in seconds.
 
+An import makes each rate it names say what the file says: the figure and also its
+price year, currency, source and includes, even where only the text differs (a
+local note on the source is replaced by the file's). The source describes where the
+figure comes from, so a file that sets the figure sets it too; and our CSV is how
+finance corrects sources in bulk. Nothing is replaced silently: an updated row lists
+each field it changed with the old and new value, and the audit event keeps both.
+
 CostRate CSV (UTF-8, with or without BOM, comma separated, header row required)
 ---------------------------------------------------------------------------------
 required columns: ``resource_code``, ``financial_year`` (``2025`` or ``2025/26``: the
@@ -44,6 +51,8 @@ from accounts.audit import audit_record
 from pathways.models import Resource
 
 from .models import CostRate, financial_year_label
+from .money import display, priced
+from .rates import RATE_PLACES
 
 MAX_RATE = Decimal("99999999.999999")
 BATCH = 500
@@ -89,11 +98,42 @@ NCC_CONSUMABLE_SERVICES = {
 NCC_PER_DAY_SERVICES = {"Critical care", "Rehabilitation Inpatient"}
 
 
+# What an import may change on an existing rate, in the order an updated row lists it.
+CHANGE_LABELS = {
+    "rate": "Rate",
+    "price_year": "Price year",
+    "currency": "Currency",
+    "source": "Source",
+    "includes": "Includes",
+    "capacity_working": "Capacity cost working",
+}
+
+
 class Outcome:
     CREATED = "created"
     UPDATED = "updated"
     UNCHANGED = "unchanged"
     REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """One field of an existing rate that a file changed: old and new value as stored and as shown.
+
+    Stored figures have the 6 places the database keeps, as in a rate's own audit
+    events; shown ones have the places the pair needs, both alike, since "1737.829000"
+    beside "1737.829" read as a changed figure when only the source had changed.
+    """
+
+    field: str  # a key of CHANGE_LABELS
+    before: Decimal | int | str
+    after: Decimal | int | str
+    was: str
+    now: str
+
+    @property
+    def label(self) -> str:
+        return CHANGE_LABELS[self.field]
 
 
 @dataclass
@@ -103,12 +143,18 @@ class RowResult:
     outcome: str
     financial_year: int | None = None
     rate: Decimal | None = None
-    previous_rate: Decimal | None = None
+    currency: str = ""
+    changes: list[FieldChange] = field(default_factory=list)  # of an updated row
     reason: str = ""
 
     @property
     def financial_year_label(self) -> str:
         return financial_year_label(self.financial_year) if self.financial_year is not None else ""
+
+    @property
+    def rate_changed(self) -> bool:
+        """Whether the figure itself changed, not only what is said about it."""
+        return any(change.field == "rate" for change in self.changes)
 
 
 @dataclass
@@ -129,6 +175,16 @@ class ImportResult:
     @property
     def updated(self) -> list[RowResult]:
         return self._of(Outcome.UPDATED)
+
+    @property
+    def rates_changed(self) -> list[RowResult]:
+        """Updated rows whose figure changed."""
+        return [row for row in self.updated if row.rate_changed]
+
+    @property
+    def details_changed(self) -> list[RowResult]:
+        """Updated rows whose figure stayed as it was: only its source or other details changed."""
+        return [row for row in self.updated if not row.rate_changed]
 
     @property
     def unchanged(self) -> list[RowResult]:
@@ -330,15 +386,34 @@ def parse_ncc(text: str, *, financial_year: int, price_year: int) -> tuple[list[
 # --- applying ------------------------------------------------------------------------------
 
 
-def _same(rate: CostRate, c: _Candidate) -> bool:
-    return (
-        rate.rate == c.rate
-        and rate.price_year == c.price_year
-        and rate.source == c.source
-        and rate.includes == c.includes
-        and rate.currency == c.currency
-        and rate.capacity_cost is None
-    )
+def _figures(before: Decimal, before_currency: str, after: Decimal, after_currency: str) -> tuple[str, str]:
+    """Two rates written to the same places, at least two: "£177.0078" and "£180.5000"."""
+    places = max(2, *(-value.normalize().as_tuple().exponent for value in (before, after)))
+    return priced(f"{before:,.{places}f}", before_currency), priced(f"{after:,.{places}f}", after_currency)
+
+
+def _capacity_working(rate: CostRate) -> str:
+    """The calculator's working as the rate's page writes it: "£120,000.00 / (100000 min x 0.85)"."""
+    cost = priced(display(rate.capacity_cost), rate.currency)
+    minutes, factor = rate.theoretical_capacity_minutes.normalize(), rate.practical_factor.normalize()
+    return f"{cost} / ({minutes:f} min x {factor:f})"
+
+
+def _changes(rate: CostRate, c: _Candidate) -> list[FieldChange]:
+    """What applying ``c`` would change on ``rate``, field by field; empty when the file says what the rate says."""
+    changes = []
+    if rate.rate != c.rate:
+        was, now = _figures(rate.rate, rate.currency, c.rate, c.currency)
+        changes.append(FieldChange("rate", rate.rate.quantize(RATE_PLACES), c.rate.quantize(RATE_PLACES), was, now))
+    for name in ("price_year", "currency", "source", "includes"):
+        before, after = getattr(rate, name), getattr(c, name)
+        if before != after:
+            changes.append(FieldChange(name, before, after, str(before) or "-", str(after) or "-"))
+    if rate.capacity_cost is not None:
+        # A figure from a file is not the calculator's: its working no longer explains it.
+        working = _capacity_working(rate)
+        changes.append(FieldChange("capacity_working", working, "", working, "none"))
+    return changes
 
 
 def _apply(candidates: list[_Candidate], rejected: list[RowResult], result: ImportResult, actor) -> None:
@@ -394,7 +469,9 @@ def _apply(candidates: list[_Candidate], rejected: list[RowResult], result: Impo
     for c in ready:
         resource = resources[c.code]
         current = existing_rates.get((resource.pk, c.financial_year))
-        row = RowResult(line=c.line, code=c.code, outcome="", financial_year=c.financial_year, rate=c.rate)
+        row = RowResult(
+            line=c.line, code=c.code, outcome="", financial_year=c.financial_year, rate=c.rate, currency=c.currency
+        )
         if current is None:
             new_rates.append(
                 CostRate(
@@ -410,10 +487,10 @@ def _apply(candidates: list[_Candidate], rejected: list[RowResult], result: Impo
                 )
             )
             row.outcome = Outcome.CREATED
-        elif _same(current, c):
+        elif not (changes := _changes(current, c)):
             row.outcome = Outcome.UNCHANGED
         else:
-            row.previous_rate = current.rate
+            row.changes = changes
             current.rate, current.price_year, current.source = c.rate, c.price_year, c.source
             current.includes, current.currency = c.includes, c.currency
             current.capacity_cost = current.theoretical_capacity_minutes = current.practical_factor = None
@@ -456,7 +533,12 @@ def _run(kind: str, data: bytes | str, filename: str, actor, parse) -> ImportRes
                 "sha256": result.sha256,
                 **result.counts(),
                 "updated": [
-                    {"code": r.code, "fy": r.financial_year, "before": str(r.previous_rate), "after": str(r.rate)}
+                    {
+                        "code": r.code,
+                        "fy": r.financial_year,
+                        "before": {change.field: change.before for change in r.changes},
+                        "after": {change.field: change.after for change in r.changes},
+                    }
                     for r in result.updated
                 ],
             },

@@ -229,7 +229,7 @@ def import_job_run(job_id: int) -> str:
         status=ImportJob.Status.FAILED,
         error=f"The file has {summary.problem_count} problem{pluralize(summary.problem_count)}, so nothing was imported. "
         f"Fix {pluralize(summary.problem_count, 'it,them')}, "
-        "or import again with 'skip cases with problems'.",
+        "or import again with 'Skip cases with problems' ticked.",
         summary=summary.to_dict(),
     )
     return ImportJob.Status.FAILED

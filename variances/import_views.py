@@ -13,6 +13,7 @@ from django import forms
 from django.conf import settings
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.utils.html import format_html, format_html_join
 
 from accounts.models import Membership, OrgUnit
 from accounts.permissions import role_required, unit_ids_for
@@ -20,8 +21,8 @@ from pathways.models import Pathway, PathwayVersion
 
 from .adherence import step_adherence
 from .import_jobs import import_job_create
-from .importers import ImportFailed, MappingError, load_mapping, parse_mapping_text
-from .importers.loader import resolve
+from .importers import ImportFailed, Mapping, MappingError, load_mapping, parse_mapping_text
+from .importers.loader import resolve, why_nothing_was_imported
 from .importers.mapping import MAX_MAPPING_BYTES
 from .models import ImportJob
 
@@ -100,28 +101,55 @@ class ImportForm(forms.Form):
         if not chosen and not uploaded:
             self.add_error("mapping", "Choose a mapping, or upload your own.")
             return data
-        field = "mapping" if chosen else "mapping_file"
         try:
-            if chosen:
-                mapping = load_mapping(MAPPINGS_DIR / Path(chosen).name)
-            else:
-                if uploaded.size > MAX_MAPPING_BYTES:
-                    raise MappingError(uploaded.name, ["the file is larger than 1 MB; is it a mapping?"])
-                try:
-                    text = uploaded.read().decode("utf-8-sig")
-                except UnicodeDecodeError:
-                    raise MappingError(uploaded.name, ["it is not UTF-8 text"]) from None
-                mapping = parse_mapping_text(text, name=uploaded.name)
-            if data.get("pathway") is not None:
-                resolve(mapping, pathway_code=data["pathway"].code)
+            self.mapping_obj = self._checked_mapping(chosen, uploaded, data.get("pathway"))
         except MappingError as exc:
-            self.add_error(field, [f"The mapping {exc.name} cannot be used:"] + [f"{p}." for p in exc.problems])
-            return data
+            # Not a field error: the error summary would put the field's label before
+            # each problem. One entry, headed by the file and linked to its field.
+            field = self["mapping" if chosen else "mapping_file"]
+            self.add_error(None, mapping_problems(exc, field_id=field.id_for_label))
         except ImportFailed as exc:
             self.add_error("pathway", str(exc))
-            return data
-        self.mapping_obj = mapping
         return data
+
+    @staticmethod
+    def _read_mapping(chosen: str, uploaded) -> Mapping:
+        if chosen:
+            return load_mapping(MAPPINGS_DIR / Path(chosen).name)
+        if uploaded.size > MAX_MAPPING_BYTES:
+            raise MappingError(uploaded.name, ["the file is larger than 1 MB; is it a mapping?"])
+        try:
+            text = uploaded.read().decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise MappingError(uploaded.name, ["it is not UTF-8 text"]) from None
+        return parse_mapping_text(text, name=uploaded.name)
+
+    def _checked_mapping(self, chosen: str, uploaded, pathway: Pathway | None) -> Mapping:
+        """The mapping, checked against the pathway too: one ``MappingError`` lists every problem of both."""
+        found: list[str] = []
+        try:
+            mapping = self._read_mapping(chosen, uploaded)
+        except MappingError as exc:
+            if exc.mapping is None or pathway is None:
+                raise  # not a JSON object, or no pathway to check the rest against
+            mapping, found = exc.mapping, exc.problems
+        if pathway is not None:
+            resolve(mapping, pathway_code=pathway.code, problems=found)  # raises when anything was found
+        return mapping
+
+
+def mapping_problems(exc: MappingError, *, field_id: str) -> str:
+    """Every problem of a mapping as one list headed by the file's name (HTML, escaped)."""
+    return format_html(
+        '<a href="#{}">The mapping {} cannot be used:</a><ul>{}</ul>',
+        field_id,
+        exc.name,
+        format_html_join("", "<li>{}.</li>", ((problem,) for problem in exc.problems)),
+    )
+
+
+# How the browser's form says 'import the good cases' (the command says --skip-bad).
+TICK_SKIP_BAD = "tick 'Skip cases with problems'"
 
 
 def _jobs_in_scope(user):
@@ -159,7 +187,12 @@ def import_detail(request, pk: int):
     job = _jobs_in_scope(request.user).select_related("pathway", "org_unit", "requested_by").filter(pk=pk).first()
     if job is None:
         raise Http404("No such import.")
-    context = {"job": job, "summary": job.summary or {}}
+    summary = job.summary or {}
+    context = {
+        "job": job,
+        "summary": summary,
+        "blocked": "" if job.is_live else why_nothing_was_imported(summary, skip=TICK_SKIP_BAD),
+    }
     if job.status == ImportJob.Status.SUCCEEDED and not job.dry_run:
         # What the pathway's episodes in this unit show now, the imported ones included.
         units = OrgUnit.objects.subtree_of([job.org_unit]).values_list("pk", flat=True)

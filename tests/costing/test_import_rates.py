@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from accounts.models import AuditEvent
 from costing.imports import import_ncc, import_rates_csv
 from costing.models import CostRate
+from costing.rates import capacity_cost_rate, cost_rate_set
 from demo.sepsis import shared_data_dir
 from pathways.models import Resource
 from tests.conftest import require
@@ -73,11 +74,57 @@ def test_a_changed_ncc_figure_is_reported_as_updated_with_the_old_rate(fred):
 
     result = import_ncc(data=NCC_SAMPLE.replace("177.0078", "180.5"), actor=fred, financial_year=2023)
 
-    assert [(r.code, r.previous_rate, r.rate) for r in result.updated] == [
-        ("NCC-VB09Z-EC", Decimal("177.007800"), Decimal("180.5"))
+    [row] = result.updated
+    assert row.code == "NCC-VB09Z-EC" and row.rate_changed
+    assert [(c.field, c.before, c.after, c.was, c.now) for c in row.changes] == [
+        ("rate", Decimal("177.007800"), Decimal("180.500000"), "£177.0078", "£180.5000")
     ]
     event = AuditEvent.objects.filter(action="cost_rate.import_ncc").latest("id")
-    assert event.detail["updated"] == [{"code": "NCC-VB09Z-EC", "fy": 2023, "before": "177.007800", "after": "180.5"}]
+    assert event.detail["updated"] == [
+        {"code": "NCC-VB09Z-EC", "fy": 2023, "before": {"rate": "177.007800"}, "after": {"rate": "180.500000"}}
+    ]
+
+
+def test_a_local_source_note_replaced_by_the_file_is_reported_and_audited(fred):
+    import_ncc(data=NCC_SAMPLE, actor=fred, financial_year=2023)
+    rate = CostRate.objects.get(resource__code="NCC-XC06Z-CC", financial_year=2023)
+    note = "NCC 2023/24 XC06Z: confirm against the trust's own ECDS grouping"
+    cost_rate_set(resource=rate.resource, financial_year=2023, rate=rate.rate, source=note, includes=rate.includes)
+
+    result = import_ncc(data=NCC_SAMPLE, actor=fred, financial_year=2023)
+
+    [row] = result.updated
+    assert (row.line, row.code, row.rate_changed) == (3, "NCC-XC06Z-CC", False)
+    national = "NHS National Cost Collection 2023/24 national schedule: Critical care, XC06Z"
+    assert [(c.field, c.before, c.after) for c in row.changes] == [("source", note, national)]
+    assert (result.rates_changed, result.details_changed) == ([], [row])
+    assert CostRate.objects.get(pk=rate.pk).source == national
+    event = AuditEvent.objects.filter(action="cost_rate.import_ncc").latest("id")
+    assert event.detail["updated"] == [
+        {"code": "NCC-XC06Z-CC", "fy": 2023, "before": {"source": note}, "after": {"source": national}}
+    ]
+
+
+def test_a_file_figure_clears_the_calculators_working_and_says_so(fred):
+    import_rates_csv(data=RATES_CSV, actor=fred)
+    theatre = Resource.objects.get(code="THEATRE")
+    cost_rate_set(
+        resource=theatre,
+        financial_year=2025,
+        source="Theatre budget 2025/26",
+        includes="Theatre overheads",
+        ccr=capacity_cost_rate(
+            capacity_cost=Decimal("459000"), theoretical_minutes=Decimal("120000"), practical_factor=Decimal("0.85")
+        ),
+    )
+
+    result = import_rates_csv(data=RATES_CSV, actor=fred)
+
+    [row] = result.updated
+    assert [(c.label, c.was, c.now) for c in row.changes] == [
+        ("Capacity cost working", "£459,000.00 / (120000 min x 0.85)", "none")
+    ]
+    assert CostRate.objects.get(resource=theatre, financial_year=2025).capacity_cost is None
 
 
 def test_it_refuses_a_file_without_the_ncc_columns(fred):

@@ -196,7 +196,7 @@ def test_the_import_page_reports_accepted_rejected_and_updated_rows(client, tkr,
     assert "Import result: rates.csv" in html
     assert "no resource GHOST" in html
     assert '<td class="num">3</td>' in html  # line 3
-    assert "2000.000000" in html and "2100" in html  # updated: was, now
+    assert "£2,000.00" in html and "£2,100.00" in html  # updated: was, now, to the same places
 
 
 def test_an_ncc_import_needs_its_financial_year(client, db, fred):

@@ -1,6 +1,7 @@
 """``manage.py import_events``: the summary an operator reads, errors that say what to fix."""
 
 import io
+import json
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -65,6 +66,43 @@ def test_a_bad_file_fails_lists_its_problems_and_changes_nothing(org, tmp_path):
 
     assert "  line 2: 'soon' is not an ISO 8601 timestamp" in out.getvalue()
     assert "  line 3: the timestamp is empty" in out.getvalue()
+    assert not Episode.objects.exists()
+
+
+def test_a_file_stopped_by_one_bad_case_does_not_count_the_others_as_imported(org, tmp_path):
+    sepsis_version(org)
+    path = write_csv(tmp_path / "one-bad.csv", [("A", T0, GOOD), ("B", T0, POOR)])
+    with path.open("a", encoding="utf-8") as f:
+        f.write("C,ER Triage,soon,\n")
+
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="nothing was imported"):
+        call_command("import_events", str(path), pathway="SEPSIS-ED", mapping=str(sepsis.MAPPING_PATH), stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert (
+        "Cases: 3 cases read; 1 case has problems, so nothing was imported (use --skip-bad to import the other 2)"
+        in lines
+    )
+    assert any(line.startswith("Events: ") and "read, none saved;" in line for line in lines), lines
+    assert not any(line.startswith(("Episodes:", "Variances detected:")) for line in lines), lines
+    assert not Episode.objects.exists()
+
+
+def test_every_problem_of_a_mapping_is_listed_at_once(log, tmp_path):
+    document = json.loads(sepsis.MAPPING_PATH.read_text(encoding="utf-8"))
+    document["foo"] = 1
+    first = next(iter(document["steps"]))
+    document["steps"][first] = "TRIAGEX"
+    mapping = tmp_path / "bad-map.json"
+    mapping.write_text(json.dumps(document), encoding="utf-8")
+
+    with pytest.raises(CommandError) as caught:
+        import_events(str(log), pathway="SEPSIS-ED", mapping=str(mapping))
+
+    message = str(caught.value)
+    assert message.startswith("The mapping bad-map.json cannot be used:")
+    assert "'foo'" in message and "TRIAGEX" in message  # the file's problem and the pathway's, in one go
     assert not Episode.objects.exists()
 
 

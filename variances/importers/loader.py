@@ -26,7 +26,7 @@ import io
 import os
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -35,6 +35,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection, reset_queries, transaction
 from django.db.models import Max, Min
+from django.template.defaultfilters import pluralize
 from django.utils import timezone
 
 from accounts.audit import audit_record
@@ -156,27 +157,37 @@ class ImportSummary:
         out.append(verdict)
         out.append(f"File: {self.file_name} ({self.format.upper()}), source '{self.source}'")
         out.append(f"Pathway: {self.pathway} v{self.version}, org unit {self.org_unit}")
-        out.append(
-            f"Cases: {self.cases_read} read, {self.cases_imported} imported, {self.cases_skipped} skipped for problems"
-        )
-        out.append(
-            f"Events: {self.events_read} read, {self.events_created} new, "
-            f"{self.events_already_imported} already imported, {self.events_unplanned} unplanned (additions), "
-            f"{self.events_ignored} ignored, {self.outcome_events} outcomes"
-            + (f", {self.events_other_lifecycle} other lifecycle" if self.events_other_lifecycle else "")
-        )
-        out.append(
-            f"Episodes: {self.episodes_created} created, {self.episodes_updated} updated, "
-            f"{self.episodes_unchanged} unchanged"
-        )
-        if self.variances:
-            by_type = ", ".join(f"{kind} {count}" for kind, count in sorted(self.variances.items()))
-            out.append(f"Variances detected: {sum(self.variances.values())} ({by_type})")
+        other = f", {self.events_other_lifecycle} other lifecycle" if self.events_other_lifecycle else ""
+        if blocked := why_nothing_was_imported(self.to_dict()):
+            # Rolled back: only what was read is a fact, not what an earlier batch had written.
+            out.append(f"Cases: {blocked}")
+            out.append(
+                f"Events: {self.events_read} read, none saved; {self.events_unplanned} would be unplanned "
+                f"(additions), {self.events_ignored} ignored, {self.outcome_events} outcomes{other}"
+            )
         else:
-            out.append("Variances detected: none new")
+            out.append(
+                f"Cases: {self.cases_read} read, {self.cases_imported} imported, "
+                f"{self.cases_skipped} skipped for problems"
+            )
+            out.append(
+                f"Events: {self.events_read} read, {self.events_created} new, "
+                f"{self.events_already_imported} already imported, {self.events_unplanned} unplanned (additions), "
+                f"{self.events_ignored} ignored, {self.outcome_events} outcomes{other}"
+            )
+            out.append(
+                f"Episodes: {self.episodes_created} created, {self.episodes_updated} updated, "
+                f"{self.episodes_unchanged} unchanged"
+            )
+            if self.variances:
+                by_type = ", ".join(f"{kind} {count}" for kind, count in sorted(self.variances.items()))
+                out.append(f"Variances detected: {sum(self.variances.values())} ({by_type})")
+            else:
+                out.append("Variances detected: none new")
         if self.unmapped:
             names = ", ".join(f"{name} ({count})" for name, count in self.unmapped.most_common(10))
-            out.append(f"Unmapped activities (imported as additions): {names}")
+            would = "would be " if blocked else ""
+            out.append(f"Unmapped activities ({would}imported as additions): {names}")
         if self.problem_count:
             out.append(f"Problems: {self.problem_count}")
             out.extend(f"  {p}" for p in self.problems[:50])
@@ -184,6 +195,32 @@ class ImportSummary:
                 out.append(f"  ... and {self.problem_count - 50} more")
         out.append(f"Time: {self.seconds:.2f} s, {self.events_per_second:,.0f} events per second")
         return out
+
+
+def why_nothing_was_imported(summary: dict, *, skip: str = "use --skip-bad") -> str:
+    """The cases figure of an import that problems stopped, in words ("" when they stopped nothing).
+
+    ``skip`` is how the reader asks for the good cases alone (the command's option, the
+    form's checkbox). Without skipping, one bad case stops the whole import and what
+    was written before it is rolled back, so "0 imported, 1 skipped" (or an earlier
+    batch's episodes) would read as work done. This says what happened instead.
+    """
+    problem_count = summary.get("problem_count", 0)
+    if not problem_count or summary.get("skip_bad"):
+        return ""
+    read, bad = summary["cases_read"], summary["cases_skipped"]
+    good = read - bad
+    verb = "would be" if summary.get("dry_run") else "was"
+    if bad:
+        trouble = f"{bad} case{pluralize(bad)} {pluralize(bad, 'has,have')} problems"
+        others = f"the other {good}"
+    else:  # rows that belong to no case
+        trouble = f"the file has {problem_count} problem{pluralize(problem_count)} outside any case"
+        others = f"the {good} case{pluralize(good)}"
+    text = f"{read} case{pluralize(read)} read; {trouble}, so nothing {verb} imported"
+    if good:
+        text += f" ({skip} to import {others})"
+    return text
 
 
 def patient_ref_for(case_id: str, *, source: str, prefix: str) -> str:
@@ -228,15 +265,20 @@ class Plan:
     cost_resource_id: int | None
 
 
-def resolve(mapping: Mapping, *, pathway_code: str) -> Plan:
-    """Check the mapping against the pathway's published version; ``MappingError`` lists what does not fit."""
+def resolve(mapping: Mapping, *, pathway_code: str, problems: Sequence[str] = ()) -> Plan:
+    """Check the mapping against the pathway's published version; ``MappingError`` lists what does not fit.
+
+    ``problems`` are those already found in the file itself (``MappingError.problems``
+    with ``MappingError.mapping``): they head the same list, so that every problem of a
+    mapping is reported at once instead of the pathway's only after the file is fixed.
+    """
     pathway = Pathway.objects.filter(code=pathway_code).first()
     if pathway is None:
         raise ImportFailed(f"There is no pathway with the code {pathway_code}.")
     version = PathwayVersion.objects.published().filter(pathway=pathway).select_related("pathway").first()
     if version is None:
         raise ImportFailed(f"{pathway_code} has no published version; publish it before importing events onto it.")
-    problems = []
+    problems = list(problems)
     if mapping.pathway and mapping.pathway != pathway_code:
         problems.append(f"it was written for the pathway {mapping.pathway}, not {pathway_code}")
     step_ids = dict(Step.objects.filter(version=version).values_list("code", "id"))

@@ -81,11 +81,18 @@ MAX_MAPPING_BYTES = 1024 * 1024
 
 
 class MappingError(Exception):
-    """The mapping file is not usable. ``problems`` lists every reason, each on its own."""
+    """The mapping file is not usable. ``problems`` lists every reason, each on its own.
 
-    def __init__(self, name: str, problems: list[str]):
+    ``mapping`` holds what could still be read of a JSON object with problems (the
+    well-formed entries only), or None: checked against a pathway with
+    ``loader.resolve(..., problems=...)`` it lets a caller list the file's problems
+    and the pathway's (unknown step codes, resources) together, not one kind per upload.
+    """
+
+    def __init__(self, name: str, problems: list[str], *, mapping: Mapping | None = None):
         self.name = name
         self.problems = problems
+        self.mapping = mapping
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"The mapping {name} cannot be used:\n{lines}")
 
@@ -161,27 +168,35 @@ def parse_mapping(document, *, name: str = "mapping") -> Mapping:
     if fmt != FORMAT:
         problems.append(f"'format' is {fmt!r}; this version of CommonPath reads mapping format {FORMAT}")
 
+    # A bad value is replaced by "" (or the default) so that what is left can still be
+    # checked against a pathway without a second, confusing message about the same value.
     source = document.get("source")
     if not isinstance(source, str) or not SOURCE_RE.match(source):
         problems.append(
             "'source' must name the system the data comes from: 1-60 characters a-z, 0-9, '.', '_' or '-' "
             '(e.g. "4tu-sepsis-cases")'
         )
+        source = ""
     pathway = document.get("pathway", "")
     if pathway and (not isinstance(pathway, str) or not STEP_CODE_RE.match(pathway)):
         problems.append("'pathway' must be a pathway code such as SEPSIS-ED")
+        pathway = ""
     prefix = document.get("patient_ref_prefix", "IMP")
     if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
         problems.append("'patient_ref_prefix' must be 1-6 capital letters or digits, starting with a letter (e.g. SX)")
+        prefix = "IMP"
     description = document.get("description", "")
     if not isinstance(description, str):
         problems.append("'description' must be text")
+        description = ""
     lifecycle = document.get("lifecycle", "complete")
     if not isinstance(lifecycle, str):
         problems.append("'lifecycle' must be text such as \"complete\"")
+        lifecycle = "complete"
     cost_resource = document.get("cost_resource") or ""
     if not isinstance(cost_resource, str):
         problems.append("'cost_resource' must be a resource code, or null")
+        cost_resource = ""
 
     steps = _parse_steps(document.get("steps"), problems)
     outcomes = _parse_outcomes(document.get("outcomes", {}), problems)
@@ -195,9 +210,7 @@ def parse_mapping(document, *, name: str = "mapping") -> Mapping:
             else:
                 seen[activity] = section
 
-    if problems:
-        raise MappingError(name, problems)
-    return Mapping(
+    mapping = Mapping(
         name=name,
         source=source,
         pathway=pathway or "",
@@ -210,6 +223,9 @@ def parse_mapping(document, *, name: str = "mapping") -> Mapping:
         cost_resource=cost_resource.strip(),
         document=document,
     )
+    if problems:
+        raise MappingError(name, problems, mapping=mapping)
+    return mapping
 
 
 def _activity_name(raw, where: str, problems: list[str]) -> str | None:

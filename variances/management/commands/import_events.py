@@ -13,6 +13,7 @@ from django.template.defaultfilters import pluralize
 
 from accounts.models import OrgUnit
 from variances.importers import ImportFailed, MappingError, import_events, load_mapping
+from variances.importers.loader import resolve
 
 
 class ProgressBar:
@@ -72,6 +73,12 @@ class Command(BaseCommand):
         try:
             mapping = load_mapping(options["mapping"])
         except MappingError as exc:
+            if exc.mapping is None:  # not a JSON object: nothing more to check
+                raise CommandError(str(exc)) from exc
+            try:  # the pathway's problems (unknown step codes, resources) in the same list
+                resolve(exc.mapping, pathway_code=options["pathway"], problems=exc.problems)
+            except (ImportFailed, MappingError) as more:
+                raise CommandError(str(more)) from more
             raise CommandError(str(exc)) from exc
         bar = ProgressBar(sys.stderr)
         try:
