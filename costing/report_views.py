@@ -34,14 +34,13 @@ from .exports import result_workbook, table_csv, table_workbook
 from .models import EpisodeCostLine, ReportRun
 from .money import DIRECTION_CSS, MONEY_KINDS, column_header, direction_of, display, priced, with_direction
 from .report_forms import ReportRequestForm
-from .reports import ReportParameters, Scope, table
+from .reports import OFF_PATHWAY, STEP_UNITS, ReportParameters, Scope, table
 from .services import report_run_request
 from .suppression import SUPPRESSED, Audience, audience_for, result_for, suppress_table
 
 KINDS = (ReportRun.Kind.COST, ReportRun.Kind.VARIANCE)
 LENSES = ("cost", "clinical")
 LIVE = (ReportRun.Status.QUEUED, ReportRun.Status.RUNNING)
-OFF_PATHWAY = "OFF-PATHWAY"
 
 # Which tables each section shows, by lens: money first for managers, reasons,
 # timing and outcomes first for clinicians. The full report page shows them all.
@@ -657,7 +656,24 @@ def _step_episodes(request, run: ReportRun, scope: Scope, code: str, step: str):
 
 
 def _step_units(run: ReportRun, scope: Scope, code: str, step: str, audience: Audience) -> DisplayTable:
-    """For managers and finance: the step by organisational unit, small cells suppressed."""
+    """For managers and finance: the step by organisational unit, small cells suppressed.
+
+    From the run itself, as the step's row above it is: counted live, the units of a run
+    computed before a rate change or an import did not add up to that row. A run stored
+    before runs kept their units is counted live, and the table says so.
+    """
+    stored = (run.result or {}).get(STEP_UNITS)
+    if stored is not None:
+        rows = [
+            {"key": r["org_unit_id"], "label": scope.units[r["org_unit_id"]].name, **r}
+            for r in stored.get(f"{code}/{step}", [])
+        ]
+        if run.kind == ReportRun.Kind.VARIANCE:
+            columns = [("label", "Unit", "text"), ("variances", "Variances", "int"), ("episodes", "Episodes", "int")]
+        else:
+            columns = [("label", "Unit", "text"), ("episodes", "Episodes", "int"), ("actual", "Actual cost", "money"),
+                       ("variance", "Variance", "variance")]  # fmt: skip
+        return _unit_table(run, rows, columns, audience, title="By organisational unit")
     if run.kind == ReportRun.Kind.VARIANCE:
         rows = [
             {
@@ -695,10 +711,14 @@ def _step_units(run: ReportRun, scope: Scope, code: str, step: str, audience: Au
         ]
         columns = [("label", "Unit", "text"), ("episodes", "Episodes", "int"), ("actual", "Actual cost", "money"),
                    ("variance", "Variance", "variance")]  # fmt: skip
+    return _unit_table(run, rows, columns, audience, title="By organisational unit, counted now")
+
+
+def _unit_table(run: ReportRun, rows: list[dict], columns: list, audience: Audience, *, title: str) -> DisplayTable:
     rows.sort(key=lambda r: r["label"])
-    data = table("By organisational unit", columns, rows, partition=True)
+    data = table(title, columns, rows, partition=True)
     if audience.suppress:
         data = suppress_table(data)
     shown = display_table(run, "by_step", data)
-    shown.csv_url = shown.xlsx_url = ""  # computed live: the run's exports hold the stored tables
+    shown.csv_url = shown.xlsx_url = ""  # not one of the run's tables: its exports hold those
     return shown

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -53,6 +54,12 @@ from .summaries import episode_costs_refresh
 
 ZERO = Decimal("0")
 PERIOD_TOTALS = {"static_budget", "flexible_budget", "actual"}
+# Each step's figures by organisational unit ("<pathway>/<step>": rows with ``org_unit_id``),
+# for the step's drill-down, so that it shows the same run as the step's row. Not a table:
+# not on dashboards or in exports, and result_for (costing/suppression.py) never passes it on.
+STEP_UNITS = "step_units"
+# The step code under which a pathway's activities off the pathway are added up.
+OFF_PATHWAY = "OFF-PATHWAY"
 Progress = Callable[[int], None]
 
 # Column kinds: how a value is stored and displayed. VARIANCE is money shown with
@@ -503,9 +510,13 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
         link="pathway",
     )
     step_rows = []
+    # Counted by unit as well, and added up here: an episode is in one unit, so its step's
+    # episode counts add up exactly, and the step's drill-down shows the same run's units.
+    step_units: dict[str, list[dict]] = defaultdict(list)
+    by_step: dict[tuple[str, str], dict] = {}
     for row in (
         variances.filter(step__isnull=False)
-        .values("step__version__pathway__code", "step__code")
+        .values("step__version__pathway__code", "step__code", "episode__org_unit_id")
         .annotate(
             variances=Count("pk"),
             episodes=Count("episode", distinct=True),
@@ -514,7 +525,16 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
         )
         .order_by()
     ):
-        pathway = row["step__version__pathway__code"]
+        pathway, code = row["step__version__pathway__code"], row["step__code"]
+        step_units[f"{pathway}/{code}"].append(
+            {"org_unit_id": row["episode__org_unit_id"], "variances": row["variances"], "episodes": row["episodes"]}
+        )
+        into = by_step.setdefault((pathway, code), dict.fromkeys(("variances", "episodes", "unexplained"), 0))
+        for name in ("variances", "episodes", "unexplained"):
+            into[name] += row[name]
+        into["name"] = max(into.get("name", ""), row["name"])
+    for (pathway, code), row in by_step.items():
+        row["step__code"] = code
         step_rows.append(
             {
                 "key": f"{pathway}/{row['step__code']}",
@@ -767,6 +787,7 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     result = _meta(ReportRun.Kind.VARIANCE, scope)
     result["summary"] = summary
     result["tables"] = tables
+    result[STEP_UNITS] = dict(step_units)
     result["notes"] = []
     if head["active"]:
         result["notes"].append(
@@ -843,7 +864,7 @@ def _by_step_code(rows, extra: tuple[str, ...] = ()) -> dict[tuple, dict]:
     merged: dict[tuple, dict] = {}
     names: dict[tuple, str] = {}
     for row in rows:
-        code, name = steps.get(row["step_id"], ("OFF-PATHWAY", "Activities off the pathway"))
+        code, name = steps.get(row["step_id"], (OFF_PATHWAY, "Activities off the pathway"))
         group = (row["episode_cost__pathway_id"], code, *(row[k] for k in extra))
         names[group] = max(names.get(group, name), name)
         into = merged.setdefault(group, dict.fromkeys(row, None) | {k: row[k] for k in extra})
@@ -1094,8 +1115,12 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     # Top cost drivers and the steps of each pathway (drill-down). Lines are grouped by step id
     # (a hash aggregate over integers, no join to the steps) and merged by step code here.
     step_rows = []
-    for (pathway_id, code, name), row in _by_step_code(
-        lines.values("episode_cost__pathway_id", "step_id")
+    # By unit as well, added up here (an episode is in one unit, so counts add up exactly),
+    # for the step's drill-down.
+    step_units: dict[str, list[dict]] = defaultdict(list)
+    by_step: dict[tuple, dict] = {}
+    for (pathway_id, code, _name, unit_id), row in _by_step_code(
+        lines.values("episode_cost__pathway_id", "step_id", "episode_cost__org_unit_id")
         .annotate(
             episodes=Count("episode_cost", distinct=True),
             expected=Sum("standard_cost"),
@@ -1105,8 +1130,26 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             los=Sum("los_variance"),
             **_episode_counts(STEP_CELLS, over="episode_cost"),
         )
-        .order_by()
+        .order_by(),
+        extra=("episode_cost__org_unit_id",),
     ).items():
+        if code != OFF_PATHWAY:
+            step_units[f"{pathway_names[pathway_id].code}/{code}"].append(
+                {
+                    "org_unit_id": unit_id,
+                    "episodes": row["episodes"],
+                    "actual": money(row["actual"]),
+                    "variance": money((row["actual"] or ZERO) - (row["expected"] or ZERO)),
+                }
+            )
+        into = by_step.setdefault((pathway_id, code), dict.fromkeys(row, None))
+        for key, value in row.items():
+            if key == "episode_cost__org_unit_id" or value is None:
+                continue
+            into[key] = value if into.get(key) is None else into[key] + value
+        into["name"] = max(into.get("name", ""), _name)
+    for (pathway_id, code), row in by_step.items():
+        name = row["name"]
         pathway = pathway_names[pathway_id].code
         step_rows.append(
             {
@@ -1261,6 +1304,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     result = _meta(ReportRun.Kind.COST, scope)
     result["summary"] = summary
     result["tables"] = tables
+    result[STEP_UNITS] = dict(step_units)
     result["notes"] = []
     if active:
         result["notes"].append(

@@ -256,6 +256,8 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
     if result is None:
         return None
     shown = copy.deepcopy(result)
+    # Each step's units are read by the step's drill-down, which suppresses them itself.
+    shown.pop("step_units", None)
     tables = {}
     for key, table in shown.get("tables", {}).items():
         if table.get("individual"):

@@ -3,6 +3,7 @@
 import csv
 import io
 import re
+from decimal import Decimal
 
 import pytest
 from django.urls import reverse
@@ -12,6 +13,7 @@ from costing import tasks
 from costing.models import ReportRun
 from costing.reports import ReportParameters
 from costing.services import report_run_request
+from costing.suppression import audience_for, result_for
 from tests.conftest import login
 from tests.costing.factories import generate_dataset, two_pathways
 
@@ -260,6 +262,36 @@ def test_managers_drill_down_to_units_not_episodes(client, runs, carol):
     assert "By organisational unit" in page
     assert "/variances/episodes/" not in page
     assert "PT-" not in page
+
+
+@pytest.mark.parametrize("kind", ["cost", "variance"])
+def test_a_steps_units_come_from_the_same_run_and_add_up_to_its_row(client, runs, carol, alice, data, kind, org):
+    login(client, carol)
+    run = runs[("SURG", kind)]
+    row = next(r for r in run.result["tables"]["by_step"]["rows"] if r["key"].startswith("HIP/"))
+    step = row["key"].split("/")[1]
+    units = run.result["step_units"][row["key"]]
+    assert sum(u["episodes"] for u in units) == row["episodes"]  # an episode is in one unit
+    if kind == "cost":
+        assert sum(Decimal(u["variance"]) for u in units) == Decimal(row["variance"])
+    else:
+        assert sum(u["variances"] for u in units) == row["variances"]
+    # What happens after the run does not move its figures: more episodes on the step's pathway.
+    generate_dataset(pathways=[data[0]], units=[org["ORTHO"]], clinicians=[alice], n=30, seed=9)
+
+    page = client.get(reverse("costing:drill_step", args=[run.pk, "HIP", step]))
+
+    shown = [[cell["text"] for cell in r["cells"]] for r in page.context["units"].rows if not r["suppressed"]]
+    stored = {u["org_unit_id"]: u for u in units}
+    names = {org[c].pk: org[c].name for c in ("ORTHO", "ORTHO-W7")}
+    for cells in shown:
+        unit = next(pk for pk, name in names.items() if name == cells[0])
+        assert cells[1 if kind == "cost" else 2] == f"{stored[unit]['episodes']:,}"
+    assert "counted now" not in text(page)
+    assert shown
+    # What a reader is given of a run (pages, API, exports) never carries them whole: the
+    # drill-down suppresses them itself.
+    assert "step_units" not in result_for(run.result, audience_for(carol, run.org_unit_id))
 
 
 def test_the_dashboard_runs_a_bounded_number_of_queries(client, runs, carol, django_assert_max_num_queries):
