@@ -119,3 +119,17 @@ def test_many_unchanged_rows_are_listed_folded_away(client, fred):
     listed = _rows(unchanged)
     assert len(listed) == 21
     assert listed[-1] == ["22", "R21", "FY 2025/26", "£21.00"]
+
+
+def test_every_new_rate_is_listed_folded_away_when_there_are_many(client, fred):
+    login(client, fred)
+    rates = "resource_code,financial_year,rate,source,resource_name,kind,unit\n" + "".join(
+        f"R{n:03},2025,{n},Budget,Resource {n},staff,minute\n" for n in range(1, 202)
+    )
+
+    created = _section(_import(client, rates, fmt="csv"), "created-h")
+
+    assert "<details>" in created and "201 rates created" in created
+    listed = _rows(created)
+    assert len(listed) == 201  # every row, as the page promises: none cut off at 200
+    assert listed[-1] == ["202", "R201", "FY 2025/26", "£201.00"]
