@@ -37,21 +37,26 @@ def import_in_browser(client, capture_on_commit, path, **fields) -> str:
     return html.unescape(client.get(response["Location"]).content.decode())
 
 
-def test_it_says_nothing_was_imported_without_counting_cases_as_imported_or_skipped(
-    client, erin, org, tmp_path, django_capture_on_commit_callbacks
-):
+def import_one_bad_case(client, admin, org, tmp_path, capture_on_commit, **fields) -> str:
+    """The Sepsis mapping onto ED, as the admin, of a log with one bad case among three."""
     sepsis = sepsis_version(org)
     path = log_with_one_bad_case(tmp_path / "ed-export.csv")
-    login(client, erin)
-
-    page = import_in_browser(
+    login(client, admin)
+    return import_in_browser(
         client,
-        django_capture_on_commit_callbacks,
+        capture_on_commit,
         path,
         pathway=sepsis.pathway.pk,
         mapping="sepsis-4tu.json",
         org_unit=org["ED"].pk,
+        **fields,
     )
+
+
+def test_it_says_nothing_was_imported_without_counting_cases_as_imported_or_skipped(
+    client, erin, org, tmp_path, django_capture_on_commit_callbacks
+):
+    page = import_one_bad_case(client, erin, org, tmp_path, django_capture_on_commit_callbacks)
 
     assert ImportJob.objects.get().status == "failed"
     assert not Episode.objects.exists()
@@ -71,19 +76,7 @@ def test_it_says_nothing_was_imported_without_counting_cases_as_imported_or_skip
 def test_a_dry_run_stopped_by_problems_says_what_would_happen(
     client, erin, org, tmp_path, django_capture_on_commit_callbacks
 ):
-    sepsis = sepsis_version(org)
-    path = log_with_one_bad_case(tmp_path / "ed-export.csv")
-    login(client, erin)
-
-    page = import_in_browser(
-        client,
-        django_capture_on_commit_callbacks,
-        path,
-        pathway=sepsis.pathway.pk,
-        mapping="sepsis-4tu.json",
-        org_unit=org["ED"].pk,
-        dry_run="on",
-    )
+    page = import_one_bad_case(client, erin, org, tmp_path, django_capture_on_commit_callbacks, dry_run="on")
 
     assert "Dry run: nothing was saved." in page
     assert "3 cases read; 1 case has problems, so nothing would be imported (tick" in page
