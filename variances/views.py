@@ -313,6 +313,10 @@ def variance_record(request, pk: int):
         variance_type = None
     reasons = _reasons_for(episode, step=step, variance_type=variance_type)
     form = VarianceForm(request.POST or None, episode=episode, reasons=reasons, step=step, variance_type=variance_type)
+    if request.method == "GET" and (resource_id := request.GET.get("resource", "")).isdigit():
+        # From a cost line ("record why" on a dearer item): the resource it is about. The
+        # field's choices are the episode's resources, so any other id selects nothing.
+        form.initial["resource"] = int(resource_id)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:

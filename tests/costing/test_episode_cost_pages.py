@@ -277,6 +277,21 @@ def test_an_adverse_line_no_record_explains_links_to_recording_why(client, knee,
     assert f'<a href="{record}">record why</a>' in response.content.decode()
     form = client.get(record.replace("&amp;", "&")).content.decode()
     assert '<option value="delay" selected>' in form
+    # A dearer item: the form opens on the resource it is about.
+    for kind in (Variance.Type.SUBSTITUTION, Variance.Type.OVERRIDE):
+        services.variance_withdraw(
+            variance=episode.variances.get(variance_type=kind), reason="Recorded on the wrong episode", actor=alice
+        )
+    substitution = episode.variances.get(variance_type=Variance.Type.SUBSTITUTION)
+    response = client.get(reverse("costing:episode_cost", args=[episode.pk]))
+    implant = next(line for line in rows(response, LINES) if "Knee implant" in line)
+    assert implant.endswith("£200.00 U No variance record · record why"), implant
+    resource = substitution.resource or tkr["SURGERY"].planned_resources.get(resource__code="IMPLANT").resource
+    record = reverse("variances:variance_record", args=[episode.pk])
+    record += f"?step={tkr['SURGERY'].pk}&amp;resource={resource.pk}"
+    assert f'<a href="{record}">record why</a>' in response.content.decode()
+    form = client.get(record.replace("&amp;", "&")).content.decode()
+    assert f'<option value="{resource.pk}" selected>{resource.name}</option>' in form
     # A favourable line is not asked about.
     assert text(response).count("record why") == sum("record why" in line for line in rows(response, LINES))
     assert not any("record why" in line and line.endswith(" F") for line in rows(response, LINES))
