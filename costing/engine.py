@@ -148,6 +148,7 @@ class CostLine:
     variance: Variance | None = None
     rate_missing: bool = False
     occurrences: int = 0  # events on the step (not per-day steps): a repeat shows as occurrences > expected count
+    planned: bool = True  # a resource the step plans (not one an event used beyond the plan)
 
     @property
     def total_variance(self) -> Decimal:
@@ -163,11 +164,28 @@ class CostLine:
             return REPEAT if self.repeated else UNEXPLAINED
         return self.variance.cause or UNEXPLAINED
 
+    def cause_of(self, component: str) -> str:
+        """The cause of one part of the line: a repeat explains what it used, not a dearer price."""
+        cause = self.cause
+        return UNEXPLAINED if cause == REPEAT and component == Component.PRICE else cause
+
+    def by_cause(self) -> list[tuple[str, Decimal]]:
+        """The line's variance by cause: all under one, but a repeat's price part (see ``cause_of``)."""
+        cause = self.cause
+        if cause == REPEAT:
+            return [(REPEAT, self.total_variance - self.price_variance), (UNEXPLAINED, self.price_variance)]
+        return [(cause, self.total_variance)]
+
     @property
     def repeated(self) -> bool:
-        """The step was done more often than planned: usage variance, yet no departure (DOMAIN.md section 3)."""
+        """The step was done more often than planned: usage variance, yet no departure (DOMAIN.md section 3).
+
+        Only of a resource the step plans: one it does not plan is used beyond the plan however
+        often the step was done.
+        """
         return (
             self.step is not None
+            and self.planned
             and not self.step.per_day
             and self.occurrences > self.step.planned_occurrences
             and self.usage_variance > 0
@@ -214,7 +232,7 @@ class VarianceLine:
 
     @property
     def cause(self) -> str:
-        return self.line.cause
+        return self.line.cause_of(self.component)
 
 
 @dataclass
@@ -264,7 +282,8 @@ class EpisodeCosting:
         totals = dict.fromkeys(CAUSES, ZERO)
         for line in self.lines:
             if line.total_variance:
-                totals[line.cause] += line.total_variance
+                for cause, amount in line.by_cause():
+                    totals[cause] += amount
         return totals
 
     def decomposition(self) -> list[VarianceLine]:
@@ -507,7 +526,7 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                 line = extra.get(quantity.resource_id)
                 if line is None:
                     line = extra[quantity.resource_id] = CostLine(
-                        step=step, resource=quantity.resource, occurrences=len(step_events)
+                        step=step, resource=quantity.resource, occurrences=len(step_events), planned=False
                     )
                     line.standard_rate = rate(quantity.resource_id, start, line)
                 _add_unplanned(line, quantity, event.day, rate)

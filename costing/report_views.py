@@ -664,16 +664,17 @@ def _step_units(run: ReportRun, scope: Scope, code: str, step: str, audience: Au
     """
     stored = (run.result or {}).get(STEP_UNITS)
     if stored is not None:
-        rows = [
-            {"key": r["org_unit_id"], "label": scope.units[r["org_unit_id"]].name, **r}
-            for r in stored.get(f"{code}/{step}", [])
-        ]
+        units = stored.get(f"{code}/{step}", [])
+        # Named as they are now: a unit may have moved out of the report's tree since.
+        names = dict(OrgUnit.objects.filter(pk__in=[u["org_unit_id"] for u in units]).values_list("pk", "name"))
+        rows = [{"key": u["org_unit_id"], "label": names.get(u["org_unit_id"], ""), **u} for u in units]
         if run.kind == ReportRun.Kind.VARIANCE:
             columns = [("label", "Unit", "text"), ("variances", "Variances", "int"), ("episodes", "Episodes", "int")]
         else:
             columns = [("label", "Unit", "text"), ("episodes", "Episodes", "int"), ("actual", "Actual cost", "money"),
                        ("variance", "Variance", "variance")]  # fmt: skip
-        return _unit_table(run, rows, columns, audience, title="By organisational unit")
+        total = _step_total(run, code, step, columns)
+        return _unit_table(run, rows, columns, audience, title="By organisational unit", total=total)
     if run.kind == ReportRun.Kind.VARIANCE:
         rows = [
             {
@@ -711,14 +712,30 @@ def _step_units(run: ReportRun, scope: Scope, code: str, step: str, audience: Au
         ]
         columns = [("label", "Unit", "text"), ("episodes", "Episodes", "int"), ("actual", "Actual cost", "money"),
                    ("variance", "Variance", "variance")]  # fmt: skip
-    return _unit_table(run, rows, columns, audience, title="By organisational unit, counted now")
+    return _unit_table(
+        run,
+        rows,
+        columns,
+        audience,
+        title="By organisational unit, counted now",
+        total=_step_total(run, code, step, columns),
+    )
 
 
-def _unit_table(run: ReportRun, rows: list[dict], columns: list, audience: Audience, *, title: str) -> DisplayTable:
+def _step_total(run: ReportRun, code: str, step: str, columns: list) -> dict:
+    """The step's row, shown above its units, as their total: what suppression must not let them give back."""
+    step_row = next(r for r in run.result["tables"]["by_step"]["rows"] if r["key"] == f"{code}/{step}")
+    return {key: step_row.get(key) for key, _label, _kind in columns} | {"shown_elsewhere": True}
+
+
+def _unit_table(
+    run: ReportRun, rows: list[dict], columns: list, audience: Audience, *, title: str, total: dict | None = None
+) -> DisplayTable:
     rows.sort(key=lambda r: r["label"])
-    data = table(title, columns, rows, partition=True)
+    data = table(title, columns, rows, total=total, partition=True)
     if audience.suppress:
         data = suppress_table(data)
+    data["total"] = None  # the step's row, already on the page
     shown = display_table(run, "by_step", data)
     shown.csv_url = shown.xlsx_url = ""  # not one of the run's tables: its exports hold those
     return shown

@@ -42,6 +42,8 @@ from django.conf import settings
 
 from accounts.permissions import EPISODE_ROLES, Role, unit_ids_for
 
+from .reports import STEP_UNITS
+
 SUPPRESSED = "*"
 CUMULATIVE = "cumulative"
 
@@ -108,12 +110,18 @@ def _complement(rows: list[dict], hidden: set[int], members: list[int]) -> bool:
         return sum(rows[i]["episodes"] for i in members if i in hidden)
 
     while any(i in hidden for i in members) and covered() <= limit:
-        # A row of no episodes protects nothing; one whose figure the report shows elsewhere too
-        # protects nothing here either, so the others are hidden first.
-        visible = [i for i in members if i not in hidden and rows[i]["episodes"]]
+        visible = [i for i in members if i not in hidden]
         if not visible:
             return False
-        hidden.add(min(visible, key=lambda i: (bool(rows[i].get("shown_elsewhere")), rows[i]["episodes"], i)))
+        # Rows that add episodes to the cover first, smallest first; rows of no episodes only
+        # when those run out (hidden, a reader cannot tell they are nothing); last, a row whose
+        # figure the report shows elsewhere too, which hidden here protects nothing.
+        hidden.add(
+            min(
+                visible,
+                key=lambda i: (bool(rows[i].get("shown_elsewhere")), not rows[i]["episodes"], rows[i]["episodes"], i),
+            )
+        )
     return True
 
 
@@ -145,7 +153,14 @@ def suppress_table(table: dict) -> dict:
             for key in cumulative:
                 row[key] = SUPPRESSED
     if total is not None and (not enough or is_small(total.get("episodes"))):
-        _hide(total, [k for k in keys if k in total])
+        if total.get("shown_elsewhere"):
+            # A total the page shows anyway (a step's own row above its units) cannot be hidden:
+            # with too few rows to hide a small one among, every row goes instead.
+            for row in rows:
+                _hide(row, keys)
+            hidden = set(range(len(rows)))
+        else:
+            _hide(total, [k for k in keys if k in total])
     table["suppressed"] = bool(hidden) or cells_hidden or bool(total and total.get("suppressed"))
     return table
 
@@ -255,9 +270,8 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
     """What ``audience`` may see of a stored report result."""
     if result is None:
         return None
-    shown = copy.deepcopy(result)
     # Each step's units are read by the step's drill-down, which suppresses them itself.
-    shown.pop("step_units", None)
+    shown = copy.deepcopy({key: value for key, value in result.items() if key != STEP_UNITS})
     tables = {}
     for key, table in shown.get("tables", {}).items():
         if table.get("individual"):

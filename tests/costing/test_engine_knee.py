@@ -346,3 +346,48 @@ def test_the_stored_summary_and_lines_hold_exactly_what_the_engine_computed(knee
     addition = stored[(None, transfusion.pk, tkr["WARD-NURSE"].pk)]
     assert (addition.actual_quantity, addition.standard_quantity) == (Decimal("45"), 0)  # all usage: off the pathway
     assert stored[(tkr["SURGERY"].pk, None, tkr["IMPLANT"].pk)].cause == "system"
+
+
+def test_a_repeat_explains_what_the_repeated_step_used_not_a_dearer_price(knee, alice):
+    tkr, episode = knee
+    for kind in (Variance.Type.SUBSTITUTION, Variance.Type.OVERRIDE):
+        services.variance_withdraw(
+            variance=episode.variances.get(variance_type=kind), reason="Recorded on the wrong episode", actor=alice
+        )
+    # A return to theatre: a second operation, whose implant is the planned one at the standard rate.
+    services.event_record(
+        episode=episode,
+        step=tkr["SURGERY"],
+        occurred_at=episode.started_at + timedelta(days=2),
+        source="manual",
+        quantities=[{"resource": "THEATRE", "quantity": "60"}],
+        actor=alice,
+    )
+
+    costing = cost_episode(episode)
+    implant = next(line for line in costing.lines if line.resource.code == "IMPLANT")
+
+    assert implant.repeated and implant.price_variance == Decimal("200") and implant.usage_variance > 0
+    assert dict(implant.by_cause()) == {"repeat": implant.usage_variance, "unexplained": Decimal("200")}
+    parts = {part.component: part.cause for part in costing.decomposition() if part.line is implant}
+    assert parts == {Component.PRICE: "unexplained", Component.USAGE: "repeat"}
+    by_cause = costing.by_cause()
+    assert by_cause["unexplained"] >= Decimal("200")
+    assert sum(by_cause.values()) == costing.total_variance
+
+
+def test_a_resource_the_step_does_not_plan_is_not_a_repeat_however_often_the_step_was_done(knee, alice):
+    tkr, episode = knee
+    services.event_record(
+        episode=episode,
+        step=tkr["PHYSIO"],
+        occurred_at=episode.started_at + timedelta(days=3, hours=2),
+        source="manual",
+        quantities=[{"resource": "WARD-NURSE", "quantity": "30"}],
+        actor=alice,
+    )
+
+    extra = next(line for line in cost_episode(episode).lines if line.step == tkr["PHYSIO"] and not line.planned)
+
+    assert extra.resource.code == "WARD-NURSE" and extra.usage_variance > 0
+    assert not extra.repeated and extra.cause == "unexplained"

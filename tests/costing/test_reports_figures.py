@@ -223,7 +223,7 @@ def independent_costs(episodes, pathways):
                 if step.per_day:
                     used, line_actual = los * per, los * per * rate
                 else:
-                    used = line_actual = Decimal("0")
+                    used = line_actual = line_price = Decimal("0")
                     for ev in events:
                         if ev.step_id != step.pk:
                             continue
@@ -232,7 +232,8 @@ def independent_costs(episodes, pathways):
                         unit_price = q.unit_cost if q and q.unit_cost is not None else rate
                         used += qty
                         line_actual += qty * unit_price
-                        price += qty * (unit_price - rate)
+                        line_price += qty * (unit_price - rate)
+                    price += line_price
                 expected += line_expected
                 actual += line_actual
                 if line_actual != line_expected:
@@ -265,10 +266,12 @@ def independent_costs(episodes, pathways):
                         and used > step.expected_count * per
                     )
                     if explaining is not None:
-                        line_cause = explaining.cause or "unexplained"
+                        cause[explaining.cause or "unexplained"] += line_actual - line_expected
+                    elif repeat:  # what the repeat used; a dearer price is no repeat's doing
+                        cause["repeat"] += line_actual - line_expected - line_price
+                        cause["unexplained"] += line_price
                     else:
-                        line_cause = "repeat" if repeat else "unexplained"
-                    cause[line_cause] += line_actual - line_expected
+                        cause["unexplained"] += line_actual - line_expected
         out[e.pk] = {"expected": expected, "actual": actual, "price": price, "cause": cause, "los": los, "episode": e}
     return out
 

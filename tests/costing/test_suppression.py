@@ -347,3 +347,28 @@ def test_a_figure_hidden_where_it_is_a_row_is_hidden_wherever_it_is_a_column():
     assert seen["summary"]["system"] == SUPPRESSED
     # A reader who may see small cells sees everything.
     assert result_for(report, Audience(user_id=None, suppress=False))["summary"]["system"] == "4517"
+
+
+def test_causes_of_no_episodes_are_hidden_as_cover_when_nothing_else_is_left():
+    # Shown as zeros, they would say that all the variance (known from the summary) is the
+    # small cause's: hidden, a reader cannot tell which cause it is.
+    t = suppress_table(cause_table(patient=0, clinician=0, system=0, community=0, unexplained=3, repeat=0))
+
+    assert all(row.get("suppressed") for row in t["rows"])
+    assert t["total"]["amount"] == SUPPRESSED
+
+
+def test_rows_under_a_total_shown_elsewhere_are_all_hidden_when_the_total_cannot_be():
+    units = unit_table(52, 4)
+    units["total"]["shown_elsewhere"] = True  # a step's own row, above its units on the same page
+
+    t = suppress_table(units)
+
+    # Hiding the 52 covers the 4 (56 episodes hidden): the total stays, as it is shown anyway.
+    assert shown(t) == [SUPPRESSED, SUPPRESSED] and t["total"]["episodes"] == 56
+
+    units = unit_table(4)
+    units["total"]["shown_elsewhere"] = True
+    t = suppress_table(units)
+    # No other row to hide among: the total cannot be hidden (it is on the page), so the row goes.
+    assert shown(t) == [SUPPRESSED] and t["total"]["episodes"] == 4
