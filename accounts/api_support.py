@@ -295,6 +295,8 @@ class LimitedJSONParser(JSONParser):
             return json.loads(raw.decode(encoding), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise exceptions.ParseError("The body is not JSON this API reads: it is nested too deeply.") from None
 
 
 def _refuse_constant(name: str):

@@ -29,6 +29,7 @@ from accounts.api_support import (
     ApiMixin,
     BooleanFilter,
     CodeFilter,
+    Conflict,
     IntegerFilter,
     MoneyField,
     PreconditionFailed,
@@ -352,7 +353,11 @@ class ReasonCodeSerializer(serializers.ModelSerializer):
 
 
 class EpisodeCreateSerializer(StrictSerializer):
-    pathway = serializers.SlugRelatedField(slug_field="code", queryset=Pathway.objects.all())
+    pathway = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=Pathway.objects.all(),
+        error_messages={"does_not_exist": "There is no pathway with the code {value}."},
+    )
     version = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -364,12 +369,18 @@ class EpisodeCreateSerializer(StrictSerializer):
         validators=[validate_patient_ref],
         help_text="Pseudonymous reference only (e.g. PT-7F3K2Q): no names or NHS numbers.",
     )
-    org_unit = serializers.SlugRelatedField(slug_field="code", queryset=OrgUnit.objects.all())
-    responsible_clinician = serializers.SlugRelatedField(
-        slug_field="username",
-        queryset=User.objects.filter(is_active=True, kind=User.Kind.PERSON),
+    org_unit = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=OrgUnit.objects.all(),
+        error_messages={"does_not_exist": "There is no org unit with the code {value}."},
+    )
+    # A username, checked against the unit's clinicians in validate(): one answer for a name that
+    # does not exist and one that is no clinician here, so that callers cannot list other units' staff.
+    responsible_clinician = serializers.CharField(
         required=False,
         allow_null=True,
+        max_length=150,
+        help_text="Username of a clinician or clinical lead of the unit (or of a unit above it).",
     )
     started_at = StrictDateTimeField()
 
@@ -384,15 +395,17 @@ class EpisodeCreateSerializer(StrictSerializer):
             if version is None:
                 raise serializers.ValidationError({"version": f"{attrs['pathway'].code} has no version {number}."})
             attrs["pathway_version"] = version
-        clinician = attrs.get("responsible_clinician")
-        if clinician is not None:
+        username = attrs.get("responsible_clinician")
+        if username is not None:
+            clinician = User.objects.filter(username=username, is_active=True, kind=User.Kind.PERSON).first()
             holds = Membership.objects.filter(
                 user=clinician, role__in=[Membership.Role.CLINICIAN, Membership.Role.CLINICAL_LEAD]
             ).select_related("org_unit")
-            if not any(unit.is_within(m.org_unit) for m in holds):
+            if clinician is None or not any(unit.is_within(m.org_unit) for m in holds):
                 raise serializers.ValidationError(
-                    {"responsible_clinician": f"{clinician.username} is not a clinician in {unit.code}."}
+                    {"responsible_clinician": f"{username} is not a clinician in {unit.code}."}
                 )
+            attrs["responsible_clinician"] = clinician
         return attrs
 
 
@@ -708,6 +721,9 @@ class EpisodeClose(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
             serializer.is_valid(raise_exception=True)
             data = serializer.validated_data
             check_if_match(request, episode_etag(episode), required=False)
+            if episode.status != Episode.Status.ACTIVE:
+                # The record's state forbids it, whatever was sent: 409, as documented.
+                raise Conflict(f"This episode is already {episode.get_status_display().lower()}.")
             try:
                 if "exit_reason" in data:
                     services.episode_exit(
@@ -790,6 +806,16 @@ class EpisodeEvents(ApiMixin, generics.ListAPIView):
         codes = {q["resource"] for item in items for q in item.get("quantities", [])}
         resources = {r.code: r for r in Resource.objects.filter(code__in=codes)}
         errors: list[dict] = [{} for _ in items]
+        first_sent: dict[str, int] = {}
+        for index, item in enumerate(items):
+            # Two events under one external id would store the first and answer the second with it.
+            external_id = (item.get("external_id") or "").strip()
+            if external_id in first_sent:
+                errors[index]["external_id"] = [
+                    f"Event {first_sent[external_id]} of this batch has the same external id: give each its own."
+                ]
+            elif external_id:
+                first_sent[external_id] = index
         recorded = []
         with transaction.atomic():
             for index, item in enumerate(items):

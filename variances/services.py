@@ -193,6 +193,21 @@ def _check_not_future(value: datetime | None, field: str) -> None:
         raise ValidationError({field: "This time is in the future."})
 
 
+def _check_within_episode(episode: Episode, occurred_at: datetime | None) -> None:
+    """An event happens during its episode: before its start or after its end it belongs to another.
+
+    An ended episode still takes events within its stay (documentation entered late).
+    """
+    if occurred_at is None:
+        return
+    if occurred_at < episode.started_at:
+        start = timezone.localtime(episode.started_at).strftime("%-d %b %Y %H:%M")
+        raise ValidationError({"occurred_at": f"This is before the episode started ({start})."})
+    if episode.ended_at is not None and occurred_at > episode.ended_at:
+        end = timezone.localtime(episode.ended_at).strftime("%-d %b %Y %H:%M")
+        raise ValidationError({"occurred_at": f"This is after the episode ended ({end})."})
+
+
 def _gather(errors: dict[str, list], *checks) -> None:
     """Run every check, adding each problem it names to ``errors`` (by field) instead of stopping at the first.
 
@@ -408,7 +423,12 @@ def event_record_check(
     ``event_record`` runs it, and so does the browser form while it checks its own fields.
     """
     errors: dict[str, list] = {}
-    _gather(errors, lambda: _check_step(episode, step), lambda: _check_not_future(occurred_at, "occurred_at"))
+    _gather(
+        errors,
+        lambda: _check_step(episode, step),
+        lambda: _check_not_future(occurred_at, "occurred_at"),
+        lambda: _check_within_episode(episode, occurred_at),
+    )
     if step is None and not (activity or "").strip():
         errors.setdefault("step", []).append(
             "Choose the pathway step, or name the activity if it is not on the pathway."
@@ -433,16 +453,18 @@ def event_record(
 ) -> StepEvent:
     """Record that a step was done (or an activity off the pathway happened).
 
-    Idempotent on ``(source, external_id)``: sending the same external id again
-    returns the event already stored, unchanged (``event.created`` is False).
+    Idempotent on ``(source, external_id)``: sending the same event again under its
+    external id returns the event already stored (``event.created`` is False); sending
+    something else under it is refused (``_existing_event``).
     Detection runs after commit; a caller recording many events of one episode in
     one transaction passes ``detect=False`` and calls ``detection_queue`` once.
     """
     external_id = (external_id or "").strip()
+    sent = {"step": step, "activity": activity, "occurred_at": occurred_at, "performed_by": performed_by}
     if external_id:
         existing = StepEvent.objects.filter(source=source, external_id=external_id).first()
         if existing is not None:
-            return _existing_event(existing, episode)
+            return _existing_event(existing, episode, sent=sent, quantities=quantities)
     event_record_check(episode=episode, step=step, activity=activity, occurred_at=occurred_at)
     event = StepEvent(
         episode=episode,
@@ -476,7 +498,7 @@ def event_record(
         if external_id:
             existing = StepEvent.objects.filter(source=source, external_id=external_id).first()
             if existing is not None:
-                return _existing_event(existing, episode)
+                return _existing_event(existing, episode, sent=sent, quantities=quantities)
         raise
     for row in rows:
         row.event = event
@@ -506,9 +528,47 @@ def _cache_related(instance, name: str, rows: list) -> None:
     instance._prefetched_objects_cache = {**getattr(instance, "_prefetched_objects_cache", {}), name: queryset}
 
 
-def _existing_event(existing: StepEvent, episode: Episode) -> StepEvent:
+def _existing_event(existing: StepEvent, episode: Episode, *, sent: dict, quantities) -> StepEvent:
+    """The event already stored under this external id, if what was sent is that event again.
+
+    Resending is harmless; sending something else under the same id is refused, not
+    ignored: a corrected time or quantity would otherwise be lost without a word, and a
+    recorded event is never changed (nothing is silently changed).
+    """
     if existing.episode_id != episode.pk:
         raise ValidationError({"external_id": "This external id was already used for another episode."})
+    step = sent["step"]
+    differs = [
+        name
+        for name, stored, given in (
+            ("step", existing.step_id, step.pk if step is not None else None),
+            ("activity", existing.activity, (sent["activity"] or "").strip()),
+            ("occurred_at", existing.occurred_at, sent["occurred_at"]),
+            ("performed_by", existing.performed_by, (sent["performed_by"] or "").strip()),
+        )
+        if stored != given
+    ]
+    stored_quantities = {
+        (q.resource_id, q.quantity * q.headcount, q.unit_cost) for q in EventQuantity.objects.filter(event=existing)
+    }
+    given_quantities = {
+        (
+            _resolve_resource(item.get("resource")).pk,
+            Decimal(str(item.get("quantity"))) * (item.get("headcount", 1) or 1),
+            None if item.get("unit_cost") in (None, "") else Decimal(str(item["unit_cost"])),
+        )
+        for item in quantities
+    }
+    if stored_quantities != given_quantities:
+        differs.append("quantities")
+    if differs:
+        raise ValidationError(
+            {
+                "external_id": f"This external id was already used for event {existing.pk}, which differs in "
+                f"{', '.join(differs)}. A recorded event is not changed: send it again as it was, or record "
+                "the correction as an event with an external id of its own."
+            }
+        )
     existing.created = False
     return existing
 

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+import pytest
 from django.utils import timezone
 
 from accounts.models import AuditEvent
@@ -100,6 +101,23 @@ def test_it_refuses_a_responsible_clinician_from_another_unit(api, alice, dora, 
 
     assert response.status_code == 400
     assert error_fields(response) == {"responsible_clinician": "dora is not a clinician in ORTHO."}
+
+
+@pytest.mark.parametrize("username", ["nosuchuser", "dora"])
+def test_a_name_that_does_not_exist_is_answered_as_one_of_another_unit(api, alice, dora, org, username):
+    """Otherwise a caller could list the staff of units it cannot see."""
+    build_tkr(org["ORTHO"])
+    body = {"patient_ref": "PT-7F3K2Q", "org_unit": "ORTHO", "responsible_clinician": username}
+
+    response = api(alice).post(
+        "/api/v1/episodes/", {**body, "pathway": "TKR", "started_at": iso(timezone.now())}, format="json"
+    )
+    unknown = api(alice).post(
+        "/api/v1/episodes/", {**body, "pathway": "NOPE", "started_at": iso(timezone.now())}, format="json"
+    )
+
+    assert error_fields(response) == {"responsible_clinician": f"{username} is not a clinician in ORTHO."}
+    assert error_fields(unknown) == {"pathway": "There is no pathway with the code NOPE."}
 
 
 def test_it_shows_an_episode_with_events_variances_and_costs_and_audits_the_read(api, alice, bob, org):
@@ -208,8 +226,8 @@ def test_it_closes_an_episode_with_its_outcomes(api, alice, org):
     assert response["ETag"] != etag
 
     again = client.post(f"/api/v1/episodes/{episode.pk}/close/", {"ended_at": ended}, format="json")
-    assert again.status_code == 400
-    assert "already completed" in problem(again)["detail"]
+    assert again.status_code == 409  # the record's state forbids it, as the schema documents
+    assert problem(again)["detail"] == "This episode is already completed."
     stale = client.post(f"/api/v1/episodes/{episode.pk}/close/", {"ended_at": ended}, format="json", HTTP_IF_MATCH=etag)
     assert stale.status_code == 412
 

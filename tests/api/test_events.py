@@ -85,6 +85,49 @@ def test_it_returns_the_stored_event_when_an_external_id_is_sent_again(api, sam,
     assert StepEvent.objects.count() == 1
 
 
+def test_it_refuses_a_changed_event_under_an_external_id_already_sent(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=5)
+    at = episode.started_at + timedelta(hours=1)
+    client = api(sam)
+    first = client.post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": "PREOP", "occurred_at": iso(at), "external_id": "ORMIS-PREOP-981"},
+        format="json",
+    )
+
+    corrected = client.post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": "PREOP", "occurred_at": iso(at + timedelta(hours=1)), "external_id": "ORMIS-PREOP-981"},
+        format="json",
+    )
+
+    assert corrected.status_code == 400
+    assert error_fields(corrected) == {
+        "external_id": f"This external id was already used for event {first.json()['id']}, which differs in "
+        "occurred_at. A recorded event is not changed: send it again as it was, or record the correction as an "
+        "event with an external id of its own."
+    }
+    assert StepEvent.objects.get().occurred_at == at
+
+
+def test_it_refuses_a_batch_that_sends_one_external_id_twice(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=5)
+    at = iso(episode.started_at + timedelta(hours=1))
+    batch = [
+        {"step": "PHYSIO", "occurred_at": at, "external_id": "DUP-1"},
+        {"step": "SURGERY", "occurred_at": at, "external_id": "DUP-1"},
+    ]
+
+    response = api(sam).post(f"/api/v1/episodes/{episode.pk}/events/", batch, format="json")
+
+    # The second would have been answered with the first, and never stored.
+    assert response.status_code == 400
+    assert error_fields(response) == {
+        "1.external_id": "Event 0 of this batch has the same external id: give each its own."
+    }
+    assert not StepEvent.objects.exists()
+
+
 def test_it_applies_a_batch_atomically_and_names_the_bad_item(api, sam, alice, org):
     episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=30)
     at = episode.started_at + timedelta(hours=1)
@@ -224,3 +267,47 @@ def test_recording_an_event_costs_a_fixed_number_of_queries(api, sam, alice, org
         )
     assert response.status_code == 201, response.content
     assert response.json()["step"] == "PREOP"
+
+
+def test_it_refuses_an_event_outside_its_episode(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=5)
+    start = timezone.localtime(episode.started_at).strftime("%-d %b %Y %H:%M")
+
+    before = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": "PHYSIO", "occurred_at": iso(episode.started_at - timedelta(days=400))},
+        format="json",
+    )
+
+    assert before.status_code == 400
+    assert error_fields(before) == {"occurred_at": f"This is before the episode started ({start})."}
+    ended = episode.started_at + timedelta(hours=3)
+    closed = api(alice).post(f"/api/v1/episodes/{episode.pk}/close/", {"ended_at": iso(ended)}, format="json")
+    assert closed.status_code == 200, closed.json()
+    after = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": "PHYSIO", "occurred_at": iso(ended + timedelta(hours=1))},
+        format="json",
+    )
+    assert error_fields(after) == {
+        "occurred_at": f"This is after the episode ended ({timezone.localtime(ended).strftime('%-d %b %Y %H:%M')})."
+    }
+    # Documentation entered late, of something within the stay, is taken.
+    late = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/",
+        {"step": "PHYSIO", "occurred_at": iso(ended - timedelta(hours=1))},
+        format="json",
+    )
+    assert late.status_code == 201
+    assert StepEvent.objects.filter(episode=episode).count() == 1
+
+
+def test_json_nested_too_deeply_is_a_clear_400_not_a_500(api, sam, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+
+    response = api(sam).post(
+        f"/api/v1/episodes/{episode.pk}/events/", "[" * 100000 + "]" * 100000, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert problem(response)["detail"] == "The body is not JSON this API reads: it is nested too deeply."

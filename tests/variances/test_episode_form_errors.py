@@ -149,7 +149,7 @@ def test_an_event_with_three_problems_shows_all_three_at_once(client, episode, a
 
     response = client.post(
         f"/variances/episodes/{episode.pk}/events/new/",
-        {"step": step(episode.version, "ASSESS").pk, "occurred_at": "2026-03-02T07:45", "performed_by": "Pre-op"},
+        {"step": step(episode.version, "ASSESS").pk, "occurred_at": "2026-03-02T08:00", "performed_by": "Pre-op"},
     )
     assert response.status_code == 302
     assert StepEvent.objects.get(episode=episode).step.code == "ASSESS"

@@ -100,11 +100,23 @@ def test_exit_needs_a_reason_and_records_an_exit_variance_for_review(episode, al
 def test_an_event_with_a_known_external_id_returns_the_stored_event(episode, sam, clock):
     clock.move_to(h(2))
     first = event(episode, "ASSESS", at=h(1), actor=sam, source="api", external_id="THEATRE-42")
-    again = event(episode, "ASSESS", at=h(1.5), actor=sam, source="api", external_id="THEATRE-42")
+    again = event(episode, "ASSESS", at=h(1), actor=sam, source="api", external_id="THEATRE-42")
 
     assert (first.created, again.created) == (True, False)
     assert again.pk == first.pk and again.occurred_at == h(1)
     assert StepEvent.objects.count() == 1
+
+
+def test_something_else_under_a_known_external_id_is_refused_not_ignored(episode, sam, clock):
+    clock.move_to(h(2))
+    first = event(episode, "ASSESS", at=h(1), actor=sam, source="api", external_id="THEATRE-42")
+
+    # A corrected time from the sending system would otherwise be lost without a word.
+    with pytest.raises(ValidationError, match=rf"already used for event {first.pk}, which differs in occurred_at\."):
+        event(episode, "ASSESS", at=h(1.5), actor=sam, source="api", external_id="THEATRE-42")
+
+    first.refresh_from_db()
+    assert first.occurred_at == h(1) and StepEvent.objects.count() == 1
 
 
 def test_an_external_id_cannot_be_reused_for_another_episode(episode, knee, org, alice, sam, clock):
