@@ -582,6 +582,11 @@ class IntegerFilter(django_filters.NumberFilter):
 
 class BoundedIsoDateTimeField(django_filters.fields.IsoDateTimeField):
     def to_python(self, value):
+        if isinstance(value, str) and value.strip() and not re.search(r"(Z|[+-]\d\d:?\d\d)$", value.strip()):
+            # As in request bodies: a time without its zone is read an hour out half the year.
+            raise forms.ValidationError(  # %% because the message is %-formatted on its way out
+                "Give a time zone, e.g. 2025-03-01T09:30:00Z or +01:00 (written %%2B01:00 in a query string)."
+            )
         message = f"Give a time between the years {EARLIEST_YEAR} and {LATEST_YEAR}."
         try:
             result = super().to_python(value)

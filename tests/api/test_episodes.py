@@ -177,6 +177,11 @@ def test_it_lists_episodes_with_filters_and_count(api, alice, dora, erin, org):
     bad = client.get("/api/v1/episodes/?status=finished&since=yesterday")
     assert bad.status_code == 400
     assert set(error_fields(bad)) == {"status", "since"}
+    naive = client.get("/api/v1/episodes/?since=2026-11-29T00:00:00")
+    assert error_fields(naive) == {
+        "since": "Give a time zone, e.g. 2025-03-01T09:30:00Z or +01:00 (written %2B01:00 in a query string)."
+    }
+    assert refs("?since=2000-01-01T00:00:00%2B01:00") == ["PT-0003C", "PT-0002B", "PT-0001A"]
 
 
 def test_it_lists_only_episodes_of_the_callers_units(api, alice, dora, org):
