@@ -452,7 +452,12 @@ class EventInputSerializer(StrictSerializer):
     performed_by = serializers.CharField(max_length=150, required=False, allow_blank=True)
     quantities = QuantityInputSerializer(many=True, required=False, max_length=50)
     external_id = serializers.CharField(
-        max_length=100, required=False, allow_blank=True, help_text="Your system's id: sending it again is a no-op."
+        max_length=100,
+        required=False,
+        allow_blank=True,
+        help_text="Your system's id for the event, prefixed with your system's name (ids are shared by every "
+        "system posting through the API). The same event sent again is answered with the one stored; something "
+        "else under an id already used is refused (a recorded event is never changed).",
     )
 
     def validate(self, attrs):
