@@ -46,6 +46,10 @@ def test_it_answers_unknown_api_paths_in_problem_json(api, alice):
 
     assert response.status_code == 404
     assert problem(response)["detail"].startswith("There is no such API endpoint.")
+    for path in ("/api/v2/episodes/", "/api/"):
+        other = api(alice).get(path)
+        assert (other.status_code, other["Content-Type"]) == (404, "application/problem+json"), path
+        assert problem(other)["detail"] == "There is no such API endpoint. See /api/v1/docs/ for the list."
 
 
 def test_it_refuses_malformed_json_with_the_parser_message(api, alice):

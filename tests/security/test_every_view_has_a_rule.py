@@ -13,8 +13,9 @@ from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
 # The only pages anyone may open without signing in: sign-in, the health check, and the
-# API's problem+json answer to unknown paths (which shows nothing but "not found").
-PUBLIC = {"accounts:login", "healthz", "api/v1/^.*$"}
+# API's problem+json answer to unknown paths, under /api/v1/ and elsewhere under /api/ (which
+# shows nothing but "not found").
+PUBLIC = {"accounts:login", "healthz", "api/v1/^.*$", "^api/"}
 
 
 def walk(patterns, prefix="", namespace=""):
