@@ -190,6 +190,9 @@ def problem_response(
     }
     if errors is not None:
         body["errors"] = errors
+    if request is not None and not isinstance(getattr(request, "accepted_renderer", None), JSONRenderer):
+        # A view that answers in another format (the schema's YAML) still errs in problem+json's JSON.
+        request.accepted_renderer = JSONRenderer()
     return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
 
 

@@ -1,5 +1,6 @@
 """Errors are application/problem+json (RFC 9457) with a specific detail, per-field errors and no internals."""
 
+import json
 import logging
 
 import pytest
@@ -130,3 +131,11 @@ def test_it_audits_a_refused_write_with_the_fields_at_fault(api, alice, org):
     assert (refused.actor_name, refused.outcome, refused.object_id) == ("alice", "failure", "/api/v1/episodes/")
     assert {"pathway", "colour", "patient_ref"} <= set(refused.detail["fields"])
     assert "NOPE" not in str(refused.detail)  # field names only, never the values sent
+
+
+def test_an_error_of_a_view_that_answers_yaml_is_still_json(api, org):
+    response = api().get("/api/v1/schema/")
+
+    assert response.status_code == 401
+    assert response["Content-Type"] == "application/problem+json"
+    assert json.loads(response.content)["title"] == "Unauthorized"  # not the schema's YAML
