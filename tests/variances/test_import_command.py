@@ -105,6 +105,12 @@ def test_every_problem_of_a_mapping_is_listed_at_once(log, tmp_path):
     assert "'foo'" in message and "TRIAGEX" in message  # the file's problem and the pathway's, in one go
     assert not Episode.objects.exists()
 
+    with pytest.raises(CommandError) as caught:
+        import_events(str(log), pathway="NOPE", mapping=str(mapping))
+    # No pathway to check the steps against: that, and what is wrong with the file itself.
+    assert str(caught.value).startswith("There is no pathway with the code NOPE.\nThe mapping bad-map.json cannot")
+    assert "'foo'" in str(caught.value)
+
 
 @pytest.mark.parametrize(
     ("options", "message"),

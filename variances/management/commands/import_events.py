@@ -77,7 +77,9 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             try:  # the pathway's problems (unknown step codes, resources) in the same list
                 resolve(exc.mapping, pathway_code=options["pathway"], problems=exc.problems)
-            except (ImportFailed, MappingError) as more:
+            except ImportFailed as more:  # no such pathway: that, and the file's own problems
+                raise CommandError(f"{more}\n{exc}") from more
+            except MappingError as more:
                 raise CommandError(str(more)) from more
             raise CommandError(str(exc)) from exc
         bar = ProgressBar(sys.stderr)
