@@ -479,15 +479,7 @@ def event_record(
     # Episode and step are instances already checked above; the external id's uniqueness is
     # the insert's to decide (a race is caught below): no look-ups per event for either.
     event.full_clean(exclude=["episode", "step", "recorded_by"], validate_unique=False, validate_constraints=False)
-    rows = []
-    for item in quantities:
-        row = EventQuantity(
-            resource=_resolve_resource(item.get("resource")),
-            quantity=Decimal(str(item.get("quantity"))),
-            headcount=item.get("headcount", 1) or 1,
-            unit_cost=None if item.get("unit_cost") in (None, "") else Decimal(str(item["unit_cost"])),
-        )
-        rows.append(row)
+    rows = _quantity_rows(quantities)
     if len({row.resource.pk for row in rows}) != len(rows):
         raise ValidationError({"quantities": "Give each resource once."})
     try:
@@ -528,6 +520,19 @@ def _cache_related(instance, name: str, rows: list) -> None:
     instance._prefetched_objects_cache = {**getattr(instance, "_prefetched_objects_cache", {}), name: queryset}
 
 
+def _quantity_rows(quantities: Iterable[Mapping[str, Any]]) -> list[EventQuantity]:
+    """An event's quantities as sent (resource, quantity, headcount, unit cost), not yet saved."""
+    return [
+        EventQuantity(
+            resource=_resolve_resource(item.get("resource")),
+            quantity=Decimal(str(item.get("quantity"))),
+            headcount=item.get("headcount", 1) or 1,
+            unit_cost=None if item.get("unit_cost") in (None, "") else Decimal(str(item["unit_cost"])),
+        )
+        for item in quantities
+    ]
+
+
 def _existing_event(existing: StepEvent, episode: Episode, *, sent: dict, quantities) -> StepEvent:
     """The event already stored under this external id, if what was sent is that event again.
 
@@ -548,18 +553,11 @@ def _existing_event(existing: StepEvent, episode: Episode, *, sent: dict, quanti
         )
         if stored != given
     ]
-    stored_quantities = {
-        (q.resource_id, q.quantity * q.headcount, q.unit_cost) for q in EventQuantity.objects.filter(event=existing)
-    }
-    given_quantities = {
-        (
-            _resolve_resource(item.get("resource")).pk,
-            Decimal(str(item.get("quantity"))) * (item.get("headcount", 1) or 1),
-            None if item.get("unit_cost") in (None, "") else Decimal(str(item["unit_cost"])),
-        )
-        for item in quantities
-    }
-    if stored_quantities != given_quantities:
+
+    def used(rows):
+        return {(q.resource_id, q.quantity * q.headcount, q.unit_cost) for q in rows}
+
+    if used(EventQuantity.objects.filter(event=existing)) != used(_quantity_rows(quantities)):
         differs.append("quantities")
     if differs:
         raise ValidationError(
