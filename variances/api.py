@@ -455,9 +455,9 @@ class EventInputSerializer(StrictSerializer):
         max_length=100,
         required=False,
         allow_blank=True,
-        help_text="Your system's id for the event, prefixed with your system's name (ids are shared by every "
-        "system posting through the API). The same event sent again is answered with the one stored; something "
-        "else under an id already used is refused (a recorded event is never changed).",
+        help_text="Your system's id for the event. Ids are kept per sending account, so two systems may use the "
+        "same ids. The same event sent again is answered with the one stored; something else under an id your "
+        "account already used is refused (a recorded event is never changed).",
     )
 
     def validate(self, attrs):

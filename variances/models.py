@@ -134,8 +134,18 @@ class StepEvent(models.Model):
     class Meta:
         ordering = ["occurred_at", "id"]
         constraints = [
+            # An import's ids are the file's own (source, case, activity, time): the same file
+            # imported by anyone is the same events. An API client's ids are its system's own,
+            # so they are unique per sending account: two feeds may use the same case numbers.
             models.UniqueConstraint(
-                fields=["source", "external_id"], condition=~Q(external_id=""), name="event_unique_external_id"
+                fields=["source", "external_id"],
+                condition=~Q(external_id="") & ~Q(source="api"),
+                name="event_unique_external_id",
+            ),
+            models.UniqueConstraint(
+                fields=["recorded_by", "external_id"],
+                condition=~Q(external_id="") & Q(source="api"),
+                name="event_unique_api_external_id",
             ),
             models.CheckConstraint(name="event_step_or_activity", condition=Q(step__isnull=False) | ~Q(activity="")),
         ]

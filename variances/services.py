@@ -453,8 +453,8 @@ def event_record(
 ) -> StepEvent:
     """Record that a step was done (or an activity off the pathway happened).
 
-    Idempotent on ``(source, external_id)``: sending the same event again under its
-    external id returns the event already stored (``event.created`` is False); sending
+    Idempotent on its external id (``_event_sent_as``): sending the same event again under it
+    returns the event already stored (``event.created`` is False); sending
     something else under it is refused (``_existing_event``).
     Detection runs after commit; a caller recording many events of one episode in
     one transaction passes ``detect=False`` and calls ``detection_queue`` once.
@@ -462,7 +462,7 @@ def event_record(
     external_id = (external_id or "").strip()
     sent = {"step": step, "activity": activity, "occurred_at": occurred_at, "performed_by": performed_by}
     if external_id:
-        existing = StepEvent.objects.filter(source=source, external_id=external_id).first()
+        existing = _event_sent_as(source, external_id, actor)
         if existing is not None:
             return _existing_event(existing, episode, sent=sent, quantities=quantities)
     event_record_check(episode=episode, step=step, activity=activity, occurred_at=occurred_at)
@@ -488,7 +488,7 @@ def event_record(
     except IntegrityError:
         # A concurrent request stored the same external id first: it wins.
         if external_id:
-            existing = StepEvent.objects.filter(source=source, external_id=external_id).first()
+            existing = _event_sent_as(source, external_id, actor)
             if existing is not None:
                 return _existing_event(existing, episode, sent=sent, quantities=quantities)
         raise
@@ -510,6 +510,18 @@ def event_record(
         detection_queue(episode.pk)
     event.created = True
     return event
+
+
+def _event_sent_as(source: str, external_id: str, actor) -> StepEvent | None:
+    """The event already stored under this external id, where ids are unique.
+
+    An API client's ids are its own system's (unique per sending account, so two feeds may
+    both number their cases from 1); any other source's ids are unique within the source.
+    """
+    events = StepEvent.objects.filter(source=source, external_id=external_id)
+    if source == StepEvent.Source.API:
+        events = events.filter(recorded_by=_person(actor))
+    return events.first()
 
 
 def _cache_related(instance, name: str, rows: list) -> None:
@@ -541,7 +553,7 @@ def _existing_event(existing: StepEvent, episode: Episode, *, sent: dict, quanti
     recorded event is never changed (nothing is silently changed).
     """
     if existing.episode_id != episode.pk:
-        raise ValidationError({"external_id": "This external id was already used for another episode."})
+        raise ValidationError({"external_id": "You already used this external id for another episode."})
     step = sent["step"]
     differs = [
         name

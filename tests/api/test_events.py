@@ -5,8 +5,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from accounts.models import User
 from tests.api.conftest import error_fields, problem
 from tests.api.factories import build_tkr, start_episode
+from tests.conftest import Role, make_user
 from variances.models import EventQuantity, StepEvent
 
 
@@ -83,6 +85,29 @@ def test_it_returns_the_stored_event_when_an_external_id_is_sent_again(api, sam,
     assert second.json()["id"] == first.json()["id"]
     assert second.json()["created"] is False
     assert StepEvent.objects.count() == 1
+
+
+def test_external_ids_are_each_sending_systems_own(api, sam, alice, org):
+    """Two feeds numbering their cases alike do not refuse each other, nor learn each other's ids."""
+    pas = make_user("pas-feed", Role.CLINICIAN, org["ORTHO"], kind=User.Kind.SERVICE)
+    knee = build_tkr(org["ORTHO"])
+    theatre_case = start_episode(knee, org["ORTHO"], alice, hours_ago=5)
+    ward_case = start_episode(knee, org["ORTHO"], alice, hours_ago=5)
+    at = iso(theatre_case.started_at + timedelta(hours=1))
+    payload = {"step": "PREOP", "occurred_at": at, "external_id": "CASE-1"}
+
+    from_theatres = api(sam).post(f"/api/v1/episodes/{theatre_case.pk}/events/", payload, format="json")
+    from_pas = api(pas).post(f"/api/v1/episodes/{ward_case.pk}/events/", payload, format="json")
+    resent_by_pas = api(pas).post(f"/api/v1/episodes/{ward_case.pk}/events/", payload, format="json")
+    theatres_elsewhere = api(sam).post(f"/api/v1/episodes/{ward_case.pk}/events/", payload, format="json")
+
+    assert (from_theatres.status_code, from_pas.status_code, resent_by_pas.status_code) == (201, 201, 200)
+    assert resent_by_pas.json()["id"] == from_pas.json()["id"] != from_theatres.json()["id"]
+    assert theatres_elsewhere.status_code == 400
+    assert error_fields(theatres_elsewhere) == {"external_id": "You already used this external id for another episode."}
+    assert sorted(StepEvent.objects.values_list("episode_id", "recorded_by__username")) == sorted(
+        [(theatre_case.pk, "sam-theatres"), (ward_case.pk, "pas-feed")]
+    )
 
 
 def test_it_refuses_a_changed_event_under_an_external_id_already_sent(api, sam, alice, org):
