@@ -48,6 +48,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from .api_query import check_query_parameters
 from .audit import audit_record
 from .context import RequestContext, current_request_context, set_request_context
 from .models import AuditEvent, IdempotencyKey, OrgUnit
@@ -394,6 +395,7 @@ class RoleRequired(BasePermission):
 #   as soon as DRF has authenticated the request, so token callers are audited
 #   under their own name.
 # - ``as_view`` labels the view with its access rule for the URL-walking test.
+# - query parameters the endpoint does not document are refused (``api_query``).
 # (A comment, not a docstring: drf-spectacular would show it on views without their own.)
 class ApiMixin:
     access_roles: tuple[str, ...] = ()
@@ -409,6 +411,10 @@ class ApiMixin:
         user = request.user
         ctx = current_request_context()
         set_request_context(RequestContext(request_id=ctx.request_id, address=ctx.address, user=user))
+
+    def initial(self, request, *args, **kwargs):
+        super().initial(request, *args, **kwargs)  # authenticated and allowed first: no hints to strangers
+        check_query_parameters(request)
 
 
 # Largest id a database integer key holds: a bigger number in a URL can only be "not found".
