@@ -37,7 +37,7 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.http import Http404, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import exceptions, serializers
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import LimitOffsetPagination
@@ -192,8 +192,10 @@ def problem_response(
     if errors is not None:
         body["errors"] = errors
     if request is not None and not isinstance(getattr(request, "accepted_renderer", None), JSONRenderer):
-        # A view that answers in another format (the schema's YAML) still errs in problem+json's JSON.
+        # A view that answers in another format (the schema's YAML), or a request whose Accept
+        # header names nothing the API serves (406), still errs in problem+json's JSON.
         request.accepted_renderer = JSONRenderer()
+        request.accepted_media_type = PROBLEM_CONTENT_TYPE
     return Response(body, status=status_code, headers=headers, content_type=PROBLEM_CONTENT_TYPE)
 
 
@@ -269,6 +271,9 @@ def problem_exception_handler(exc, context):
     for klass, text in _DETAIL_OVERRIDES.items():
         if type(exc) is klass and str(exc.detail) == str(klass.default_detail):
             detail = text
+    if type(exc) is exceptions.NotAcceptable and str(exc.detail) == str(exc.default_detail) and request is not None:
+        asked = request.META.get("HTTP_ACCEPT", "")[:200]
+        detail = f"This endpoint answers application/json (errors application/problem+json); the Accept header asked for {asked}."
     return problem_response(
         request,
         status_code=exc.status_code,
@@ -313,13 +318,60 @@ class FhirJSONRenderer(JSONRenderer):
 
 
 class FhirContentNegotiation(BaseContentNegotiation):
-    """FHIR resources are always served as application/fhir+json (also to Accept: application/json)."""
+    """FHIR resources are served as application/fhir+json, also to ``Accept: application/json``.
+
+    A client asking only for something else (``application/fhir+xml``, or ``?_format=xml``)
+    gets 406 rather than JSON it did not ask for.
+    """
+
+    ACCEPTED = {"application/fhir+json", "application/json", "application/*", "*/*"}
+    FORMATS = {"json", "application/json", "application/fhir+json"}
 
     def select_parser(self, request, parsers):
         return parsers[0] if parsers else None
 
     def select_renderer(self, request, renderers, format_suffix=None):
+        asked = request.query_params.get("_format")
+        if asked is not None and asked not in self.FORMATS:
+            raise exceptions.NotAcceptable(
+                f"This server answers FHIR in JSON only (_format=json), not _format={asked[:50]}."
+            )
+        ranges = [part.split(";")[0].strip().lower() for part in request.META.get("HTTP_ACCEPT", "").split(",")]
+        if asked is None and any(ranges) and not self.ACCEPTED.intersection(ranges):
+            raise exceptions.NotAcceptable()
         return renderers[0], renderers[0].media_type
+
+
+FHIR_FORMAT = OpenApiParameter(
+    "_format",
+    str,
+    enum=sorted(FhirContentNegotiation.FORMATS),
+    description="FHIR's format override; this server answers JSON only (XML is 406).",
+)
+
+# FHIR's issue type for each HTTP status the API answers (http://hl7.org/fhir/R4/valueset-issue-type.html).
+FHIR_ISSUE_TYPES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported"}
+FHIR_ISSUE_TYPES |= {406: "not-supported", 409: "conflict", 429: "throttled"}
+
+
+class FhirMixin:
+    """FHIR endpoints: application/fhir+json, and errors as an OperationOutcome, as FHIR clients expect."""
+
+    renderer_classes = [FhirJSONRenderer]
+    content_negotiation_class = FhirContentNegotiation
+    filter_backends = []
+
+    def handle_exception(self, exc):
+        response = super().handle_exception(exc)
+        problem = response.data
+        issue = {
+            "severity": "error" if response.status_code < 500 else "fatal",
+            "code": FHIR_ISSUE_TYPES.get(response.status_code, "exception"),
+            "diagnostics": f"{problem['detail']} (request_id {problem['request_id']})",
+        }
+        response.data = {"resourceType": "OperationOutcome", "issue": [issue]}
+        response.content_type = FhirJSONRenderer.media_type
+        return response
 
 
 class Pagination(LimitOffsetPagination):

@@ -8,13 +8,14 @@ required behaviour (mandatory: must) and the staff and rooms it uses.
 """
 
 import math
+import re
 
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 
-from accounts.api_support import ApiMixin, FhirContentNegotiation, FhirJSONRenderer, object_in_scope_or_404
+from accounts.api_support import FHIR_FORMAT, ApiMixin, FhirMixin, object_in_scope_or_404
 from accounts.permissions import ALL_ROLES
 
 from .api import version_in_full
@@ -107,6 +108,12 @@ def step_action(step: Step) -> dict:
     return action
 
 
+def fhir_name(code: str) -> str:
+    """A computer-friendly name as FHIR's rule inv-0 wants it (``[A-Z]([A-Za-z0-9_]){0,254}``): TKR-2 -> Tkr2."""
+    name = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", code))
+    return name if name[:1].isalpha() else f"Pathway{name}"
+
+
 def plan_definition(version: PathwayVersion, *, url: str) -> dict:
     """The version as a FHIR R4 PlanDefinition resource (a plain dict, JSON-ready)."""
     pathway = version.pathway
@@ -116,7 +123,7 @@ def plan_definition(version: PathwayVersion, *, url: str) -> dict:
         "url": url,
         "identifier": [{"system": PATHWAY_SYSTEM, "value": pathway.code}],
         "version": str(version.number),
-        "name": "".join(part.capitalize() for part in pathway.code.split("-")),
+        "name": fhir_name(pathway.code),
         "title": pathway.name,
         "type": {
             "coding": [
@@ -147,16 +154,14 @@ def plan_definition(version: PathwayVersion, *, url: str) -> dict:
     return resource
 
 
-class PlanDefinitionView(ApiMixin, generics.GenericAPIView):
+class PlanDefinitionView(FhirMixin, ApiMixin, generics.GenericAPIView):
     """The current published version of a pathway as a FHIR R4 PlanDefinition (application/fhir+json)."""
 
     access_roles = ALL_ROLES
-    renderer_classes = [FhirJSONRenderer]
-    content_negotiation_class = FhirContentNegotiation
-    filter_backends = []
 
     @extend_schema(
-        responses={(200, "application/fhir+json"): OpenApiResponse(OpenApiTypes.OBJECT, "FHIR R4 PlanDefinition")}
+        parameters=[FHIR_FORMAT],
+        responses={(200, "application/fhir+json"): OpenApiResponse(OpenApiTypes.OBJECT, "FHIR R4 PlanDefinition")},
     )
     def get(self, request, code: str):
         published = version_in_full(PathwayVersion.objects.published())

@@ -21,7 +21,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics
 from rest_framework.response import Response
 
-from accounts.api_support import ApiMixin, FhirContentNegotiation, FhirJSONRenderer, object_in_scope_or_404
+from accounts.api_support import FHIR_FORMAT, ApiMixin, FhirMixin, object_in_scope_or_404
 from accounts.permissions import EPISODE_ROLES
 from pathways.fhir import STEP_SYSTEM, plan_definition_url
 
@@ -121,15 +121,15 @@ def care_plan(episode: Episode, *, plan_url: str) -> dict:
     return resource
 
 
-class CarePlanView(ApiMixin, generics.GenericAPIView):
+class CarePlanView(FhirMixin, ApiMixin, generics.GenericAPIView):
     """An episode as a FHIR R4 CarePlan with its activities and their status (application/fhir+json)."""
 
     access_roles = EPISODE_ROLES
-    renderer_classes = [FhirJSONRenderer]
-    content_negotiation_class = FhirContentNegotiation
-    filter_backends = []
 
-    @extend_schema(responses={(200, "application/fhir+json"): OpenApiResponse(OpenApiTypes.OBJECT, "FHIR R4 CarePlan")})
+    @extend_schema(
+        parameters=[FHIR_FORMAT],
+        responses={(200, "application/fhir+json"): OpenApiResponse(OpenApiTypes.OBJECT, "FHIR R4 CarePlan")},
+    )
     def get(self, request, pk: int):
         scope = (
             episode_scope(request.user)

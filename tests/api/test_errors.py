@@ -76,6 +76,19 @@ def test_it_refuses_other_media_types_with_415(api, alice):
     assert problem(response)["title"] == "Unsupported Media Type"
 
 
+@pytest.mark.parametrize("accept", ["application/xml", "text/csv", "application/problem+json"])
+@pytest.mark.parametrize("signed_in", [True, False])
+def test_it_answers_406_in_problem_json_to_an_accept_header_it_cannot_serve(api, alice, accept, signed_in):
+    client = api(alice) if signed_in else api()
+
+    response = client.get("/api/v1/episodes/", HTTP_ACCEPT=accept)
+
+    body = problem(response)
+    assert response.status_code == 406
+    assert body["title"] == "Not Acceptable"
+    assert accept in body["detail"]
+
+
 def test_it_hides_server_errors_behind_a_generic_problem_with_the_request_id(api, alice, monkeypatch, caplog):
     from accounts import api as accounts_api
 
