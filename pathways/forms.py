@@ -137,7 +137,8 @@ class PublishForm(forms.Form):
     effective_from = forms.DateField(
         required=False,
         widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Leave empty for today. Episodes that already started keep their version.",
+        help_text="Leave empty for today. Until this date, new episodes follow the version in force now; "
+        "episodes that already started keep their version.",
     )
 
 

@@ -10,6 +10,7 @@ consumes); what a resource *costs* (rates, effective dating) is ``costing``'s.
 """
 
 import math
+from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
@@ -42,6 +43,22 @@ class Pathway(models.Model):
 class PathwayVersionQuerySet(models.QuerySet):
     def published(self):
         return self.filter(status=PathwayVersion.Status.PUBLISHED)
+
+    def in_force(self, pathway, on: date):
+        """The version an episode of ``pathway`` starting ``on`` follows, or None if none is published.
+
+        The published version, once it has taken effect. Before its "effective from" date
+        (published ahead of time, or an episode entered after the fact), the version it
+        replaced that was in force then; an episode from before the pathway's first version
+        took effect follows that first version.
+        """
+        current = self.published().filter(pathway=pathway).first()
+        if current is None or current.effective_from is None or current.effective_from <= on:
+            return current
+        earlier = self.filter(pathway=pathway, status=PathwayVersion.Status.RETIRED, number__lt=current.number)
+        then = earlier.filter(Q(effective_from__lte=on) | Q(effective_from__isnull=True))
+        latest_first = (F("effective_from").desc(nulls_last=True), "-number")
+        return then.order_by(*latest_first).first() or earlier.order_by("number").first() or current
 
 
 class PathwayVersion(models.Model):

@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import OrgUnit
@@ -317,6 +318,7 @@ def version_publish(request, code: str, number: int):
         messages.error(request, f"Version {version.number} is already {version.get_status_display().lower()}.")
         return redirect(_version_url(version))
     form = PublishForm(request.POST or None)
+    current = version.pathway.versions.filter(status=Status.PUBLISHED).first()
     if request.method == "POST" and form.is_valid():
         try:
             services.pathway_version_publish(
@@ -328,9 +330,16 @@ def version_publish(request, code: str, number: int):
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            messages.success(request, f"{code} version {number} is published.")
+            message = f"{code} version {number} is published."
+            takes_effect = form.cleaned_data["effective_from"]
+            if current is not None and takes_effect and takes_effect > timezone.localdate():
+                # The version it replaces stays the one new episodes follow until then.
+                message += (
+                    f" It takes effect on {takes_effect:%-d %b %Y}: until then, new episodes follow version "
+                    f"{current.number}."
+                )
+            messages.success(request, message)
             return redirect(_version_url(version))
-    current = version.pathway.versions.filter(status=Status.PUBLISHED).first()
     context = {
         "version": version,
         "pathway": version.pathway,

@@ -241,11 +241,11 @@ def episode_start(
     started_at: datetime,
     actor,
 ) -> Episode:
-    """Start a patient's episode on a pathway: the published version unless one is given."""
+    """Start a patient's episode on a pathway: the version in force on its start date unless one is given."""
     if pathway_version is None:
         if pathway is None:
             raise ValidationError({"pathway": "Choose a pathway."})
-        pathway_version = PathwayVersion.objects.published().filter(pathway=pathway).first()
+        pathway_version = PathwayVersion.objects.in_force(pathway, timezone.localdate(started_at))
         if pathway_version is None:
             raise ValidationError({"pathway": f"{pathway.code} has no published version to start an episode on."})
     elif pathway is not None and pathway_version.pathway_id != pathway.pk:

@@ -1,6 +1,9 @@
 """Authoring in the browser, through the HTMX endpoints: leads edit drafts; nobody else can."""
 
+from datetime import timedelta
+
 import pytest
+from django.utils import timezone
 
 from pathways import services
 from pathways.models import Pathway, PlannedResource, Step
@@ -187,6 +190,23 @@ def test_drafting_a_new_version_from_the_page(client, tkr, bob):
     assert tkr["pathway"].versions.get(number=2).steps.count() == 4
     again = client.post("/pathways/TKR/draft/", follow=True)
     assert "already has a draft (version 2)" in again.content.decode()
+
+
+def test_publishing_ahead_of_time_says_which_version_new_episodes_follow_until_then(client, tkr, bob):
+    login(client, bob)
+    client.post("/pathways/TKR/draft/", {"note": "Enhanced recovery"})
+    takes_effect = timezone.localdate() + timedelta(days=30)
+
+    response = client.post(
+        "/pathways/TKR/v2/publish/",
+        {"note": "Enhanced recovery", "effective_from": takes_effect.isoformat()},
+        follow=True,
+    )
+
+    assert (
+        f"TKR version 2 is published. It takes effect on {takes_effect:%-d %b %Y}: until then, new episodes follow "
+        "version 1." in response.content.decode()
+    )
 
 
 def test_a_lead_retires_a_version_with_a_reason(client, tkr, bob):

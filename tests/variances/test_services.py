@@ -45,6 +45,29 @@ def test_an_episode_starts_on_the_published_version_of_the_pathway(knee, org, al
     assert AuditEvent.objects.filter(action="episode.start", object_id=str(episode.pk)).exists()
 
 
+def test_an_episode_follows_the_version_in_force_on_its_start_date(clock, knee, org, alice, bob):
+    from pathways import services as pathway_services
+
+    draft = pathway_services.pathway_version_draft(pathway=knee.pathway, actor=bob, note="Day-case knees")
+    next_version = pathway_services.pathway_version_publish(
+        version=draft, actor=bob, note="Day-case knees from next month", effective_from=T0.date() + timedelta(days=30)
+    )
+
+    def start_on(moment, ref):
+        clock.move_to(max(moment, T0), tick=False)
+        return services.episode_start(
+            pathway=knee.pathway, patient_ref=ref, org_unit=org["ORTHO"], started_at=moment, actor=alice
+        ).version
+
+    # Published today, in force next month: new episodes keep following the version it replaces until then.
+    assert start_on(T0, "PT-0001A") == knee
+    assert start_on(T0 - timedelta(days=200), "PT-0002A") == knee  # entered long after the fact
+    assert start_on(T0 + timedelta(days=31), "PT-0003A") == next_version
+    assert start_on(T0 + timedelta(days=29), "PT-0004A") == knee  # entered after the fact
+    knee.refresh_from_db()
+    assert (knee.status, next_version.status) == (PathwayVersion.Status.RETIRED, PathwayVersion.Status.PUBLISHED)
+
+
 def test_an_episode_cannot_start_on_a_draft_or_an_unpublished_pathway(org, alice, clock):
     draft = build_pathway(org["ORTHO"], code="DRAFTY", publish=False)
     with pytest.raises(ValidationError, match="drafts"):
