@@ -301,7 +301,7 @@ class LimitedJSONParser(JSONParser):
             raise too_large
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            return json.loads(raw.decode(encoding), parse_constant=_refuse_constant)
+            return json.loads(raw.decode(encoding), parse_constant=_refuse_constant, object_pairs_hook=_refuse_repeats)
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(f"The body is not valid JSON: {exc}") from None
         except RecursionError:
@@ -310,6 +310,16 @@ class LimitedJSONParser(JSONParser):
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _refuse_repeats(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object naming a key twice: which value was meant cannot be known, so it is refused."""
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen = set()
+        repeated = next(key for key, _value in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {repeated!r} is given twice in one object")
+    return result
 
 
 class FhirJSONRenderer(JSONRenderer):

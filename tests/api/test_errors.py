@@ -60,6 +60,15 @@ def test_it_refuses_malformed_json_with_the_parser_message(api, alice):
     assert problem(response)["detail"].startswith("The body is not valid JSON")
 
 
+def test_it_refuses_an_object_that_names_a_key_twice(api, alice):
+    body = '{"pathway": "TKR", "patient_ref": "PT-1234A", "pathway": "HIP"}'
+
+    response = api(alice).post("/api/v1/episodes/", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert problem(response)["detail"] == "The body is not valid JSON: the key 'pathway' is given twice in one object"
+
+
 def test_it_refuses_a_body_over_the_size_limit_with_413(api, alice, settings):
     settings.API_MAX_BODY_BYTES = 1000
 
