@@ -43,6 +43,12 @@ class StepAdherence:
     missing: int
     not_assessed: int
     episodes: int  # episodes in scope
+    # The departures (late, early or missing) split as DOMAIN.md wants adherence read:
+    # justified departure is good care; only the undocumented ones are a data problem.
+    justified: int = 0
+    awaiting_review: int = 0
+    unjustified: int = 0
+    undocumented: int = 0
 
     @property
     def total(self) -> int:
@@ -64,6 +70,7 @@ class StepAdherence:
 
 
 NO_RULE = "no time limit"
+DEPARTURES = [Variance.Type.DELAY, Variance.Type.EARLY, Variance.Type.OMISSION]
 
 
 def _duration(minutes: int) -> str:
@@ -122,10 +129,11 @@ def step_adherence(pathway_code: str, org_unit_ids: Iterable[int] | None = None)
     def done(code: str):
         return Exists(StepEvent.objects.filter(episode_id=OuterRef("pk"), step_id__in=ids_by_code[code]))
 
-    def flagged(code: str, kind: str):
+    def flagged(code: str, kind: str | None = None, **state):
+        kinds = [kind] if kind else DEPARTURES
         return Exists(
             Variance.objects.current().filter(
-                episode_id=OuterRef("pk"), step_id__in=ids_by_code[code], variance_type=kind
+                episode_id=OuterRef("pk"), step_id__in=ids_by_code[code], variance_type__in=kinds, **state
             )
         )
 
@@ -144,6 +152,17 @@ def step_adherence(pathway_code: str, org_unit_ids: Iterable[int] | None = None)
         aggregates[f"late_{i}"] = Count("pk", filter=late)
         aggregates[f"early_{i}"] = Count("pk", filter=early)
         aggregates[f"missing_{i}"] = Count("pk", filter=Q(flagged(step.code, Variance.Type.OMISSION)))
+        # Each episode with a departure on the step once, by its least settled record.
+        undocumented = Q(flagged(step.code, status=Variance.Status.UNEXPLAINED))
+        unjustified = Q(flagged(step.code, status=Variance.Status.REVIEWED, justified=False))
+        awaiting = Q(flagged(step.code, status=Variance.Status.DOCUMENTED))
+        aggregates[f"undocumented_{i}"] = Count("pk", filter=undocumented)
+        aggregates[f"unjustified_{i}"] = Count("pk", filter=~undocumented & unjustified)
+        aggregates[f"awaiting_review_{i}"] = Count("pk", filter=~undocumented & ~unjustified & awaiting)
+        aggregates[f"justified_{i}"] = Count(
+            "pk",
+            filter=~undocumented & ~unjustified & ~awaiting & Q(flagged(step.code, status=Variance.Status.REVIEWED)),
+        )
     figures = episodes.order_by().aggregate(**aggregates)
     return [
         StepAdherence(
@@ -157,6 +176,10 @@ def step_adherence(pathway_code: str, org_unit_ids: Iterable[int] | None = None)
             missing=figures[f"missing_{i}"],
             not_assessed=figures.get(f"not_assessed_{i}", 0),
             episodes=figures["episodes"],
+            justified=figures[f"justified_{i}"],
+            awaiting_review=figures[f"awaiting_review_{i}"],
+            unjustified=figures[f"unjustified_{i}"],
+            undocumented=figures[f"undocumented_{i}"],
         )
         for i, step in enumerate(steps)
     ]

@@ -3,10 +3,11 @@
 import pytest
 
 from pathways.models import Step
+from tests.conftest import Role, make_user
 from tests.variances.importing import GOOD, POOR, T0, run, sepsis_version, write_csv
 from variances import services
 from variances.adherence import step_adherence, window_text
-from variances.models import Variance
+from variances.models import ReasonCode, Variance
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +67,38 @@ def test_a_withdrawn_variance_no_longer_counts(imported, org, erin):
     row = by_code(step_adherence("SEPSIS-ED", [org["EM"].pk]))["IV-ANTIBIOTICS"]
 
     assert (row.on_time, row.late) == (1, 0)
+
+
+def test_departures_are_split_by_their_record_so_justified_care_is_not_read_as_failure(imported, org, erin):
+    antibiotics = Variance.objects.filter(episode__org_unit=org["ED"], step__code="IV-ANTIBIOTICS")
+    late, missing = antibiotics.get(variance_type="delay"), antibiotics.get(variance_type="omission")
+    services.variance_explain(
+        variance=late,
+        cause=Variance.Cause.SYSTEM,
+        reason=ReasonCode.objects.filter(retired=False, pathway=None).first(),
+        valence=Variance.Valence.NEUTRAL,
+        rationale="Pharmacy had no vancomycin on the unit",
+        actor=erin,
+    )
+    services.variance_explain(
+        variance=missing,
+        cause=Variance.Cause.PATIENT,
+        reason=ReasonCode.objects.filter(retired=False, pathway=None).first(),
+        valence=Variance.Valence.NEUTRAL,
+        rationale="Declined antibiotics after discussion",
+        actor=erin,
+    )
+    missing.refresh_from_db()
+    colleague = make_user("ed-lead-2", Role.CLINICAL_LEAD, org["ED"])
+    services.variance_review(
+        variance=missing, justified=True, avoidable=False, comment="Documented refusal", actor=colleague
+    )
+
+    row = by_code(step_adherence("SEPSIS-ED", [org["ED"].pk]))["IV-ANTIBIOTICS"]
+
+    # late: documented, awaiting review; missing: reviewed and justified; early: no reason yet
+    assert (row.late, row.early, row.missing) == (1, 1, 1)
+    assert (row.justified, row.awaiting_review, row.unjustified, row.undocumented) == (1, 1, 0, 1)
 
 
 def test_it_is_a_fixed_number_of_queries(imported, org, django_assert_num_queries):
