@@ -40,6 +40,27 @@ PROBLEM_SCHEMA = {
     },
 }
 
+OPERATION_OUTCOME_SCHEMA = {
+    "type": "object",
+    "description": "A FHIR R4 OperationOutcome: the error of a FHIR endpoint, with the request id in `diagnostics`.",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["OperationOutcome"]},
+        "issue": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"type": "string", "enum": ["fatal", "error"]},
+                    "code": {"type": "string"},
+                    "diagnostics": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
 PROBLEM_DESCRIPTIONS = {
     400: "Invalid request: `errors` names each field and what is wrong with it.",
     401: "No valid credentials: send `Authorization: Bearer <token>`.",
@@ -73,6 +94,26 @@ IF_MATCH = OpenApiParameter(
 )
 
 
+LOCATION = {"schema": {"type": "string"}, "description": "The URL of the record created (or of the run to poll)."}
+ETAG = {
+    "schema": {"type": "string"},
+    "description": "The record's version: send it back in If-Match to change the record.",
+}
+IDEMPOTENT_REPLAYED = {
+    "schema": {"type": "string", "enum": ["true"]},
+    "description": "Present when this is the stored answer to an earlier request with the same Idempotency-Key.",
+}
+
+IF_MATCH_OPTIONAL = OpenApiParameter(
+    name="If-Match",
+    location=OpenApiParameter.HEADER,
+    required=False,
+    type=str,
+    description="The ETag from your last GET of this record; if the record changed since, the request is "
+    "refused with 412.",
+)
+
+
 class ApiAutoSchema(AutoSchema):
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
@@ -80,6 +121,8 @@ class ApiAutoSchema(AutoSchema):
             parameters.append(IDEMPOTENCY_KEY)
         if self.method == "PATCH":
             parameters.append(IF_MATCH)
+        elif self.method == "POST" and 412 in getattr(self.view, "extra_problem_statuses", ()):
+            parameters.append(IF_MATCH_OPTIONAL)
         return parameters
 
     def _problem_statuses(self, operation: dict) -> set[int]:
@@ -106,7 +149,19 @@ class ApiAutoSchema(AutoSchema):
             ResolvedComponent(name="Problem", type=ResolvedComponent.SCHEMA, object="Problem", schema=PROBLEM_SCHEMA)
         )
         problem = {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        if getattr(self.view, "errors_as_operation_outcome", False):
+            problem = {"application/fhir+json": {"schema": OPERATION_OUTCOME_SCHEMA}}
         responses = operation["responses"]
+        for code, response in responses.items():
+            headers = response.setdefault("headers", {})
+            if code in ("201", "202"):
+                headers["Location"] = LOCATION
+            if code.startswith("2") and self.method in getattr(self.view, "etag_methods", ()):
+                headers["ETag"] = ETAG
+            if code.startswith("2") and self.method == "POST":
+                headers["Idempotent-Replayed"] = IDEMPOTENT_REPLAYED
+            if not headers:
+                del response["headers"]
         for code in sorted(self._problem_statuses(operation)):
             entry = {"description": PROBLEM_DESCRIPTIONS[code], "content": problem}
             if code == 429:

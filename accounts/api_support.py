@@ -370,18 +370,23 @@ class FhirMixin:
     renderer_classes = [FhirJSONRenderer]
     content_negotiation_class = FhirContentNegotiation
     filter_backends = []
+    errors_as_operation_outcome = True  # read by the schema (accounts/api_schema.py)
 
     def handle_exception(self, exc):
         response = super().handle_exception(exc)
-        problem = response.data
-        issue = {
-            "severity": "error" if response.status_code < 500 else "fatal",
-            "code": FHIR_ISSUE_TYPES.get(response.status_code, "exception"),
-            "diagnostics": f"{problem['detail']} (request_id {problem['request_id']})",
-        }
-        response.data = {"resourceType": "OperationOutcome", "issue": [issue]}
+        response.data = operation_outcome(response.status_code, response.data)
         response.content_type = FhirJSONRenderer.media_type
         return response
+
+
+def operation_outcome(status_code: int, problem: dict) -> dict:
+    """A problem+json body as the FHIR OperationOutcome a FHIR client reads."""
+    issue = {
+        "severity": "error" if status_code < 500 else "fatal",
+        "code": FHIR_ISSUE_TYPES.get(status_code, "exception"),
+        "diagnostics": f"{problem['detail']} (request_id {problem['request_id']})",
+    }
+    return {"resourceType": "OperationOutcome", "issue": [issue]}
 
 
 class Pagination(LimitOffsetPagination):
@@ -943,6 +948,8 @@ def endpoint_not_found(request, *args, **kwargs):
         "instance": request.path,
         "request_id": current_request_context().request_id,
     }
+    if "/fhir/" in request.path:  # FHIR clients read errors as OperationOutcomes
+        return JsonResponse(operation_outcome(404, body), status=404, content_type=FhirJSONRenderer.media_type)
     return JsonResponse(body, status=404, content_type=PROBLEM_CONTENT_TYPE)
 
 

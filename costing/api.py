@@ -247,6 +247,7 @@ class CostRateListCreate(ApiMixin, generics.ListCreateAPIView):
     """Standard rates per resource and financial year (finance). Changes are audited with before and after."""
 
     access_roles = FINANCE_ROLES
+    etag_methods = ("POST",)
     queryset = CostRate.objects.select_related("resource", "updated_by").order_by("resource__code", "-financial_year")
     serializer_class = CostRateSerializer
     filterset_class = CostRateFilter
@@ -287,6 +288,7 @@ class CostRateDetail(ApiMixin, generics.GenericAPIView):
     """One rate. PATCH changes it (If-Match required) and is audited as a rate change."""
 
     access_roles = FINANCE_ROLES
+    etag_methods = ("GET", "PATCH")
     queryset = CostRate.objects.select_related("resource", "updated_by")
     serializer_class = CostRateSerializer
     filter_backends = []

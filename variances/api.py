@@ -650,6 +650,7 @@ class EpisodeListCreate(EpisodeDetailMixin, ApiMixin, generics.ListAPIView):
     """Episodes in your units (newest first). POST starts one on a pathway's published version."""
 
     access_roles = EPISODE_ROLES
+    etag_methods = ("POST",)
     queryset = Episode.objects.none()
     serializer_class = EpisodeSummarySerializer
     filterset_class = EpisodeFilter
@@ -698,6 +699,7 @@ class EpisodeDetail(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
     """One episode with its events, variances, and expected and actual cost. Reading it is audited."""
 
     access_roles = EPISODE_ROLES
+    etag_methods = ("GET",)
     serializer_class = EpisodeDetailSerializer
     filter_backends = []
 
@@ -715,6 +717,8 @@ class EpisodeClose(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
     """
 
     access_roles = EPISODE_ROLES
+    etag_methods = ("POST",)
+    extra_problem_statuses = (412,)
     serializer_class = EpisodeCloseSerializer
     filter_backends = []
 
@@ -887,6 +891,7 @@ class VarianceListCreate(ApiMixin, generics.ListAPIView):
     """Variances on episodes in your units. POST documents a departure (status documented)."""
 
     access_roles = EPISODE_ROLES
+    etag_methods = ("POST",)
     queryset = Variance.objects.none()
     serializer_class = VarianceSerializer
     filterset_class = VarianceFilter
@@ -955,6 +960,7 @@ class VarianceDetail(ApiMixin, generics.GenericAPIView):
     unexplained variance is explained by a PATCH with cause, reason and valence."""
 
     access_roles = EPISODE_ROLES
+    etag_methods = ("GET", "PATCH")
     serializer_class = VarianceSerializer
     filter_backends = []
 

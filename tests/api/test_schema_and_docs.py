@@ -70,6 +70,39 @@ def test_it_documents_every_endpoint_of_the_contract(api, alice):
     assert "429" in paths["/api/v1/reports/"]["post"]["responses"]
 
 
+def test_the_headers_responses_carry_are_the_ones_the_schema_declares(api, alice, org):
+    from tests.api.factories import build_tkr
+
+    build_tkr(org["ORTHO"])
+    client = api(alice)
+    paths = client.get("/api/v1/schema/?format=json").json()["paths"]
+    body = {"pathway": "TKR", "patient_ref": "PT-7788A", "org_unit": "ORTHO", "started_at": "2026-01-05T09:00:00Z"}
+
+    created = client.post("/api/v1/episodes/", body, format="json", HTTP_IDEMPOTENCY_KEY="schema-headers-1")
+    replayed = client.post("/api/v1/episodes/", body, format="json", HTTP_IDEMPOTENCY_KEY="schema-headers-1")
+    read = client.get(created["Location"])
+    closed = client.post(
+        f"{created['Location']}close/",
+        {"ended_at": "2026-01-08T09:00:00Z", "discharge_destination": "usual-residence"},
+        format="json",
+        HTTP_IF_MATCH=read["ETag"],
+    )
+
+    def declared(path, method, status):
+        return set(paths[path][method]["responses"][str(status)].get("headers", {}))
+
+    assert (created.status_code, replayed.status_code, read.status_code, closed.status_code) == (201, 201, 200, 200)
+    assert declared("/api/v1/episodes/", "post", 201) == {"Location", "ETag", "Idempotent-Replayed"}
+    assert {"Location", "ETag"} <= set(created.headers) and replayed["Idempotent-Replayed"] == "true"
+    assert declared("/api/v1/episodes/{id}/", "get", 200) == {"ETag"} and "ETag" in read.headers
+    assert declared("/api/v1/episodes/{id}/close/", "post", 200) == {"ETag", "Idempotent-Replayed"}
+    assert "412" in paths["/api/v1/episodes/{id}/close/"]["post"]["responses"]
+    assert any(
+        p["name"] == "If-Match" and not p.get("required", False)
+        for p in paths["/api/v1/episodes/{id}/close/"]["post"]["parameters"]
+    )
+
+
 def test_it_keeps_the_schema_from_anonymous_callers(api):
     assert api().get("/api/v1/schema/").status_code == 401
 
