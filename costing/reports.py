@@ -1087,6 +1087,9 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             "avg_expected_los": r["avg_expected_los"],
             "over_los": r["over_los"],
             "los": r["los"],
+            # How many episodes the length-of-stay variance comes from, as in "by pathway": the
+            # two tables show one figure, which suppression hides in both or in neither.
+            "cells": {"los": r["cells"]["los"]},
         }
         for r in pathway_rows
     ]
@@ -1108,6 +1111,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             "avg_expected_los": summary["avg_expected_los"],
             "over_los": head["over_los"],
             "los": summary["los"],
+            "cells": {"los": summary["cells"]["los"]},
         },  # fmt: skip
         partition=True,
     )

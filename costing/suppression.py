@@ -273,18 +273,22 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
     # Each step's units are read by the step's drill-down, which suppresses them itself.
     shown = copy.deepcopy({key: value for key, value in result.items() if key != STEP_UNITS})
     tables = {}
-    for key, table in shown.get("tables", {}).items():
+    stored = shown.get("tables", {})
+    for key, table in stored.items():
         if table.get("individual"):
             table = _individuals(table, audience)
             if table is None:
                 continue
-        elif audience.suppress:
+        elif audience.suppress and COPIES.get(key) not in stored:
             table = suppress_table(table)
         tables[key] = table
     shown["tables"] = tables
     summary = shown.get("summary") or {}
     if audience.suppress:
         _hidden_everywhere(tables, summary)
+        for key, source in COPIES.items():
+            if key in tables and source in tables:
+                _hidden_as_in(tables[key], tables[source])
     if audience.suppress and is_small(summary.get("episodes")):
         for key in list(summary):
             if key != "label":
@@ -298,6 +302,38 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
         shown.pop("period")
     shown["suppressed"] = audience.suppress
     return shown
+
+
+# Tables whose rows are another's rows, fewer columns (same keys, same figures): the length of
+# stay against expected is "by pathway"'s episodes, stays and length-of-stay variance. Suppressed
+# on their own, the two could hide different cells of one figure and together show both.
+COPIES = {"los": "by_pathway"}
+
+
+def _hidden_as_in(table: dict, source: dict) -> None:
+    """Hide in ``table`` exactly what ``source`` (already suppressed) hides of the same rows.
+
+    A row or total that ``source`` lacks, or a figure it does not carry, is hidden: a result
+    stored before the two were kept consistent must not show what it cannot check.
+    """
+    by_key = {row["key"]: row for row in source["rows"]}
+    pairs = [(row, by_key.get(row["key"])) for row in table["rows"]]
+    if table.get("total") is not None:
+        pairs.append((table["total"], source.get("total")))
+    keys = _value_keys(table)
+    for row, shown in pairs:
+        if shown is None or shown.get("suppressed"):
+            _hide(row, keys)
+            continue
+        for key in set(row) - _IDENTIFYING - {"cells"}:
+            if shown.get(key, SUPPRESSED) == SUPPRESSED:
+                _hide_cell(row, key)
+        for key in row.get("cells") or {}:
+            if (shown.get("cells") or {}).get(key, SUPPRESSED) == SUPPRESSED or shown.get(key) == SUPPRESSED:
+                _hide_cell(row, key)
+    table["suppressed"] = any(
+        value == SUPPRESSED for row, _ in pairs for key, value in row.items() if key not in _IDENTIFYING
+    )
 
 
 def _hidden_everywhere(tables: dict, summary: dict) -> None:

@@ -234,6 +234,11 @@ def test_no_managers_cost_figure_comes_from_one_to_seven_episodes_or_can_be_work
     system = {next(r["amount"] for r in seen["tables"]["by_cause"]["rows"] if r["key"] == "system")}
     system |= {t["total"]["system"] for t in seen["tables"].values() if t.get("total") and "system" in t["total"]}
     assert len(system) == 1, system
+    # The length of stay table shows by pathway's rows: a figure hidden in one is hidden in the other.
+    by_pathway, los = seen["tables"]["by_pathway"], seen["tables"]["los"]
+    same = {row["key"]: row for row in by_pathway["rows"]}
+    for row, other in [*((r, same[r["key"]]) for r in los["rows"]), (los["total"], by_pathway["total"])]:
+        assert [row[k] for k in ("episodes", "avg_los", "los")] == [other[k] for k in ("episodes", "avg_los", "los")]
     # The parts of a variance are hidden together, or the variance less the others gives one back.
     for row in [seen["summary"], *(r for t in seen["tables"].values() for r in [*t["rows"], t.get("total") or {}])]:
         parts = [row[k] == SUPPRESSED for k in PARTS if k in (row.get("cells") or {})]
@@ -372,3 +377,67 @@ def test_rows_under_a_total_shown_elsewhere_are_all_hidden_when_the_total_cannot
     t = suppress_table(units)
     # No other row to hide among: the total cannot be hidden (it is on the page), so the row goes.
     assert shown(t) == [SUPPRESSED] and t["total"]["episodes"] == 4
+
+
+def pathway_row(key, n, los, los_episodes, usage=(0, 0)):
+    return {
+        "key": key, "label": key, "episodes": n, "actual": str(n * 1000),
+        "variance": str(los + usage[0]), "price": "0", "usage": str(usage[0]), "los": str(los),
+        "avg_los": "4.00", "avg_expected_los": "3.00", "over_los": los_episodes,
+        "cells": {"price": 0, "usage": usage[1], "los": los_episodes},
+    }  # fmt: skip
+
+
+def los_of(row, cells=True):
+    """The length-of-stay table's row for a pathway row; without ``cells`` as runs stored before they had them."""
+    keys = ("key", "label", "episodes", "avg_los", "avg_expected_los", "over_los", "los")
+    return {k: row[k] for k in keys if k in row} | ({"cells": {"los": row["cells"]["los"]}} if cells else {})
+
+
+def cost_result(*rows, los_cells=True):
+    whole = {
+        "label": "All", "episodes": sum(r["episodes"] for r in rows),
+        "actual": str(sum(int(r["actual"]) for r in rows)),
+        "los": str(sum(Decimal(r["los"]) for r in rows)), "usage": str(sum(Decimal(r["usage"]) for r in rows)),
+        "price": "0", "variance": str(sum(Decimal(r["variance"]) for r in rows)),
+        "avg_los": "4.00", "avg_expected_los": "3.00", "over_los": sum(r["over_los"] for r in rows),
+        "cells": {k: sum(r["cells"][k] for r in rows) for k in ("price", "usage", "los")},
+    }  # fmt: skip
+    money = [(k, k, "variance") for k in ("variance", "price", "usage", "los")]
+    by_pathway = table("By pathway", [*COLUMNS, *money], list(rows), total=whole, partition=True)
+    los_columns = [("label", "Pathway", "text"), ("episodes", "Episodes", "int"), ("avg_los", "Stay", "number"),
+                   ("over_los", "Longer", "int"), ("los", "Length-of-stay variance", "variance")]  # fmt: skip
+    los = table(
+        "Length of stay", los_columns, [los_of(r, los_cells) for r in rows], total=los_of(whole, los_cells),
+        partition=True,
+    )  # fmt: skip
+    return {
+        "summary": {"label": "All", "episodes": whole["episodes"]},
+        "tables": {"by_pathway": by_pathway, "los": los},
+    }
+
+
+@pytest.mark.parametrize("los_cells", [True, False], ids=["cells", "stored-before-cells"])
+def test_the_length_of_stay_table_hides_what_by_pathway_hides_and_nothing_else(los_cells):
+    # HIP's length-of-stay variance (696) comes from 7 episodes, TKR's usage from 3: by pathway hides
+    # HIP's los, and with TKR's usage all of TKR's parts, so that neither comes back from the total.
+    result = cost_result(
+        pathway_row("HIP", 40, 696, 7, usage=(300, 20)),
+        pathway_row("TKR", 60, 1044, 30, usage=(90, 3)),
+        pathway_row("THR", 50, 360, 12, usage=(120, 15)),
+        los_cells=los_cells,
+    )
+
+    seen = result_for(result, Audience(user_id=None, suppress=True))["tables"]
+
+    by_pathway = {row["key"]: row["los"] for row in seen["by_pathway"]["rows"]}
+    los = {row["key"]: row["los"] for row in seen["los"]["rows"]}
+    assert by_pathway["HIP"] == SUPPRESSED
+    assert los == by_pathway  # the same figure is hidden in both, or shown in both
+    assert los["THR"] == "360"
+    assert seen["los"]["total"]["los"] == seen["by_pathway"]["total"]["los"]
+    assert [row["episodes"] for row in seen["los"]["rows"]] == [40, 60, 50]
+    assert seen["los"]["suppressed"] is True
+    # Nobody who may see small cells loses anything.
+    whole = result_for(result, Audience(user_id=None, suppress=False))["tables"]["los"]
+    assert [row["los"] for row in whole["rows"]] == ["696", "1044", "360"]
