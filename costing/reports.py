@@ -1181,7 +1181,13 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     )
     drivers = _by_step_code(
         lines.values("episode_cost__pathway_id", "step_id", "resource_id")
-        .annotate(episodes=Count("episode_cost", distinct=True), actual=Sum("actual_cost"), variance=Sum(line_variance))
+        .annotate(
+            # The episodes a driver's variance comes from: those whose line cost other than planned
+            # (not every episode with the line), which is what small-cell suppression must count.
+            episodes=Count("episode_cost", distinct=True, filter=~Q(actual_cost=F("standard_cost"))),
+            actual=Sum("actual_cost"),
+            variance=Sum(line_variance),
+        )
         .order_by(),
         extra=("resource_id",),
     )
@@ -1193,7 +1199,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         [
             ("label", "Step", TEXT),
             ("resource", "Resource", TEXT),
-            ("episodes", "Episodes", INT),
+            ("episodes", "Episodes off plan", INT),
             ("actual", "Actual cost", MONEY),
             ("variance", "Variance", VARIANCE),
         ],  # fmt: skip
@@ -1201,14 +1207,18 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             {
                 "key": f"{pathway_names[pathway_id].code}/{code}",
                 "label": f"{pathway_names[pathway_id].code} · {name}",
+                # A step's drivers add up to (part of) its row in "Cost by step": protected together.
+                "group": f"{pathway_names[pathway_id].code}/{code}",
                 "resource": names.get(row["resource_id"], ""),
                 "episodes": row["episodes"],
                 "actual": money(row["actual"]),
                 "variance": money(row["variance"]),
+                "cells": {"variance": row["episodes"]},
             }
             for (pathway_id, code, name, _), row in driver_rows
         ],
-        description="The steps and resources whose cost exceeded the plan the most.",
+        description="The steps and resources whose cost exceeded the plan the most; "
+        "episodes off plan are those whose cost on the line differed from the plan.",
         link="step",
     )
     progress(94)

@@ -89,7 +89,7 @@ def _value_keys(table: dict) -> list[str]:
 
 # What names a row rather than measures it: kept when its figures are hidden.
 _IDENTIFYING = frozenset(
-    {"key", "label", "group", "pathway", "unit", "org_unit_id", "nature", "suppressed", "shown_elsewhere"}
+    {"key", "label", "group", "pathway", "unit", "org_unit_id", "nature", "resource", "suppressed", "shown_elsewhere"}
 )
 
 
@@ -289,6 +289,8 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
         for key, source in COPIES.items():
             if key in tables and source in tables:
                 _hidden_as_in(tables[key], tables[source])
+        if "drivers" in tables:
+            _drivers_hidden_with_steps(tables["drivers"], tables.get("by_step"))
     if audience.suppress and is_small(summary.get("episodes")):
         for key in list(summary):
             if key != "label":
@@ -334,6 +336,28 @@ def _hidden_as_in(table: dict, source: dict) -> None:
     table["suppressed"] = any(
         value == SUPPRESSED for row, _ in pairs for key, value in row.items() if key not in _IDENTIFYING
     )
+
+
+def _drivers_hidden_with_steps(drivers: dict, steps: dict | None) -> None:
+    """A cost driver is a step's resource: hidden wherever its step's row in "Cost by step" is.
+
+    A step's drivers add up to (part of) its variance, and a driver's variance is its share of the
+    step's price, usage and length-of-stay variance: shown beside a step whose variance or parts
+    are hidden, it would give them back. A driver without ``cells`` was stored when its episodes
+    were every episode with the line, not those its variance comes from: hidden, as it cannot be
+    checked.
+    """
+    by_key = {row["key"]: row for row in (steps or {}).get("rows", [])}
+    keys = _value_keys(drivers)
+    for row in drivers["rows"]:
+        step = by_key.get(row["key"])
+        if "cells" not in row or step is None or step.get("suppressed"):
+            _hide(row, keys)
+        elif any(step.get(key) == SUPPRESSED for key in ("variance", *ADDING_UP)):
+            _hide_cell(row, "variance")
+        else:
+            continue
+        drivers["suppressed"] = True
 
 
 def _hidden_everywhere(tables: dict, summary: dict) -> None:

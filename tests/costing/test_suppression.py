@@ -239,6 +239,12 @@ def test_no_managers_cost_figure_comes_from_one_to_seven_episodes_or_can_be_work
     same = {row["key"]: row for row in by_pathway["rows"]}
     for row, other in [*((r, same[r["key"]]) for r in los["rows"]), (los["total"], by_pathway["total"])]:
         assert [row[k] for k in ("episodes", "avg_los", "los")] == [other[k] for k in ("episodes", "avg_los", "los")]
+    # A cost driver's variance is shown only from more than 7 episodes, beside a step that shows its own.
+    steps = {row["key"]: row for row in seen["tables"]["by_step"]["rows"]}
+    for row in seen["tables"]["drivers"]["rows"]:
+        if row["variance"] != SUPPRESSED:
+            assert not 0 < row["episodes"] <= 7, row
+            assert SUPPRESSED not in [steps[row["key"]][k] for k in ("variance", *PARTS)], row
     # The parts of a variance are hidden together, or the variance less the others gives one back.
     for row in [seen["summary"], *(r for t in seen["tables"].values() for r in [*t["rows"], t.get("total") or {}])]:
         parts = [row[k] == SUPPRESSED for k in PARTS if k in (row.get("cells") or {})]
@@ -441,3 +447,72 @@ def test_the_length_of_stay_table_hides_what_by_pathway_hides_and_nothing_else(l
     # Nobody who may see small cells loses anything.
     whole = result_for(result, Audience(user_id=None, suppress=False))["tables"]["los"]
     assert [row["los"] for row in whole["rows"]] == ["696", "1044", "360"]
+
+
+STEP_COLUMNS = [("label", "Step", "text"), ("episodes", "Episodes", "int"), ("variance", "Variance", "variance"),
+                *[(k, k.title(), "variance") for k in PARTS]]  # fmt: skip
+DRIVER_COLUMNS = [("label", "Step", "text"), ("resource", "Resource", "text"), ("episodes", "Episodes off plan", "int"),
+                  ("actual", "Actual cost", "money"), ("variance", "Variance", "variance")]  # fmt: skip
+
+
+def step(key, n, **parts):
+    """A step of "Cost by step": ``parts`` as {part: (amount, episodes it comes from)}."""
+    amounts = {k: parts.get(k, (0, 0)) for k in PARTS}
+    return {"key": key, "group": key.split("/")[0], "label": key, "episodes": n,
+            "variance": str(sum(a for a, _ in amounts.values())), **{k: str(a) for k, (a, _) in amounts.items()},
+            "cells": {k: c for k, (_, c) in amounts.items()}}  # fmt: skip
+
+
+def driver(key, resource, episodes, variance, cells=True):
+    row = {"key": key, "group": key, "label": key, "resource": resource, "episodes": episodes,
+           "actual": str(variance * 10), "variance": str(variance)}  # fmt: skip
+    return row | ({"cells": {"variance": episodes}} if cells else {})
+
+
+def drivers_seen(steps, drivers):
+    result = {
+        "summary": {"label": "All", "episodes": 120},
+        "tables": {
+            "by_step": table("Cost by step", STEP_COLUMNS, steps, link="step"),
+            "drivers": table("Top cost drivers", DRIVER_COLUMNS, drivers, link="step"),
+        },
+    }
+    seen = result_for(result, Audience(user_id=None, suppress=True))["tables"]
+    return {row["key"]: row for row in seen["by_step"]["rows"]}, seen["drivers"]
+
+
+def test_a_cost_driver_from_one_episode_is_hidden_and_so_are_its_steps_others():
+    # One patient's dearer implant (200 more, one episode) among 40 operations: the operation's
+    # price variance is hidden in "Cost by step", so its drivers cannot show it either; the
+    # consultant's variance (20 episodes) would give the implant back from the step's variance.
+    steps, drivers = drivers_seen(
+        [
+            step("TKR/OP", 40, price=(200, 1), usage=(300, 20)),
+            step("TKR/WARD", 40, los=(1044, 12)),
+            step("THR/PHYSIO", 40, usage=(56, 15)),
+        ],  # fmt: skip
+        [
+            driver("TKR/OP", "Implant", 1, 200),
+            driver("TKR/OP", "Consultant", 20, 300),
+            driver("THR/PHYSIO", "Physiotherapist", 15, 56),
+        ],  # fmt: skip
+    )
+
+    assert steps["TKR/OP"]["price"] == SUPPRESSED
+    rows = {row["resource"]: row for row in drivers["rows"]}
+    assert rows["Implant"]["variance"] == rows["Implant"]["episodes"] == SUPPRESSED
+    assert rows["Consultant"]["variance"] == SUPPRESSED
+    assert steps["THR/PHYSIO"]["usage"] == "56"
+    assert (rows["Physiotherapist"]["episodes"], rows["Physiotherapist"]["variance"]) == (15, "56")
+    assert drivers["suppressed"] is True
+
+
+def test_a_cost_driver_stored_without_its_cells_is_hidden_as_it_cannot_be_checked():
+    # Before drivers carried cells, their episodes were every episode with the line (40), not the
+    # one the variance came from: nothing says whether it is a small cell.
+    _steps, drivers = drivers_seen(
+        [step("TKR/OP", 40, usage=(300, 20))], [driver("TKR/OP", "Implant", 40, 200, cells=False)]
+    )
+
+    assert drivers["rows"][0]["variance"] == drivers["rows"][0]["actual"] == SUPPRESSED
+    assert drivers["rows"][0]["resource"] == "Implant"
