@@ -42,7 +42,7 @@ from django.conf import settings
 
 from accounts.permissions import EPISODE_ROLES, Role, unit_ids_for
 
-from .reports import STEP_UNITS
+from .reports import STEP_UNITS, SYSTEM_APART
 
 SUPPRESSED = "*"
 CUMULATIVE = "cumulative"
@@ -395,4 +395,36 @@ def _individuals(table: dict, audience: Audience) -> dict | None:
         return None
     table["rows"] = rows
     table["total"] = None
+    if not table.get(SYSTEM_APART):
+        _without_system_included(table)
     return table
+
+
+# A per-clinician row's figures that, in a result stored before system-caused variance was
+# shown apart (``SYSTEM_APART``), counted it as the clinician's.
+SYSTEM_INCLUDED = frozenset(
+    {
+        "variance",
+        "price",
+        "usage",
+        "los",
+        "capacity",
+        "with_variance",
+        "with_variance_share",
+        "variances",
+        "unexplained",
+    }
+)
+
+
+def _without_system_included(table: dict) -> None:
+    """Withhold an old run's per-clinician figures that charged system-caused variance to the clinician."""
+    table["columns"] = [c for c in table["columns"] if c["key"] not in SYSTEM_INCLUDED]
+    for row in table["rows"]:
+        for key in SYSTEM_INCLUDED:
+            row.pop(key, None)
+            (row.get("cells") or {}).pop(key, None)
+    table["description"] = (
+        "Computed before system-caused variance was left out of clinicians' figures: the figures that "
+        "counted it as the clinician's are not shown. Run the report again to see them."
+    )

@@ -516,3 +516,23 @@ def test_a_cost_driver_stored_without_its_cells_is_hidden_as_it_cannot_be_checke
 
     assert drivers["rows"][0]["variance"] == drivers["rows"][0]["actual"] == SUPPRESSED
     assert drivers["rows"][0]["resource"] == "Implant"
+
+
+def test_a_clinicians_figures_stored_with_system_caused_variance_in_them_are_withheld():
+    # A run stored before system-caused variance was left out of clinicians' figures: its
+    # "Variance" charged the clinician with 700 of system-caused cost. Not shown; the
+    # system-caused figure, already apart, still is.
+    columns = [("label", "Clinician", "text"), ("unit", "Unit", "text"), ("episodes", "Episodes", "int"),
+               ("variance", "Variance", "variance"), ("system", "System-caused", "variance")]  # fmt: skip
+    row = {"key": "1/ORTHO", "label": "Dr A", "unit": "T&O", "clinician_id": 1, "org_unit_id": 9, "episodes": 30,
+           "variance": "900", "price": "700", "usage": "200", "los": "0", "system": "700",
+           "cells": {"price": 1, "usage": 20, "los": 0, "system": 1}}  # fmt: skip
+    stored = {"summary": {"label": "All", "episodes": 30}, "tables": {"by_clinician": table(
+        "Clinicians", columns, [row], individual=True, description="System-caused variance is shown apart.")}}  # fmt: skip
+
+    seen = result_for(stored, Audience(user_id=1, suppress=False))["tables"]["by_clinician"]
+
+    assert [c["key"] for c in seen["columns"]] == ["label", "unit", "episodes", "system"]
+    assert seen["rows"][0]["system"] == "700"
+    assert not {"variance", "price", "usage", "los"} & set(seen["rows"][0])
+    assert "Run the report again" in seen["description"]
