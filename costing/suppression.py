@@ -36,6 +36,7 @@ one viewer. Views, exports and the API all go through ``result_for``.
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -283,6 +284,9 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
             table = suppress_table(table)
         tables[key] = table
     shown["tables"] = tables
+    if "by_unit" in tables and "by_clinician" in stored:
+        # Every clinician's row, as stored (the shown copy keeps only the viewer's): read, not shown.
+        _colleagues_protected(tables["by_unit"], result["tables"]["by_clinician"], audience)
     summary = shown.get("summary") or {}
     if audience.suppress:
         _hidden_everywhere(tables, summary)
@@ -381,6 +385,66 @@ def _hidden_everywhere(tables: dict, summary: dict) -> None:
                     _hide_cell(row, key)
                     table["suppressed"] = True
         _hide_cell(summary, key)
+
+
+def _colleagues_protected(units: dict, clinicians: dict, audience: Audience) -> None:
+    """Hide the unit figures from which a clinician could subtract their own and get a colleague's.
+
+    A clinician who is not the unit's lead sees their own row in "Clinicians" (per unit), and the
+    unit's row: the unit less their own is everybody else's. That is hidden when it is one other
+    named clinician's figures, or comes from 1 to 7 episodes. Then, as for small cells, other units
+    are hidden with it (fewest other episodes first) until the hidden units, less the viewer's own
+    rows in them, are more than 7 episodes of at least two other clinicians; if the units run out,
+    the table's total goes too. The report's summary still gives the whole scope less the viewer's
+    own: that cannot be protected by hiding cells, see README.
+    """
+    own: dict[int, int] = defaultdict(int)
+    others: dict[int, int] = defaultdict(int)
+    named: dict[int, set] = defaultdict(set)
+    for row in clinicians["rows"]:
+        unit_id, episodes = row.get("org_unit_id"), row.get("episodes") or 0
+        if unit_id in audience.team_unit_ids:
+            continue  # a lead sees every individual of their team: nothing there to work out
+        if audience.user_id is not None and row.get("clinician_id") == audience.user_id:
+            own[unit_id] += episodes
+        elif episodes:
+            others[unit_id] += episodes
+            if row.get("clinician_id") is not None:
+                named[unit_id].add(row["clinician_id"])
+    if not own:
+        return
+    rows = units["rows"]
+    unit_of = [row.get("org_unit_id") for row in rows]
+
+    def exposed(members: set[int]) -> bool:
+        """Whether these units' figures, less the viewer's own, are a colleague's or a small cell."""
+        units_in = {unit_of[i] for i in members}
+        if not sum(own[u] for u in units_in):
+            return False
+        episodes = sum(others[u] for u in units_in)
+        colleagues = set().union(*(named[u] for u in units_in))
+        return 0 < episodes <= settings.SMALL_CELL_MAX or (episodes > 0 and len(colleagues) == 1)
+
+    # Units a lead sees whole protect nothing as cover: not candidates.
+    candidates = [i for i, unit_id in enumerate(unit_of) if unit_id not in audience.team_unit_ids]
+    exposing = {i for i in candidates if not rows[i].get("suppressed") and exposed({i})}
+    hidden = exposing | {i for i in candidates if rows[i].get("suppressed")}
+    if not exposing and not exposed(hidden):
+        return
+    enough = True
+    while exposed(hidden):
+        visible = [i for i in candidates if i not in hidden]
+        if not visible:
+            enough = False
+            break
+        hidden.add(min(visible, key=lambda i: (not others[unit_of[i]], others[unit_of[i]], i)))
+    keys = _value_keys(units)
+    for i in hidden:
+        if not rows[i].get("suppressed"):
+            _hide(rows[i], keys)
+    if not enough and units.get("total") is not None:
+        _hide(units["total"], [k for k in keys if k in units["total"]])
+    units["suppressed"] = True
 
 
 def _individuals(table: dict, audience: Audience) -> dict | None:

@@ -287,9 +287,10 @@ def test_a_clinician_sees_their_own_named_figures_only(reports, org, alice, bob)
     assert {row["label"] for row in rows} == {"Dr Alice Adeyemi"}
     # alice holds no clinical role over all of Surgery: unit cells are suppressed for her there...
     assert {row["key"]: row for row in seen["tables"]["by_unit"]["rows"]}["ORTHO-W7"]["episodes"] == SUPPRESSED
-    # ...but not on a report of her own specialty.
+    # ...but not on a report of her own specialty (where only what would give bob's figures away is hidden).
     own = result_for(cost, audience_for(alice, org["ORTHO"].pk))
-    assert {row["key"]: row for row in own["tables"]["by_unit"]["rows"]}["ORTHO-W7"]["episodes"] == 5
+    assert own["suppressed"] is False
+    assert own["summary"]["episodes"] == cost["summary"]["episodes"]
 
 
 @pytest.mark.django_db
@@ -536,3 +537,85 @@ def test_a_clinicians_figures_stored_with_system_caused_variance_in_them_are_wit
     assert seen["rows"][0]["system"] == "700"
     assert not {"variance", "price", "usage", "los"} & set(seen["rows"][0])
     assert "Run the report again" in seen["description"]
+
+
+# --- a clinician cannot subtract their own figures from their unit's -------------------------------
+
+ME, BOB, CHEN, DEV = 1, 2, 3, 4
+
+
+def clinicians_and_units(*units):
+    """Units as (org unit id, {clinician id: episodes}); rows of "Clinicians" and "Organisational units"."""
+    clinicians, unit_rows = [], []
+    for unit_id, people in units:
+        for who, n in people.items():
+            clinicians.append({"key": f"{who}/{unit_id}", "label": f"Dr {who}", "unit": f"Unit {unit_id}",
+                               "clinician_id": who, "org_unit_id": unit_id, "episodes": n, "actual": str(n * 1000)})  # fmt: skip
+        n = sum(people.values())
+        unit_rows.append({"key": f"U{unit_id}", "label": f"Unit {unit_id}", "org_unit_id": unit_id, "episodes": n,
+                          "actual": str(n * 1000)})  # fmt: skip
+    whole = {"label": "All", "episodes": sum(r["episodes"] for r in unit_rows),
+             "actual": str(sum(int(r["actual"]) for r in unit_rows))}  # fmt: skip
+    return {
+        "summary": {"label": "All", "episodes": whole["episodes"]},
+        "tables": {
+            "by_unit": table("Units", COLUMNS, unit_rows, total=whole, partition=True),
+            "by_clinician": table("Clinicians", COLUMNS, clinicians, individual=True),
+        },
+    }
+
+
+def test_a_clinician_cannot_work_out_their_only_colleagues_figures_from_the_units():
+    # Elective: my 24 episodes and Bob's 6. Elective less my row would be Bob's row: hidden, and Ward 7
+    # with it (the smallest cover: 28 episodes of Chen and Dev), or the total less Ward 7 would give it
+    # back. Spine, where I have no row, is a unit figure like any other.
+    result = clinicians_and_units((10, {ME: 24, BOB: 6}), (11, {ME: 76, CHEN: 14, DEV: 14}), (12, {BOB: 20, CHEN: 20}))
+
+    seen = result_for(result, Audience(user_id=ME, suppress=False))
+
+    units = seen["tables"]["by_unit"]
+    assert [row["episodes"] for row in units["rows"]] == [SUPPRESSED, SUPPRESSED, 40]
+    assert units["rows"][0]["actual"] == SUPPRESSED
+    assert units["total"]["episodes"] == 174  # less Spine and my rows: Bob, Chen and Dev's 34 episodes together
+    assert units["suppressed"] is True
+    assert [row["episodes"] for row in seen["tables"]["by_clinician"]["rows"]] == [24, 76]  # my own, whole
+
+
+def test_a_colleagues_small_cell_or_only_colleague_hides_the_total_when_nothing_else_can_cover_it():
+    # Only Bob besides me, in both units: whatever is hidden, the units less my rows are his.
+    result = clinicians_and_units((10, {ME: 24, BOB: 6}), (11, {ME: 76, BOB: 28}))
+
+    units = result_for(result, Audience(user_id=ME, suppress=False))["tables"]["by_unit"]
+
+    assert [row["episodes"] for row in units["rows"]] == [SUPPRESSED, SUPPRESSED]
+    assert units["total"]["episodes"] == SUPPRESSED
+    # Three colleagues but 5 episodes between them: a small cell by difference, hidden alike.
+    result = clinicians_and_units((10, {ME: 40, BOB: 2, CHEN: 2, DEV: 1}), (11, {ME: 10, BOB: 9, CHEN: 9}))
+    units = result_for(result, Audience(user_id=ME, suppress=False))["tables"]["by_unit"]
+    assert [row["episodes"] for row in units["rows"]] == [SUPPRESSED, SUPPRESSED]
+    assert units["total"]["episodes"] == 73  # less my rows: 23 episodes of three colleagues
+
+
+def test_units_stay_whole_for_a_lead_and_where_a_clinician_has_enough_colleagues():
+    result = clinicians_and_units((10, {ME: 24, BOB: 6}), (11, {ME: 76, CHEN: 14, DEV: 14}))
+
+    lead = result_for(result, Audience(user_id=ME, suppress=False, team_unit_ids=frozenset({10, 11})))
+    assert [row["episodes"] for row in lead["tables"]["by_unit"]["rows"]] == [30, 104]
+    assert {row["clinician_id"] for row in lead["tables"]["by_clinician"]["rows"]} == {ME, BOB, CHEN, DEV}
+    # Chen sees Ward 7 less her own: 90 episodes of two others (me and Dev). Elective she has no row in.
+    chen = result_for(result, Audience(user_id=CHEN, suppress=False))
+    assert [row["episodes"] for row in chen["tables"]["by_unit"]["rows"]] == [30, 104]
+    assert not chen["tables"]["by_unit"].get("suppressed")
+
+
+@pytest.mark.django_db
+def test_alice_cannot_read_bobs_figures_off_her_specialtys_units(reports, org, alice, bob):
+    # Trauma & Orthopaedics holds alice's and bob's episodes, Ward 7 alice's five: the specialty's row
+    # less alice's would be bob's, and Ward 7 cannot cover it. Bob, their lead, sees all of it.
+    for result in reports:
+        units = result_for(result, audience_for(alice, org["ORTHO"].pk))["tables"]["by_unit"]
+        assert {row["key"]: row["episodes"] for row in units["rows"]} == {"ORTHO": SUPPRESSED, "ORTHO-W7": SUPPRESSED}
+        assert units["total"]["episodes"] == SUPPRESSED
+        stored = {row["key"]: row["episodes"] for row in result["tables"]["by_unit"]["rows"]}
+        units = result_for(result, audience_for(bob, org["ORTHO"].pk))["tables"]["by_unit"]
+        assert {row["key"]: row["episodes"] for row in units["rows"]} == stored
