@@ -29,6 +29,14 @@ A figure a report shows in two places is hidden in both or in neither: the syste
 variance is a row of "Variance by cause" and a column of the cost tables. Its row is the
 last one hidden to protect a small cause, and if it must go, the column goes everywhere.
 
+Two tables repeat another's figures: "Length of stay against expected" is "by pathway"'s rows
+and hides exactly what that table hides; a top cost driver is part of its step's row in "Cost
+by step" and is hidden wherever that row's variance or its parts are.
+
+A clinician who is not a lead sees their own row per unit, and the unit's row: the difference
+is their colleagues'. Unit rows are hidden where it would be one colleague's figures or 1 to 7
+episodes, with complementary units as above (``_colleagues_protected``).
+
 The stored ``ReportRun.result`` holds everything; these functions shape a copy for
 one viewer. Views, exports and the API all go through ``result_for``.
 """
