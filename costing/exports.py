@@ -42,7 +42,7 @@ SHEET_NAMES = {
     "period": "Budget",
 }
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-SUPPRESSION_NOTE = "* hides a figure covering 1 to 7 episodes, or one that would let such a figure be worked out."
+SUPPRESSION_NOTE = "* hides a figure covering 1 to 7 episodes, or one that would let such a figure, or a colleague's own figures, be worked out."
 
 
 def _safe_text(value: str) -> str:

@@ -58,6 +58,9 @@ PERIOD_TOTALS = {"static_budget", "flexible_budget", "actual"}
 # for the step's drill-down, so that it shows the same run as the step's row. Not a table:
 # not on dashboards or in exports, and result_for (costing/suppression.py) never passes it on.
 STEP_UNITS = "step_units"
+# Marks a per-clinician table whose figures leave system-caused variance out (shown apart). A
+# result stored before has none: costing/suppression.py then withholds the figures that included it.
+SYSTEM_APART = "system_apart"
 # The step code under which a pathway's activities off the pathway are added up.
 OFF_PATHWAY = "OFF-PATHWAY"
 Progress = Callable[[int], None]
@@ -332,7 +335,11 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     scope = Scope(params)
     variances = scope.variances()
     current = Variance.objects.current().filter(episode_id=OuterRef("pk"))
-    episodes = scope.episodes().annotate(has_variance=Exists(current))
+    # A clinician's figures leave out system-caused departures (DOMAIN.md: they are the
+    # organisation's), so each episode also says whether it has a departure of another cause.
+    episodes = scope.episodes().annotate(
+        has_variance=Exists(current), has_own_variance=Exists(current.exclude(cause=Variance.Cause.SYSTEM))
+    )
     # The adherence split counts each episode's variances by status in one join, then
     # counts the episodes: PostgreSQL inlines the outer query and would evaluate an
     # EXISTS per status once for every filter naming it (2.5 s instead of 0.2 s at
@@ -450,7 +457,11 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     episode_cells = list(
         episodes.annotate(month=TruncMonth("started_at", output_field=DateField()))
         .values("version_id", "month", "org_unit_id", "responsible_clinician_id")
-        .annotate(episodes=Count("pk"), with_variance=Count("pk", filter=Q(has_variance=True)))
+        .annotate(
+            episodes=Count("pk"),
+            with_variance=Count("pk", filter=Q(has_variance=True)),
+            with_own_variance=Count("pk", filter=Q(has_own_variance=True)),
+        )
         .order_by()
     )
     variance_cells = [
@@ -461,10 +472,17 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
             "responsible_clinician_id": row["episode__responsible_clinician_id"],
             "variances": row["variances"],
             "unexplained": row["unexplained"],
+            "system": row["system"],
+            "system_unexplained": row["system_unexplained"],
         }
         for row in variances.annotate(month=TruncMonth("episode__started_at", output_field=DateField()))
         .values("episode__version_id", "month", "episode__org_unit_id", "episode__responsible_clinician_id")
-        .annotate(variances=Count("pk"), unexplained=Count("pk", filter=Q(status=Variance.Status.UNEXPLAINED)))
+        .annotate(
+            variances=Count("pk"),
+            unexplained=Count("pk", filter=Q(status=Variance.Status.UNEXPLAINED)),
+            system=Count("pk", filter=Q(cause=Variance.Cause.SYSTEM)),
+            system_unexplained=Count("pk", filter=Q(cause=Variance.Cause.SYSTEM, status=Variance.Status.UNEXPLAINED)),
+        )
         .order_by()
     ]
 
@@ -762,6 +780,7 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
     rows = []
     for (who, unit_id), row in clinician_episodes.items():
         v = clinician_variances.get((who, unit_id), {})
+        system = v.get("system", 0)
         rows.append(
             {
                 "key": f"{who or 0}/{scope.units[unit_id].code}",
@@ -770,19 +789,34 @@ def _variance_report(params: ReportParameters, progress: Progress) -> dict:
                 "clinician_id": who,
                 "org_unit_id": unit_id,
                 "episodes": row["episodes"],
-                "with_variance": row["with_variance"],
-                "with_variance_share": share(row["with_variance"], row["episodes"]),
-                "variances": v.get("variances", 0),
-                "unexplained": v.get("unexplained", 0),
+                # System-caused departures are the organisation's: not counted as the clinician's.
+                "with_variance": row["with_own_variance"],
+                "with_variance_share": share(row["with_own_variance"], row["episodes"]),
+                "variances": v.get("variances", 0) - system,
+                "unexplained": v.get("unexplained", 0) - v.get("system_unexplained", 0),
+                "system": system,
             }
         )
     rows.sort(key=lambda r: (r["label"], r["unit"]))
     tables["by_clinician"] = table(
         "Clinicians",
-        [("label", "Clinician", TEXT), ("unit", "Unit", TEXT), *unit_columns],
+        [
+            ("label", "Clinician", TEXT),
+            ("unit", "Unit", TEXT),
+            ("episodes", "Episodes", INT),
+            ("with_variance", "With variance (not system-caused)", INT),
+            ("with_variance_share", "Share with variance", SHARE),
+            ("variances", "Variances (not system-caused)", INT),
+            ("unexplained", "Unexplained", INT),
+            ("system", "System-caused (the organisation's)", INT),
+        ],
         rows,
         individual=True,
+        description="A clinician's departures leave out system-caused ones (a bed not available, a cancelled "
+        "list): those are the organisation's, counted apart in the last column and never the clinician's. "
+        "Unit, pathway and trust tables count every departure.",
     )
+    tables["by_clinician"][SYSTEM_APART] = True
     progress(95)
     result = _meta(ReportRun.Kind.VARIANCE, scope)
     result["summary"] = summary
@@ -1087,6 +1121,9 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             "avg_expected_los": r["avg_expected_los"],
             "over_los": r["over_los"],
             "los": r["los"],
+            # How many episodes the length-of-stay variance comes from, as in "by pathway": the
+            # two tables show one figure, which suppression hides in both or in neither.
+            "cells": {"los": r["cells"]["los"]},
         }
         for r in pathway_rows
     ]
@@ -1108,6 +1145,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             "avg_expected_los": summary["avg_expected_los"],
             "over_los": head["over_los"],
             "los": summary["los"],
+            "cells": {"los": summary["cells"]["los"]},
         },  # fmt: skip
         partition=True,
     )
@@ -1177,7 +1215,13 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     )
     drivers = _by_step_code(
         lines.values("episode_cost__pathway_id", "step_id", "resource_id")
-        .annotate(episodes=Count("episode_cost", distinct=True), actual=Sum("actual_cost"), variance=Sum(line_variance))
+        .annotate(
+            # The episodes a driver's variance comes from: those whose line cost other than planned
+            # (not every episode with the line), which is what small-cell suppression must count.
+            episodes=Count("episode_cost", distinct=True, filter=~Q(actual_cost=F("standard_cost"))),
+            actual=Sum("actual_cost"),
+            variance=Sum(line_variance),
+        )
         .order_by(),
         extra=("resource_id",),
     )
@@ -1189,7 +1233,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         [
             ("label", "Step", TEXT),
             ("resource", "Resource", TEXT),
-            ("episodes", "Episodes", INT),
+            ("episodes", "Episodes off plan", INT),
             ("actual", "Actual cost", MONEY),
             ("variance", "Variance", VARIANCE),
         ],  # fmt: skip
@@ -1197,14 +1241,18 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             {
                 "key": f"{pathway_names[pathway_id].code}/{code}",
                 "label": f"{pathway_names[pathway_id].code} · {name}",
+                # A step's drivers add up to (part of) its row in "Cost by step": protected together.
+                "group": f"{pathway_names[pathway_id].code}/{code}",
                 "resource": names.get(row["resource_id"], ""),
                 "episodes": row["episodes"],
                 "actual": money(row["actual"]),
                 "variance": money(row["variance"]),
+                "cells": {"variance": row["episodes"]},
             }
             for (pathway_id, code, name, _), row in driver_rows
         ],
-        description="The steps and resources whose cost exceeded the plan the most.",
+        description="The steps and resources whose cost exceeded the plan the most; "
+        "episodes off plan are those whose cost on the line differed from the plan.",
         link="step",
     )
     progress(94)
@@ -1274,6 +1322,15 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     rows = []
     for row in clinician_rows:
         who, unit_id = row["responsible_clinician_id"], row["org_unit_id"]
+        figures = _cost_row(row)
+        # System-caused variance is the organisation's (DOMAIN.md): left out of the clinician's
+        # variance and shown apart. Price, usage, length of stay and capacity include it (lines are
+        # not split by cause per clinician), so a clinician's row does not carry them.
+        for key in ("price", "usage", "los", "capacity"):
+            figures.pop(key)
+            figures["cells"].pop(key, None)
+        expected, actual, system = (row[k] or ZERO for k in ("expected", "actual", "system"))
+        figures["variance"] = money(actual - expected - system)
         rows.append(
             {
                 "key": f"{who or 0}/{scope.units[unit_id].code}",
@@ -1281,7 +1338,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
                 "unit": scope.units[unit_id].name,
                 "clinician_id": who,
                 "org_unit_id": unit_id,
-                **_cost_row(row),
+                **figures,
                 "clinician": money(row["clinician"]),
             }
         )
@@ -1291,14 +1348,18 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         [
             ("label", "Clinician", TEXT),
             ("unit", "Unit", TEXT),
-            *COST_COLUMNS[:4],
+            *COST_COLUMNS[:3],
+            ("variance", "Variance less system-caused", VARIANCE),
             ("clinician", "Clinician-caused", VARIANCE),
-            ("system", "System-caused", VARIANCE),
+            ("system", "System-caused (the organisation's)", VARIANCE),
         ],  # fmt: skip
         rows,
         individual=True,
-        description="System-caused variance is shown apart: it is never charged to the clinician.",
+        description="A clinician's variance leaves out system-caused variance (beds, lists, supplies): it is the "
+        "organisation's, shown apart in the last column and never charged to the clinician. Actual cost is what "
+        "was spent, system-caused cost included. Unit, pathway and trust tables show whole figures.",
     )
+    tables["by_clinician"][SYSTEM_APART] = True
     progress(97)
 
     result = _meta(ReportRun.Kind.COST, scope)

@@ -29,6 +29,14 @@ A figure a report shows in two places is hidden in both or in neither: the syste
 variance is a row of "Variance by cause" and a column of the cost tables. Its row is the
 last one hidden to protect a small cause, and if it must go, the column goes everywhere.
 
+Two tables repeat another's figures: "Length of stay against expected" is "by pathway"'s rows
+and hides exactly what that table hides; a top cost driver is part of its step's row in "Cost
+by step" and is hidden wherever that row's variance or its parts are.
+
+A clinician who is not a lead sees their own row per unit, and the unit's row: the difference
+is their colleagues'. Unit rows are hidden where it would be one colleague's figures or 1 to 7
+episodes, with complementary units as above (``_colleagues_protected``).
+
 The stored ``ReportRun.result`` holds everything; these functions shape a copy for
 one viewer. Views, exports and the API all go through ``result_for``.
 """
@@ -36,13 +44,14 @@ one viewer. Views, exports and the API all go through ``result_for``.
 from __future__ import annotations
 
 import copy
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.conf import settings
 
 from accounts.permissions import EPISODE_ROLES, Role, unit_ids_for
 
-from .reports import STEP_UNITS
+from .reports import STEP_UNITS, SYSTEM_APART
 
 SUPPRESSED = "*"
 CUMULATIVE = "cumulative"
@@ -89,7 +98,7 @@ def _value_keys(table: dict) -> list[str]:
 
 # What names a row rather than measures it: kept when its figures are hidden.
 _IDENTIFYING = frozenset(
-    {"key", "label", "group", "pathway", "unit", "org_unit_id", "nature", "suppressed", "shown_elsewhere"}
+    {"key", "label", "group", "pathway", "unit", "org_unit_id", "nature", "resource", "suppressed", "shown_elsewhere"}
 )
 
 
@@ -273,18 +282,27 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
     # Each step's units are read by the step's drill-down, which suppresses them itself.
     shown = copy.deepcopy({key: value for key, value in result.items() if key != STEP_UNITS})
     tables = {}
-    for key, table in shown.get("tables", {}).items():
+    stored = shown.get("tables", {})
+    for key, table in stored.items():
         if table.get("individual"):
             table = _individuals(table, audience)
             if table is None:
                 continue
-        elif audience.suppress:
+        elif audience.suppress and COPIES.get(key) not in stored:
             table = suppress_table(table)
         tables[key] = table
     shown["tables"] = tables
+    if "by_unit" in tables and "by_clinician" in stored:
+        # Every clinician's row, as stored (the shown copy keeps only the viewer's): read, not shown.
+        _colleagues_protected(tables["by_unit"], result["tables"]["by_clinician"], audience)
     summary = shown.get("summary") or {}
     if audience.suppress:
         _hidden_everywhere(tables, summary)
+        for key, source in COPIES.items():
+            if key in tables and source in tables:
+                _hidden_as_in(tables[key], tables[source])
+        if "drivers" in tables:
+            _drivers_hidden_with_steps(tables["drivers"], tables.get("by_step"))
     if audience.suppress and is_small(summary.get("episodes")):
         for key in list(summary):
             if key != "label":
@@ -298,6 +316,60 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
         shown.pop("period")
     shown["suppressed"] = audience.suppress
     return shown
+
+
+# Tables whose rows are another's rows, fewer columns (same keys, same figures): the length of
+# stay against expected is "by pathway"'s episodes, stays and length-of-stay variance. Suppressed
+# on their own, the two could hide different cells of one figure and together show both.
+COPIES = {"los": "by_pathway"}
+
+
+def _hidden_as_in(table: dict, source: dict) -> None:
+    """Hide in ``table`` exactly what ``source`` (already suppressed) hides of the same rows.
+
+    A row or total that ``source`` lacks, or a figure it does not carry, is hidden: a result
+    stored before the two were kept consistent must not show what it cannot check.
+    """
+    by_key = {row["key"]: row for row in source["rows"]}
+    pairs = [(row, by_key.get(row["key"])) for row in table["rows"]]
+    if table.get("total") is not None:
+        pairs.append((table["total"], source.get("total")))
+    keys = _value_keys(table)
+    for row, shown in pairs:
+        if shown is None or shown.get("suppressed"):
+            _hide(row, keys)
+            continue
+        for key in set(row) - _IDENTIFYING - {"cells"}:
+            if shown.get(key, SUPPRESSED) == SUPPRESSED:
+                _hide_cell(row, key)
+        for key in row.get("cells") or {}:
+            if (shown.get("cells") or {}).get(key, SUPPRESSED) == SUPPRESSED or shown.get(key) == SUPPRESSED:
+                _hide_cell(row, key)
+    table["suppressed"] = any(
+        value == SUPPRESSED for row, _ in pairs for key, value in row.items() if key not in _IDENTIFYING
+    )
+
+
+def _drivers_hidden_with_steps(drivers: dict, steps: dict | None) -> None:
+    """A cost driver is a step's resource: hidden wherever its step's row in "Cost by step" is.
+
+    A step's drivers add up to (part of) its variance, and a driver's variance is its share of the
+    step's price, usage and length-of-stay variance: shown beside a step whose variance or parts
+    are hidden, it would give them back. A driver without ``cells`` was stored when its episodes
+    were every episode with the line, not those its variance comes from: hidden, as it cannot be
+    checked.
+    """
+    by_key = {row["key"]: row for row in (steps or {}).get("rows", [])}
+    keys = _value_keys(drivers)
+    for row in drivers["rows"]:
+        step = by_key.get(row["key"])
+        if "cells" not in row or step is None or step.get("suppressed"):
+            _hide(row, keys)
+        elif any(step.get(key) == SUPPRESSED for key in ("variance", *ADDING_UP)):
+            _hide_cell(row, "variance")
+        else:
+            continue
+        drivers["suppressed"] = True
 
 
 def _hidden_everywhere(tables: dict, summary: dict) -> None:
@@ -323,6 +395,66 @@ def _hidden_everywhere(tables: dict, summary: dict) -> None:
         _hide_cell(summary, key)
 
 
+def _colleagues_protected(units: dict, clinicians: dict, audience: Audience) -> None:
+    """Hide the unit figures from which a clinician could subtract their own and get a colleague's.
+
+    A clinician who is not the unit's lead sees their own row in "Clinicians" (per unit), and the
+    unit's row: the unit less their own is everybody else's. That is hidden when it is one other
+    named clinician's figures, or comes from 1 to 7 episodes. Then, as for small cells, other units
+    are hidden with it (fewest other episodes first) until the hidden units, less the viewer's own
+    rows in them, are more than 7 episodes of at least two other clinicians; if the units run out,
+    the table's total goes too. The report's summary still gives the whole scope less the viewer's
+    own: that cannot be protected by hiding cells, see README.
+    """
+    own: dict[int, int] = defaultdict(int)
+    others: dict[int, int] = defaultdict(int)
+    named: dict[int, set] = defaultdict(set)
+    for row in clinicians["rows"]:
+        unit_id, episodes = row.get("org_unit_id"), row.get("episodes") or 0
+        if unit_id in audience.team_unit_ids:
+            continue  # a lead sees every individual of their team: nothing there to work out
+        if audience.user_id is not None and row.get("clinician_id") == audience.user_id:
+            own[unit_id] += episodes
+        elif episodes:
+            others[unit_id] += episodes
+            if row.get("clinician_id") is not None:
+                named[unit_id].add(row["clinician_id"])
+    if not own:
+        return
+    rows = units["rows"]
+    unit_of = [row.get("org_unit_id") for row in rows]
+
+    def exposed(members: set[int]) -> bool:
+        """Whether these units' figures, less the viewer's own, are a colleague's or a small cell."""
+        units_in = {unit_of[i] for i in members}
+        if not sum(own[u] for u in units_in):
+            return False
+        episodes = sum(others[u] for u in units_in)
+        colleagues = set().union(*(named[u] for u in units_in))
+        return 0 < episodes <= settings.SMALL_CELL_MAX or (episodes > 0 and len(colleagues) == 1)
+
+    # Units a lead sees whole protect nothing as cover: not candidates.
+    candidates = [i for i, unit_id in enumerate(unit_of) if unit_id not in audience.team_unit_ids]
+    exposing = {i for i in candidates if not rows[i].get("suppressed") and exposed({i})}
+    hidden = exposing | {i for i in candidates if rows[i].get("suppressed")}
+    if not exposing and not exposed(hidden):
+        return
+    enough = True
+    while exposed(hidden):
+        visible = [i for i in candidates if i not in hidden]
+        if not visible:
+            enough = False
+            break
+        hidden.add(min(visible, key=lambda i: (not others[unit_of[i]], others[unit_of[i]], i)))
+    keys = _value_keys(units)
+    for i in hidden:
+        if not rows[i].get("suppressed"):
+            _hide(rows[i], keys)
+    if not enough and units.get("total") is not None:
+        _hide(units["total"], [k for k in keys if k in units["total"]])
+    units["suppressed"] = True
+
+
 def _individuals(table: dict, audience: Audience) -> dict | None:
     """Named clinicians: one's own row, and a lead's (or admin's) team; managers see none."""
     rows = [
@@ -335,4 +467,36 @@ def _individuals(table: dict, audience: Audience) -> dict | None:
         return None
     table["rows"] = rows
     table["total"] = None
+    if not table.get(SYSTEM_APART):
+        _without_system_included(table)
     return table
+
+
+# A per-clinician row's figures that, in a result stored before system-caused variance was
+# shown apart (``SYSTEM_APART``), counted it as the clinician's.
+SYSTEM_INCLUDED = frozenset(
+    {
+        "variance",
+        "price",
+        "usage",
+        "los",
+        "capacity",
+        "with_variance",
+        "with_variance_share",
+        "variances",
+        "unexplained",
+    }
+)
+
+
+def _without_system_included(table: dict) -> None:
+    """Withhold an old run's per-clinician figures that charged system-caused variance to the clinician."""
+    table["columns"] = [c for c in table["columns"] if c["key"] not in SYSTEM_INCLUDED]
+    for row in table["rows"]:
+        for key in SYSTEM_INCLUDED:
+            row.pop(key, None)
+            (row.get("cells") or {}).pop(key, None)
+    table["description"] = (
+        "Computed before system-caused variance was left out of clinicians' figures: the figures that "
+        "counted it as the clinician's are not shown. Run the report again to see them."
+    )

@@ -186,9 +186,24 @@ def test_it_counts_variances_as_plain_python_does(dataset, params, settings):
 
     assert reported(tables["by_pathway"]["rows"], lambda r: r["key"]) == counted(lambda e: e.version.pathway.code)
     assert reported(tables["by_unit"]["rows"], lambda r: r["key"]) == counted(lambda e: e.org_unit.code)
-    assert reported(tables["by_clinician"]["rows"], lambda r: (r["clinician_id"], r["org_unit_id"])) == counted(
-        lambda e: (e.responsible_clinician_id, e.org_unit_id)
-    )
+    # A clinician's counts leave system-caused departures out (the organisation's), counted apart.
+    clinicians = defaultdict(lambda: [0, 0, 0, 0, 0])
+    for e in episodes:
+        every = by_episode.get(e.pk, [])
+        mine = [v for v in every if v.cause != Variance.Cause.SYSTEM]
+        row = clinicians[(e.responsible_clinician_id, e.org_unit_id)]
+        row[0] += 1
+        row[1] += bool(mine)
+        row[2] += len(mine)
+        row[3] += sum(v.status == "unexplained" for v in mine)
+        row[4] += len(every) - len(mine)
+    assert {
+        (r["clinician_id"], r["org_unit_id"]): [r[k] for k in ("episodes", "with_variance", "variances", "unexplained")]
+        + [r["system"]]
+        for r in tables["by_clinician"]["rows"]
+    } == dict(clinicians)
+    assert sum(row[4] for row in clinicians.values()) > 0  # there were system-caused departures to leave out
+    assert "system-caused" in tables["by_clinician"]["description"]
 
 
 # --- cost report -------------------------------------------------------------------------
@@ -321,6 +336,23 @@ def test_it_costs_episodes_as_plain_python_does(dataset, params):
     assert reported(tables["by_pathway"]) == grouped(lambda e: e.version.pathway.code)
     assert reported(tables["by_month"]) == grouped(lambda e: timezone.localtime(e.started_at).strftime("%Y-%m"))
     assert reported(tables["by_unit"]) == grouped(lambda e: e.org_unit.code)
+    # A unit keeps its whole variance; a clinician's leaves the system-caused part out, shown apart.
+    for c in costs.values():
+        c["system"] = c["cause"].get("system", Decimal(0))
+    for unit in tables["by_unit"]["rows"]:
+        in_unit = [c for c in costs.values() if c["episode"].org_unit.code == unit["key"]]
+        assert cents(unit["variance"]) == cents(sum(c["actual"] - c["expected"] for c in in_unit))
+    clinicians = defaultdict(lambda: [Decimal(0), Decimal(0)])
+    for c in costs.values():
+        mine = clinicians[(c["episode"].responsible_clinician_id, c["episode"].org_unit_id)]
+        mine[0] += c["actual"] - c["expected"] - c["system"]
+        mine[1] += c["system"]
+    assert {
+        (r["clinician_id"], r["org_unit_id"]): [cents(r["variance"]), cents(r["system"])]
+        for r in tables["by_clinician"]["rows"]
+    } == {k: [cents(v), cents(s)] for k, (v, s) in clinicians.items()}
+    assert any(s for _v, s in clinicians.values())  # some system-caused variance to leave out
+    assert not {"price", "usage", "los"} & {k for r in tables["by_clinician"]["rows"] for k in r}
 
     los = defaultdict(list)
     for c in costs.values():
@@ -425,7 +457,8 @@ def test_steps_and_cost_drivers_add_up_across_pathway_versions(org, alice, dora)
         if line.usage_variance:
             row["usage"].add(line.episode_cost_id)
         driver = drivers[(f"{pathway}/{code}", line.resource.name)]
-        driver["episodes"].add(line.episode_cost_id)
+        if line.actual_cost != line.standard_cost:  # a driver counts the episodes its variance comes from
+            driver["episodes"].add(line.episode_cost_id)
         driver["variance"] += line.actual_cost - line.standard_cost
 
     assert versions["HIP/OP"] == {1, 2}

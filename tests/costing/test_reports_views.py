@@ -98,6 +98,35 @@ def test_a_clinician_sees_their_own_figures_by_name_and_a_lead_their_team(client
     assert "<abbr" not in page  # a clinical lead's own unit: nothing suppressed
 
 
+def test_a_clinicians_own_figures_leave_system_caused_variance_out_and_say_so(client, runs, alice):
+    login(client, alice)
+    page = text(client.get(reverse("costing:report_detail", args=[runs[("ORTHO", "cost")].pk])))
+
+    assert "Variance less system-caused" in page and "System-caused (the organisation" in page
+    assert "leaves out system-caused variance" in page
+    page = text(client.get(reverse("costing:report_detail", args=[runs[("ORTHO", "variance")].pk])))
+    assert "Variances (not system-caused)" in page
+    assert "leave out system-caused ones" in page
+
+
+def test_a_clinician_sees_no_unit_figure_that_would_give_a_colleagues_away(client, runs, alice, bob):
+    # Trauma & Orthopaedics is alice's and bob's: its row less alice's own would be bob's.
+    for kind, title in (
+        ("cost", "Expected and actual cost by organisational unit"),
+        ("variance", "Organisational units"),
+    ):
+        login(client, alice)
+        page = text(client.get(reverse("costing:report_detail", args=[runs[("ORTHO", kind)].pk])))
+        units = page.split(f"<h3>{title}")[1].split("</table>")[0]
+        assert '<abbr title="Hidden to protect privacy">*</abbr>' in units
+        assert "or a colleague&rsquo;s own figures, be worked out" in page
+        client.logout()
+        login(client, bob)  # their lead
+        page = text(client.get(reverse("costing:report_detail", args=[runs[("ORTHO", kind)].pk])))
+        assert "<abbr" not in page.split(f"<h3>{title}")[1].split("</table>")[0]
+        client.logout()
+
+
 def test_run_now_queues_a_run_and_returns_its_progress_bar(client, data, carol):
     login(client, carol)
     response = client.post(

@@ -234,6 +234,17 @@ def test_no_managers_cost_figure_comes_from_one_to_seven_episodes_or_can_be_work
     system = {next(r["amount"] for r in seen["tables"]["by_cause"]["rows"] if r["key"] == "system")}
     system |= {t["total"]["system"] for t in seen["tables"].values() if t.get("total") and "system" in t["total"]}
     assert len(system) == 1, system
+    # The length of stay table shows by pathway's rows: a figure hidden in one is hidden in the other.
+    by_pathway, los = seen["tables"]["by_pathway"], seen["tables"]["los"]
+    same = {row["key"]: row for row in by_pathway["rows"]}
+    for row, other in [*((r, same[r["key"]]) for r in los["rows"]), (los["total"], by_pathway["total"])]:
+        assert [row[k] for k in ("episodes", "avg_los", "los")] == [other[k] for k in ("episodes", "avg_los", "los")]
+    # A cost driver's variance is shown only from more than 7 episodes, beside a step that shows its own.
+    steps = {row["key"]: row for row in seen["tables"]["by_step"]["rows"]}
+    for row in seen["tables"]["drivers"]["rows"]:
+        if row["variance"] != SUPPRESSED:
+            assert not 0 < row["episodes"] <= 7, row
+            assert SUPPRESSED not in [steps[row["key"]][k] for k in ("variance", *PARTS)], row
     # The parts of a variance are hidden together, or the variance less the others gives one back.
     for row in [seen["summary"], *(r for t in seen["tables"].values() for r in [*t["rows"], t.get("total") or {}])]:
         parts = [row[k] == SUPPRESSED for k in PARTS if k in (row.get("cells") or {})]
@@ -276,9 +287,10 @@ def test_a_clinician_sees_their_own_named_figures_only(reports, org, alice, bob)
     assert {row["label"] for row in rows} == {"Dr Alice Adeyemi"}
     # alice holds no clinical role over all of Surgery: unit cells are suppressed for her there...
     assert {row["key"]: row for row in seen["tables"]["by_unit"]["rows"]}["ORTHO-W7"]["episodes"] == SUPPRESSED
-    # ...but not on a report of her own specialty.
+    # ...but not on a report of her own specialty (where only what would give bob's figures away is hidden).
     own = result_for(cost, audience_for(alice, org["ORTHO"].pk))
-    assert {row["key"]: row for row in own["tables"]["by_unit"]["rows"]}["ORTHO-W7"]["episodes"] == 5
+    assert own["suppressed"] is False
+    assert own["summary"]["episodes"] == cost["summary"]["episodes"]
 
 
 @pytest.mark.django_db
@@ -372,3 +384,238 @@ def test_rows_under_a_total_shown_elsewhere_are_all_hidden_when_the_total_cannot
     t = suppress_table(units)
     # No other row to hide among: the total cannot be hidden (it is on the page), so the row goes.
     assert shown(t) == [SUPPRESSED] and t["total"]["episodes"] == 4
+
+
+def pathway_row(key, n, los, los_episodes, usage=(0, 0)):
+    return {
+        "key": key, "label": key, "episodes": n, "actual": str(n * 1000),
+        "variance": str(los + usage[0]), "price": "0", "usage": str(usage[0]), "los": str(los),
+        "avg_los": "4.00", "avg_expected_los": "3.00", "over_los": los_episodes,
+        "cells": {"price": 0, "usage": usage[1], "los": los_episodes},
+    }  # fmt: skip
+
+
+def los_of(row, cells=True):
+    """The length-of-stay table's row for a pathway row; without ``cells`` as runs stored before they had them."""
+    keys = ("key", "label", "episodes", "avg_los", "avg_expected_los", "over_los", "los")
+    return {k: row[k] for k in keys if k in row} | ({"cells": {"los": row["cells"]["los"]}} if cells else {})
+
+
+def cost_result(*rows, los_cells=True):
+    whole = {
+        "label": "All", "episodes": sum(r["episodes"] for r in rows),
+        "actual": str(sum(int(r["actual"]) for r in rows)),
+        "los": str(sum(Decimal(r["los"]) for r in rows)), "usage": str(sum(Decimal(r["usage"]) for r in rows)),
+        "price": "0", "variance": str(sum(Decimal(r["variance"]) for r in rows)),
+        "avg_los": "4.00", "avg_expected_los": "3.00", "over_los": sum(r["over_los"] for r in rows),
+        "cells": {k: sum(r["cells"][k] for r in rows) for k in ("price", "usage", "los")},
+    }  # fmt: skip
+    money = [(k, k, "variance") for k in ("variance", "price", "usage", "los")]
+    by_pathway = table("By pathway", [*COLUMNS, *money], list(rows), total=whole, partition=True)
+    los_columns = [("label", "Pathway", "text"), ("episodes", "Episodes", "int"), ("avg_los", "Stay", "number"),
+                   ("over_los", "Longer", "int"), ("los", "Length-of-stay variance", "variance")]  # fmt: skip
+    los = table(
+        "Length of stay", los_columns, [los_of(r, los_cells) for r in rows], total=los_of(whole, los_cells),
+        partition=True,
+    )  # fmt: skip
+    return {
+        "summary": {"label": "All", "episodes": whole["episodes"]},
+        "tables": {"by_pathway": by_pathway, "los": los},
+    }
+
+
+@pytest.mark.parametrize("los_cells", [True, False], ids=["cells", "stored-before-cells"])
+def test_the_length_of_stay_table_hides_what_by_pathway_hides_and_nothing_else(los_cells):
+    # HIP's length-of-stay variance (696) comes from 7 episodes, TKR's usage from 3: by pathway hides
+    # HIP's los, and with TKR's usage all of TKR's parts, so that neither comes back from the total.
+    result = cost_result(
+        pathway_row("HIP", 40, 696, 7, usage=(300, 20)),
+        pathway_row("TKR", 60, 1044, 30, usage=(90, 3)),
+        pathway_row("THR", 50, 360, 12, usage=(120, 15)),
+        los_cells=los_cells,
+    )
+
+    seen = result_for(result, Audience(user_id=None, suppress=True))["tables"]
+
+    by_pathway = {row["key"]: row["los"] for row in seen["by_pathway"]["rows"]}
+    los = {row["key"]: row["los"] for row in seen["los"]["rows"]}
+    assert by_pathway["HIP"] == SUPPRESSED
+    assert los == by_pathway  # the same figure is hidden in both, or shown in both
+    assert los["THR"] == "360"
+    assert seen["los"]["total"]["los"] == seen["by_pathway"]["total"]["los"]
+    assert [row["episodes"] for row in seen["los"]["rows"]] == [40, 60, 50]
+    assert seen["los"]["suppressed"] is True
+    # Nobody who may see small cells loses anything.
+    whole = result_for(result, Audience(user_id=None, suppress=False))["tables"]["los"]
+    assert [row["los"] for row in whole["rows"]] == ["696", "1044", "360"]
+
+
+STEP_COLUMNS = [("label", "Step", "text"), ("episodes", "Episodes", "int"), ("variance", "Variance", "variance"),
+                *[(k, k.title(), "variance") for k in PARTS]]  # fmt: skip
+DRIVER_COLUMNS = [("label", "Step", "text"), ("resource", "Resource", "text"), ("episodes", "Episodes off plan", "int"),
+                  ("actual", "Actual cost", "money"), ("variance", "Variance", "variance")]  # fmt: skip
+
+
+def step(key, n, **parts):
+    """A step of "Cost by step": ``parts`` as {part: (amount, episodes it comes from)}."""
+    amounts = {k: parts.get(k, (0, 0)) for k in PARTS}
+    return {"key": key, "group": key.split("/")[0], "label": key, "episodes": n,
+            "variance": str(sum(a for a, _ in amounts.values())), **{k: str(a) for k, (a, _) in amounts.items()},
+            "cells": {k: c for k, (_, c) in amounts.items()}}  # fmt: skip
+
+
+def driver(key, resource, episodes, variance, cells=True):
+    row = {"key": key, "group": key, "label": key, "resource": resource, "episodes": episodes,
+           "actual": str(variance * 10), "variance": str(variance)}  # fmt: skip
+    return row | ({"cells": {"variance": episodes}} if cells else {})
+
+
+def drivers_seen(steps, drivers):
+    result = {
+        "summary": {"label": "All", "episodes": 120},
+        "tables": {
+            "by_step": table("Cost by step", STEP_COLUMNS, steps, link="step"),
+            "drivers": table("Top cost drivers", DRIVER_COLUMNS, drivers, link="step"),
+        },
+    }
+    seen = result_for(result, Audience(user_id=None, suppress=True))["tables"]
+    return {row["key"]: row for row in seen["by_step"]["rows"]}, seen["drivers"]
+
+
+def test_a_cost_driver_from_one_episode_is_hidden_and_so_are_its_steps_others():
+    # One patient's dearer implant (200 more, one episode) among 40 operations: the operation's
+    # price variance is hidden in "Cost by step", so its drivers cannot show it either; the
+    # consultant's variance (20 episodes) would give the implant back from the step's variance.
+    steps, drivers = drivers_seen(
+        [
+            step("TKR/OP", 40, price=(200, 1), usage=(300, 20)),
+            step("TKR/WARD", 40, los=(1044, 12)),
+            step("THR/PHYSIO", 40, usage=(56, 15)),
+        ],  # fmt: skip
+        [
+            driver("TKR/OP", "Implant", 1, 200),
+            driver("TKR/OP", "Consultant", 20, 300),
+            driver("THR/PHYSIO", "Physiotherapist", 15, 56),
+        ],  # fmt: skip
+    )
+
+    assert steps["TKR/OP"]["price"] == SUPPRESSED
+    rows = {row["resource"]: row for row in drivers["rows"]}
+    assert rows["Implant"]["variance"] == rows["Implant"]["episodes"] == SUPPRESSED
+    assert rows["Consultant"]["variance"] == SUPPRESSED
+    assert steps["THR/PHYSIO"]["usage"] == "56"
+    assert (rows["Physiotherapist"]["episodes"], rows["Physiotherapist"]["variance"]) == (15, "56")
+    assert drivers["suppressed"] is True
+
+
+def test_a_cost_driver_stored_without_its_cells_is_hidden_as_it_cannot_be_checked():
+    # Before drivers carried cells, their episodes were every episode with the line (40), not the
+    # one the variance came from: nothing says whether it is a small cell.
+    _steps, drivers = drivers_seen(
+        [step("TKR/OP", 40, usage=(300, 20))], [driver("TKR/OP", "Implant", 40, 200, cells=False)]
+    )
+
+    assert drivers["rows"][0]["variance"] == drivers["rows"][0]["actual"] == SUPPRESSED
+    assert drivers["rows"][0]["resource"] == "Implant"
+
+
+def test_a_clinicians_figures_stored_with_system_caused_variance_in_them_are_withheld():
+    # A run stored before system-caused variance was left out of clinicians' figures: its
+    # "Variance" charged the clinician with 700 of system-caused cost. Not shown; the
+    # system-caused figure, already apart, still is.
+    columns = [("label", "Clinician", "text"), ("unit", "Unit", "text"), ("episodes", "Episodes", "int"),
+               ("variance", "Variance", "variance"), ("system", "System-caused", "variance")]  # fmt: skip
+    row = {"key": "1/ORTHO", "label": "Dr A", "unit": "T&O", "clinician_id": 1, "org_unit_id": 9, "episodes": 30,
+           "variance": "900", "price": "700", "usage": "200", "los": "0", "system": "700",
+           "cells": {"price": 1, "usage": 20, "los": 0, "system": 1}}  # fmt: skip
+    stored = {"summary": {"label": "All", "episodes": 30}, "tables": {"by_clinician": table(
+        "Clinicians", columns, [row], individual=True, description="System-caused variance is shown apart.")}}  # fmt: skip
+
+    seen = result_for(stored, Audience(user_id=1, suppress=False))["tables"]["by_clinician"]
+
+    assert [c["key"] for c in seen["columns"]] == ["label", "unit", "episodes", "system"]
+    assert seen["rows"][0]["system"] == "700"
+    assert not {"variance", "price", "usage", "los"} & set(seen["rows"][0])
+    assert "Run the report again" in seen["description"]
+
+
+# --- a clinician cannot subtract their own figures from their unit's -------------------------------
+
+ME, BOB, CHEN, DEV = 1, 2, 3, 4
+
+
+def clinicians_and_units(*units):
+    """Units as (org unit id, {clinician id: episodes}); rows of "Clinicians" and "Organisational units"."""
+    clinicians, unit_rows = [], []
+    for unit_id, people in units:
+        for who, n in people.items():
+            clinicians.append({"key": f"{who}/{unit_id}", "label": f"Dr {who}", "unit": f"Unit {unit_id}",
+                               "clinician_id": who, "org_unit_id": unit_id, "episodes": n, "actual": str(n * 1000)})  # fmt: skip
+        n = sum(people.values())
+        unit_rows.append({"key": f"U{unit_id}", "label": f"Unit {unit_id}", "org_unit_id": unit_id, "episodes": n,
+                          "actual": str(n * 1000)})  # fmt: skip
+    whole = {"label": "All", "episodes": sum(r["episodes"] for r in unit_rows),
+             "actual": str(sum(int(r["actual"]) for r in unit_rows))}  # fmt: skip
+    return {
+        "summary": {"label": "All", "episodes": whole["episodes"]},
+        "tables": {
+            "by_unit": table("Units", COLUMNS, unit_rows, total=whole, partition=True),
+            "by_clinician": table("Clinicians", COLUMNS, clinicians, individual=True),
+        },
+    }
+
+
+def test_a_clinician_cannot_work_out_their_only_colleagues_figures_from_the_units():
+    # Elective: my 24 episodes and Bob's 6. Elective less my row would be Bob's row: hidden, and Ward 7
+    # with it (the smallest cover: 28 episodes of Chen and Dev), or the total less Ward 7 would give it
+    # back. Spine, where I have no row, is a unit figure like any other.
+    result = clinicians_and_units((10, {ME: 24, BOB: 6}), (11, {ME: 76, CHEN: 14, DEV: 14}), (12, {BOB: 20, CHEN: 20}))
+
+    seen = result_for(result, Audience(user_id=ME, suppress=False))
+
+    units = seen["tables"]["by_unit"]
+    assert [row["episodes"] for row in units["rows"]] == [SUPPRESSED, SUPPRESSED, 40]
+    assert units["rows"][0]["actual"] == SUPPRESSED
+    assert units["total"]["episodes"] == 174  # less Spine and my rows: Bob, Chen and Dev's 34 episodes together
+    assert units["suppressed"] is True
+    assert [row["episodes"] for row in seen["tables"]["by_clinician"]["rows"]] == [24, 76]  # my own, whole
+
+
+def test_a_colleagues_small_cell_or_only_colleague_hides_the_total_when_nothing_else_can_cover_it():
+    # Only Bob besides me, in both units: whatever is hidden, the units less my rows are his.
+    result = clinicians_and_units((10, {ME: 24, BOB: 6}), (11, {ME: 76, BOB: 28}))
+
+    units = result_for(result, Audience(user_id=ME, suppress=False))["tables"]["by_unit"]
+
+    assert [row["episodes"] for row in units["rows"]] == [SUPPRESSED, SUPPRESSED]
+    assert units["total"]["episodes"] == SUPPRESSED
+    # Three colleagues but 5 episodes between them: a small cell by difference, hidden alike.
+    result = clinicians_and_units((10, {ME: 40, BOB: 2, CHEN: 2, DEV: 1}), (11, {ME: 10, BOB: 9, CHEN: 9}))
+    units = result_for(result, Audience(user_id=ME, suppress=False))["tables"]["by_unit"]
+    assert [row["episodes"] for row in units["rows"]] == [SUPPRESSED, SUPPRESSED]
+    assert units["total"]["episodes"] == 73  # less my rows: 23 episodes of three colleagues
+
+
+def test_units_stay_whole_for_a_lead_and_where_a_clinician_has_enough_colleagues():
+    result = clinicians_and_units((10, {ME: 24, BOB: 6}), (11, {ME: 76, CHEN: 14, DEV: 14}))
+
+    lead = result_for(result, Audience(user_id=ME, suppress=False, team_unit_ids=frozenset({10, 11})))
+    assert [row["episodes"] for row in lead["tables"]["by_unit"]["rows"]] == [30, 104]
+    assert {row["clinician_id"] for row in lead["tables"]["by_clinician"]["rows"]} == {ME, BOB, CHEN, DEV}
+    # Chen sees Ward 7 less her own: 90 episodes of two others (me and Dev). Elective she has no row in.
+    chen = result_for(result, Audience(user_id=CHEN, suppress=False))
+    assert [row["episodes"] for row in chen["tables"]["by_unit"]["rows"]] == [30, 104]
+    assert not chen["tables"]["by_unit"].get("suppressed")
+
+
+@pytest.mark.django_db
+def test_alice_cannot_read_bobs_figures_off_her_specialtys_units(reports, org, alice, bob):
+    # Trauma & Orthopaedics holds alice's and bob's episodes, Ward 7 alice's five: the specialty's row
+    # less alice's would be bob's, and Ward 7 cannot cover it. Bob, their lead, sees all of it.
+    for result in reports:
+        units = result_for(result, audience_for(alice, org["ORTHO"].pk))["tables"]["by_unit"]
+        assert {row["key"]: row["episodes"] for row in units["rows"]} == {"ORTHO": SUPPRESSED, "ORTHO-W7": SUPPRESSED}
+        assert units["total"]["episodes"] == SUPPRESSED
+        stored = {row["key"]: row["episodes"] for row in result["tables"]["by_unit"]["rows"]}
+        units = result_for(result, audience_for(bob, org["ORTHO"].pk))["tables"]["by_unit"]
+        assert {row["key"]: row["episodes"] for row in units["rows"]} == stored
