@@ -2,7 +2,8 @@
 
 Exports are built from ``suppression.result_for``: a manager's spreadsheet holds
 the same ``*`` as their screen and no named clinicians. Money is rounded half up to
-pence, as displayed. Text that a spreadsheet would run as a formula (``=``, ``+``,
+pence, as displayed; a variance stays a signed number (positive = adverse), its heading
+saying so. Text that a spreadsheet would run as a formula (``=``, ``+``,
 ``-``, ``@`` first) is prefixed with an apostrophe (CSV/formula injection).
 """
 
@@ -69,8 +70,17 @@ def cell_value(value, kind: str):
     return _safe_text(str(value))
 
 
+# A variance is exported as a signed number, so that a spreadsheet can add it up; the page's
+# U/F is then in the heading (CSV) and in the cell's number format (XLSX), not in the value.
+VARIANCE_SIGN = "positive = adverse U, negative = favourable F"
+VARIANCE_FORMAT = '#,##0.00" U";#,##0.00" F";0.00'
+
+
 def _header(column: dict) -> str:
-    return column_header(column["label"], column["kind"])
+    header = column_header(column["label"], column["kind"])
+    if column["kind"] == "variance":
+        return f"{header[:-1]}, {VARIANCE_SIGN})" if header.endswith(")") else f"{header} ({VARIANCE_SIGN})"
+    return header
 
 
 def _rows(table: dict):
@@ -111,7 +121,9 @@ def _fill(sheet, table: dict) -> None:
             cell = sheet.cell(row=r, column=c)
             if r == 1:
                 cell.font = bold
-            elif kind in ("money", "variance") and cell.value != SUPPRESSED:
+            elif kind == "variance" and cell.value != SUPPRESSED:
+                cell.number_format = VARIANCE_FORMAT  # shows 919.13 F for -919.13, as the page does
+            elif kind == "money" and cell.value != SUPPRESSED:
                 cell.number_format = "#,##0.00"
     if table.get("total"):
         for cell in sheet[sheet.max_row]:

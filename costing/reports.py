@@ -1301,7 +1301,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     tables["outcomes"] = table(
         "Outcomes with and without each departure",
         [
-            ("label", "Episodes", TEXT),
+            ("label", "Episode group", TEXT),
             ("episodes", "Episodes", INT),
             ("avg_los", "Average stay (days)", NUMBER),
             ("readmission_share", "Readmitted within 30 days", SHARE),

@@ -13,7 +13,12 @@ What it produces (deterministic: a fixed random seed, times relative to today):
   unexplained in the demo clinician's inbox, the lead's reviews done except the most
   recent few, one amendment and one withdrawal for the history pages. A lead never
   reviews what they documented: the demo lead's own (on his patients) are reviewed by
-  a colleague lead of the unit, whom nobody signs in as.
+  a colleague lead of the unit, whom nobody signs in as;
+- explanations that fit the step departed from (a late pre-operative assessment does
+  not wait for a discharge care package) or, for an addition, the activity;
+- some operations used an implant or consumables pack dearer than the standard rate
+  (a price variance, cash): some dearer implants explained as a substitution, the
+  rest not.
 
 Episodes and events are written in bulk (one audit event for the load); every
 variance goes through ``variances.services`` (or the bulk detection path), so
@@ -26,16 +31,17 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import datetime, time, timedelta
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Membership, User
-from pathways.models import PathwayVersion, Step
+from pathways.models import PathwayVersion, PlannedResource, Step
 from variances import services
 from variances.detection import EventFact, evaluate_episodes, first_events, load_step_specs, window
-from variances.models import Episode, ReasonCode, StepEvent, Variance
+from variances.models import Episode, EventQuantity, ReasonCode, StepEvent, Variance
 from variances.reasons import seed_base_reasons
 
 SEED = 20_240_601
@@ -65,22 +71,16 @@ LOCAL_REASONS = {
     ],
 }
 
-# (variance type) -> [(reason code, rationale)], chosen by the clinician who explains.
+# (variance type) -> [(reason code, rationale)], chosen by the clinician who explains, where
+# STEP_EXPLANATIONS has nothing for the step. Worded to fit any step.
 EXPLANATIONS = {
     "delay": [
-        ("theatre-list-overran", "Emergency case took the morning list; operated on the afternoon list."),
-        ("no-trauma-theatre", "Trauma list full with two open fractures; first slot next morning."),
-        ("anticoagulant-reversal", "On apixaban; waited for levels to fall before spinal anaesthesia."),
-        ("awaiting-ortho-geriatrician", "Needed medical optimisation of sodium before theatre."),
-        ("limited-time", "Physiotherapist covering two wards after sickness."),
-        ("need-more-info", "Waited for the echocardiogram result before proceeding."),
-        ("awaiting-care-package", "Medically fit; discharge waited for the reablement team."),
-        ("no-ward-bed", "Admitted to an outlier ward; routine started on transfer."),
+        ("limited-time", "Team covering two wards after sickness; done later in the day."),
+        ("need-more-info", "Waited for results from the day before to be confirmed first."),
     ],
     "early": [
-        ("indication-order-exists", "Seen in pre-assessment clinic the week before; repeated on the day."),
-        ("risk-benefit-ratio", "Mobile and well on day 1; earlier discharge agreed with the patient."),
-        ("prefers-alternative", "Patient preferred to go home early with community physiotherapy."),
+        ("indication-order-exists", "Done before arrival by the referring team; repeated here."),
+        ("risk-benefit-ratio", "Patient ready early; the team agreed to go ahead."),
     ],
     "omission": [
         ("patient-contraindication", "Hypotensive after spinal; mobilisation deferred to the next day."),
@@ -91,14 +91,93 @@ EXPLANATIONS = {
         ("limited-time", "Ward short of two nurses; the assessment was not documented in time."),
     ],
     "sequence": [
-        ("wrong-time-workflow", "Bloods taken on the ward before the assessment was logged."),
-        ("policy-contradicts", "Local protocol takes the X-ray before the review in this case."),
+        ("wrong-time-workflow", "Done as soon as the team was free; the earlier step was logged afterwards."),
+        ("policy-contradicts", "Local protocol puts this step first for patients like this one."),
     ],
     "addition": [
-        ("mitigate-risk-negative-outcome", "Transfused for haemoglobin of 72 after surgery."),
-        ("likely-negative-health-outcomes", "New atrial fibrillation; cardiology reviewed."),
-        ("patient-ineligible", "Extra review requested by the anaesthetist for frailty."),
+        ("mitigate-risk-negative-outcome", "Extra care needed after surgery; reviewed by the team."),
     ],
+}
+# What a clinician says about a departure depends on the step: a late pre-operative assessment is
+# not waiting for a discharge care package. (variance type) -> (step code or step type) -> options;
+# a step's own code first, then its type. Each pathway's local codes are filtered as above.
+STEP_EXPLANATIONS = {
+    "delay": {
+        "PREOP": [
+            ("limited-time", "Pre-assessment nurse covering two clinics; assessed later in the morning."),
+            ("need-more-info", "Waited for the GP's medication list before the assessment."),
+            ("no-ward-bed", "Admitted to an outlier ward; assessed on transfer."),
+        ],
+        "ED-ASSESS": [
+            ("limited-time", "Department at full capacity; triage took longer than planned."),
+            ("wrong-time-workflow", "Arrived at shift change; the handover delayed the assessment."),
+        ],
+        "ORTHOGERI": [
+            ("awaiting-ortho-geriatrician", "No orthogeriatrician at the weekend; assessed on Monday."),
+            ("limited-time", "Orthogeriatric team covering two wards after sickness."),
+        ],
+        "DELIRIUM": [
+            ("limited-time", "Ward short of two nurses; the 4AT was done the next morning."),
+            ("action-not-priority", "Treated for hypotension first; screened once stable."),
+        ],
+        "XRAY": [
+            ("service-not-available", "Radiographer busy in resus; imaged an hour later."),
+            ("limited-time", "Department at full capacity; the request went in late."),
+        ],
+        "BLOODS": [
+            ("limited-time", "Department at full capacity; bloods taken late."),
+            ("action-not-priority", "Analgesia and warming first; bloods taken after."),
+        ],
+        Step.Type.PROCEDURE: [
+            ("theatre-list-overran", "Emergency case took the morning list; operated on the afternoon list."),
+            ("no-trauma-theatre", "Trauma list full with two open fractures; first slot next morning."),
+            ("anticoagulant-reversal", "On apixaban; waited for levels to fall before spinal anaesthesia."),
+            ("awaiting-ortho-geriatrician", "Needed medical optimisation of sodium before theatre."),
+            ("need-more-info", "Waited for the echocardiogram result before proceeding."),
+        ],
+        Step.Type.THERAPY: [
+            ("limited-time", "Physiotherapist covering two wards after sickness."),
+            ("patient-contraindication", "Dizzy and hypotensive on the first attempt; mobilised in the afternoon."),
+            ("service-not-available", "No weekend physiotherapy on the ward; seen on Monday."),
+        ],
+        Step.Type.MEDICATION: [
+            ("limited-time", "Department at full capacity; analgesia given at the first reassessment."),
+            ("need-more-info", "Waited for the allergy history before the first dose."),
+        ],
+        Step.Type.DISCHARGE: [
+            ("awaiting-care-package", "Medically fit; discharge waited for the reablement team."),
+            ("service-not-available", "Medically fit; no rehabilitation bed available yet."),
+        ],
+    },
+    "early": {
+        "PREOP": [
+            ("indication-order-exists", "Seen in pre-assessment clinic the week before; repeated on the day."),
+        ],
+        Step.Type.PROCEDURE: [
+            ("risk-benefit-ratio", "An earlier slot came free on the list; patient ready and consented."),
+        ],
+        Step.Type.THERAPY: [
+            ("risk-benefit-ratio", "Comfortable and alert soon after surgery; physiotherapy started early."),
+        ],
+        Step.Type.INVESTIGATION: [
+            ("indication-order-exists", "Done at the referring hospital before transfer; repeated here."),
+        ],
+        Step.Type.MEDICATION: [
+            ("indication-order-exists", "First analgesia given by the ambulance crew before arrival."),
+        ],
+        Step.Type.DISCHARGE: [
+            ("risk-benefit-ratio", "Mobile and well on day 1; earlier discharge agreed with the patient."),
+            ("prefers-alternative", "Patient preferred to go home early with community physiotherapy."),
+        ],
+    },
+}
+# An addition is an activity off the pathway: its explanation fits the activity (ADDITIONS).
+ADDITION_EXPLANATIONS = {
+    "blood transfusion": ("mitigate-risk-negative-outcome", "Transfused for haemoglobin of 72 after surgery."),
+    "cardiology review": ("likely-negative-health-outcomes", "New atrial fibrillation; cardiology reviewed."),
+    "wound review": ("mitigate-risk-negative-outcome", "Wound oozing on day 2; reviewed by the surgical team."),
+    "delirium screen": ("mitigate-risk-negative-outcome", "Acutely confused overnight; screened for delirium."),
+    "return to theatre": ("likely-negative-health-outcomes", "Hemiarthroplasty dislocated; reduced in theatre."),
 }
 # An omission's explanation fits the step omitted: the texts above are about therapy and
 # assessments. The same reason codes, so that the demo draws the same choices.
@@ -136,6 +215,21 @@ ADDITIONS = {
     "TKR": ["Blood transfusion", "Cardiology review", "Wound review"],
     "HIP-FRACTURE": ["Blood transfusion", "Delirium screen", "Cardiology review", "Return to theatre"],
 }
+# What theatres paid above the standard rate (standard: TKR implant 2,000, pack 300; hip implant 720).
+# resource code -> (share of operations, [actual unit prices]). Implants: a supplier substitution or a
+# surgeon's choice of a different design; the consumables pack: a price rise nobody explained.
+DEARER_ITEMS = {
+    "IMPLANT": (0.18, ["2200", "2200", "2350", "2480"]),
+    "HIP-IMPLANT": (0.15, ["790", "845", "910"]),
+    "CONSUMABLES": (0.12, ["325", "340"]),
+}
+EXPLAINED_ITEMS = {"IMPLANT", "HIP-IMPLANT"}
+# How a dearer implant is explained, if it is: [(share, cause, reason code, rationale)]; the rest stay
+# unexplained (nobody told the ward that the price had changed).
+SUBSTITUTIONS = [
+    (0.45, "system", "service-not-available", "Usual implant out of stock; supplier substituted a dearer one."),
+    (0.2, "clinician", "risk-benefit-ratio", "Poor bone quality: the surgeon chose a different implant design."),
+]
 # pathway -> [(why the patient left the pathway, coded reason)]
 EXITS = {
     "TKR": [
@@ -186,10 +280,14 @@ def load(*, units, users, stdout) -> None:
         counts = _exit(rng, exits, reasons)
         created = evaluate_episodes(episode_ids, now=now)
         counts += _document(rng, episode_ids, reasons, clinician, lead)
+        # Its own random stream: prices added to the demo leave every draw above as it was.
+        counts += _dearer_items(random.Random(SEED + 1), episode_ids, reasons)
     stdout.write(
         f"Demo episodes: {len(episode_ids)} on TKR and HIP-FRACTURE, {sum(created.values())} departures detected "
         f"({', '.join(f'{n} {t}' for t, n in sorted(created.items()))}); "
-        f"{counts['explained']} explained, {counts['reviewed']} reviewed, {counts['inbox']} left in the inbox."
+        f"{counts['explained']} explained, {counts['reviewed']} reviewed, {counts['inbox']} left in the inbox; "
+        f"{counts['dearer']} items bought dearer than the standard price, {counts['substitutions']} of them "
+        "explained as a substitution."
     )
 
 
@@ -411,7 +509,7 @@ def _document(rng, episode_ids, reasons, clinician, lead) -> Counter:
     unexplained = list(
         Variance.objects.unexplained()
         .filter(episode_id__in=episode_ids)
-        .select_related("episode__version__pathway", "episode__responsible_clinician", "step")
+        .select_related("episode__version__pathway", "episode__responsible_clinician", "step", "detection__event")
         .order_by("-episode__started_at", "id")
     )
     left = 0
@@ -439,14 +537,88 @@ def _document(rng, episode_ids, reasons, clinician, lead) -> Counter:
     return counts
 
 
+def _dearer_items(rng, episode_ids, reasons) -> Counter:
+    """Some operations used an implant or pack dearer than the standard rate: a price variance (cash).
+
+    Written on the first event of each operation, quantity as planned and only the price differing,
+    so the figure is a pure price variance. Some dearer implants are explained by the clinician as
+    a substitution (through the service, so they have their history); the others are not.
+    """
+    counts: Counter = Counter()
+    planned: dict[int, dict[str, PlannedResource]] = {}
+    versions = Episode.objects.filter(pk__in=episode_ids).values("version_id")
+    for row in PlannedResource.objects.filter(
+        step__version_id__in=versions, resource__code__in=DEARER_ITEMS
+    ).select_related("resource"):
+        planned.setdefault(row.step_id, {})[row.resource.code] = row
+    seen: set[tuple[int, int]] = set()
+    rows: list[EventQuantity] = []
+    explain = []
+    events = (
+        StepEvent.objects.filter(episode_id__in=episode_ids, step_id__in=planned)
+        .select_related("episode__responsible_clinician", "step")
+        .order_by("episode__started_at", "episode_id", "occurred_at", "id")
+    )
+    for event in events:
+        if (event.episode_id, event.step_id) in seen:
+            continue  # a repeat of the operation: the items were bought once
+        seen.add((event.episode_id, event.step_id))
+        for code, item in planned[event.step_id].items():
+            share, prices = DEARER_ITEMS[code]
+            if rng.random() >= share:
+                continue
+            rows.append(
+                EventQuantity(
+                    event=event,
+                    resource=item.resource,
+                    quantity=item.quantity,
+                    headcount=item.headcount,
+                    unit_cost=Decimal(rng.choice(prices)),
+                )
+            )
+            counts["dearer"] += 1
+            if code in EXPLAINED_ITEMS:
+                pick = rng.random()
+                for chance, cause, reason_code, rationale in SUBSTITUTIONS:
+                    if pick < chance:
+                        explain.append((event, item.resource, cause, reason_code, rationale))
+                        break
+                    pick -= chance
+    EventQuantity.objects.bulk_create(rows)
+    for event, resource, cause, reason_code, rationale in explain:
+        services.variance_record(
+            episode=event.episode,
+            step=event.step,
+            resource=resource,
+            variance_type=Variance.Type.SUBSTITUTION,
+            cause=cause,
+            reason=reasons[reason_code],
+            valence=Variance.Valence.NEUTRAL,
+            rationale=rationale,
+            occurred_at=event.occurred_at,
+            actor=event.episode.responsible_clinician,
+        )
+        counts["substitutions"] += 1
+    return counts
+
+
 def _explanation(rng, variance, reasons) -> tuple[str, str]:
+    """A reason and rationale that fit the departure's step (or, for an addition, its activity)."""
     pathway_code = variance.episode.version.pathway.code
     local = {code for code, _d, _c in LOCAL_REASONS.get(pathway_code, [])}
     other_local = {code for rows in LOCAL_REASONS.values() for code, _d, _c in rows} - local
-    options = [(c, r) for c, r in EXPLANATIONS.get(variance.variance_type, []) if c not in other_local]
+    kind, step = variance.variance_type, variance.step
+    by_step = STEP_EXPLANATIONS.get(kind, {})
+    candidates = EXPLANATIONS.get(kind, [])
+    if step is not None:
+        candidates = by_step.get(step.code) or by_step.get(step.step_type) or candidates
+    options = [(c, r) for c, r in candidates if c not in other_local]
     code, rationale = rng.choice(options or [("limited-time", "Ward pressures on the day.")])
-    if variance.variance_type == "omission" and variance.step is not None:
-        rationale = OMITTED_STEP_RATIONALES.get(variance.step.step_type, {}).get(code, rationale)
+    if kind == "omission" and step is not None:
+        rationale = OMITTED_STEP_RATIONALES.get(step.step_type, {}).get(code, rationale)
+    event = variance.detection.event if variance.detection_id else None
+    if kind == "addition" and event is not None:
+        code, rationale = ADDITION_EXPLANATIONS.get(" ".join(event.activity.split()).lower(), (code, rationale))
     return code, rationale
 
 
@@ -490,8 +662,15 @@ def _review(rng, episode_ids, lead, counts) -> None:
 
 def _history_examples(episode_ids, clinician, lead, reasons) -> None:
     """One amended and one withdrawn variance, so the history pages have something to show."""
+    # What the theatre coordinator can confirm: a late operation, not an exit or a missed physiotherapy session.
     amendable = (
-        Variance.objects.filter(episode_id__in=episode_ids, status=Variance.Status.DOCUMENTED, recorded_by=clinician)
+        Variance.objects.filter(
+            episode_id__in=episode_ids,
+            status=Variance.Status.DOCUMENTED,
+            recorded_by=clinician,
+            variance_type=Variance.Type.DELAY,
+            step__step_type=Step.Type.PROCEDURE,
+        )
         .order_by("id")
         .first()
     )

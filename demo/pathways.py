@@ -21,7 +21,7 @@ unchanged rates are not rewritten.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -194,9 +194,22 @@ def first_effective_date() -> date:
     return (timezone.localdate() - timedelta(days=DAYS + 14)).replace(day=1)
 
 
+def first_agreed_at() -> datetime:
+    """The first versions were agreed (published) two weeks before they took effect, not when the demo loads:
+    a version that carries a year of episodes was not published today."""
+    agreed = first_effective_date() - timedelta(days=14)
+    return timezone.make_aware(datetime.combine(agreed, time(10, 0)))
+
+
 def switch_date() -> date:
     """HIP-FRACTURE v2 took effect when the demo's episodes move on to it (``demo.episodes``)."""
-    return timezone.localdate() - timedelta(days=VERSION_SWITCH_DAYS)
+    return timezone.localdate(switch_at())
+
+
+def switch_at() -> datetime:
+    """When HIP-FRACTURE v2 was published and v1 retired: episodes started before follow v1, as in
+    ``demo.episodes`` (which switches at the same distance from its own "now")."""
+    return timezone.now() - timedelta(days=VERSION_SWITCH_DAYS)
 
 
 def load(*, units, users, stdout) -> None:
@@ -307,6 +320,7 @@ def load_tkr(*, owner_unit, actor, resources: dict[str, Resource]) -> PathwayVer
         actor=actor,
         note="Agreed by the elective orthopaedic team and finance (the worked costing example).",
         effective_from=first_effective_date(),
+        agreed_at=first_agreed_at(),
     )
 
 
@@ -359,6 +373,7 @@ def load_hip_fracture(*, owner_unit, actor, resources: dict[str, Resource]) -> P
         actor=actor,
         note="First agreed version: surgery on the day of, or the day after, admission.",
         effective_from=first_effective_date(),
+        agreed_at=first_agreed_at(),
     )
 
     v2 = services.pathway_version_draft(pathway=pathway, actor=actor, note="Align with the Best Practice Tariff")
@@ -384,7 +399,9 @@ def load_hip_fracture(*, owner_unit, actor, resources: dict[str, Resource]) -> P
     )
     services.step_move(step=delirium, offset=-4, actor=actor)
     services.planned_resource_add(step=delirium, resource=resources["WARD-NURSE"], quantity=Decimal("10"), actor=actor)
-    return services.pathway_version_publish(version=v2, actor=actor, note=HIP_V2_NOTE, effective_from=switch_date())
+    return services.pathway_version_publish(
+        version=v2, actor=actor, note=HIP_V2_NOTE, effective_from=switch_date(), agreed_at=switch_at()
+    )
 
 
 def _current(code: str) -> PathwayVersion | None:

@@ -15,7 +15,7 @@ pathway row so that two leads cannot both create version 3 or both publish.
 """
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
@@ -48,9 +48,13 @@ STEP_FIELDS = (
 # --- history ---------------------------------------------------------------------------
 
 
-def _record(*, version: PathwayVersion, actor, action: str, note: str = "", detail: dict | None = None, obj=None):
+def _record(
+    *, version: PathwayVersion, actor, action: str, note: str = "", detail: dict | None = None, obj=None, at=None
+):
     detail = detail or {}
-    PathwayChange.objects.create(version=version, actor=actor, action=action, note=note, detail=detail)
+    PathwayChange.objects.create(
+        version=version, actor=actor, action=action, note=note, detail=detail, at=at or timezone.now()
+    )
     audit_record(
         action=f"pathway.{action}",
         actor=actor,
@@ -301,11 +305,14 @@ def _find_cycle(edges: dict[int, set[int]]) -> list[int]:
 
 @transaction.atomic
 def pathway_version_publish(
-    *, version: PathwayVersion, actor, note: str, effective_from: date | None = None
+    *, version: PathwayVersion, actor, note: str, effective_from: date | None = None, agreed_at: datetime | None = None
 ) -> PathwayVersion:
     """Freeze a draft and make it the pathway's version; the version it replaces is retired in the same transaction.
 
-    Episodes already started keep the version they started on (they point at it).
+    Episodes already started keep the version they started on (they point at it). ``agreed_at`` is for
+    loading a pathway's past (the demo's versions, agreed months ago): it dates the publication, the
+    retirement of the version replaced and their history rows; the audit trail still records when it
+    was loaded. Pages and the API never pass it.
     """
     Pathway.objects.select_for_update().get(pk=version.pathway_id)
     version = _lock_draft(version)
@@ -317,6 +324,10 @@ def pathway_version_publish(
     if problems:
         raise ValidationError([p.message for p in problems])
     now = timezone.now()
+    if agreed_at is not None:
+        if agreed_at > now:
+            raise ValidationError({"agreed_at": "A version cannot have been agreed in the future."})
+        now = agreed_at
     previous = PathwayVersion.objects.filter(pathway_id=version.pathway_id, status=Status.PUBLISHED).first()
     if previous is not None:
         previous.status = Status.RETIRED
@@ -328,6 +339,7 @@ def pathway_version_publish(
             action="retire",
             note=f"Replaced by version {version.number}",
             detail={"replaced_by": version.number},
+            at=now,
         )
     version.status = Status.PUBLISHED
     version.published_at = now
@@ -342,6 +354,7 @@ def pathway_version_publish(
         action="publish",
         note=note,
         detail={"replaces": previous.number if previous else None, "steps": version.steps.count()},
+        at=now,
     )
     return version
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
+from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Membership, OrgUnit, User
@@ -15,7 +16,7 @@ from accounts.permissions import EPISODE_ROLES, units_for
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
-from .models import EventQuantity, ReasonCode, Variance, validate_patient_ref
+from .models import EventQuantity, ReasonCode, Variance, currency_symbol, validate_patient_ref
 from .selectors import reason_groups
 
 Role = Membership.Role
@@ -200,6 +201,134 @@ class EpisodeExitForm(forms.Form):
         return data
 
 
+class ResourceField(forms.ChoiceField):
+    """A resource chosen from a list read once for all the rows of a form (not once per row)."""
+
+    def set_resources(self, resources: list[Resource]) -> None:
+        self.resources = {str(r.pk): r for r in resources}
+        self.choices = [("", "Choose a resource…")] + [
+            (str(r.pk), f"{r.name} (per {r.get_unit_display()})") for r in resources
+        ]
+
+    def clean(self, value):
+        value = super().clean(value)
+        return self.resources.get(value) if value else None
+
+
+class EventQuantityForm(forms.Form):
+    """One actual quantity of an event: what differed from the plan, and its price if that differed too."""
+
+    resource = ResourceField(label="Resource", required=False)
+    quantity = forms.DecimalField(label="Quantity used", required=False)
+    headcount = forms.IntegerField(label="Headcount", required=False)
+    unit_cost = forms.DecimalField(label="Actual unit price", required=False)
+
+    def __init__(self, *args, resources: list[Resource], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["resource"].set_resources(resources)
+        self.fields["unit_cost"].label = f"Actual unit price ({currency_symbol().strip()})"
+        self.fields["unit_cost"].widget.attrs["placeholder"] = "standard rate"
+        self.fields["quantity"].widget.attrs["inputmode"] = "decimal"
+        self.fields["unit_cost"].widget.attrs["inputmode"] = "decimal"
+
+    def has_changed(self) -> bool:
+        # A row counts once a figure is typed in it: a resource suggested from the plan, left without
+        # figures, records nothing (the resource was used as planned).
+        return any(self[name].data not in (None, "") for name in ("quantity", "headcount", "unit_cost"))
+
+    def clean(self):
+        data = super().clean()
+        if not self.has_changed():
+            return data
+        if data.get("resource") is None and "resource" not in self.errors:
+            self.add_error("resource", "Choose the resource these figures are for.")
+        if data.get("quantity") is None and "quantity" not in self.errors:
+            self.add_error("quantity", "Give the quantity used, in the resource's unit.")
+        check_with_service(
+            self,
+            services.event_quantity_check,
+            resource=data.get("resource"),
+            quantity=data.get("quantity"),
+            headcount=data.get("headcount"),
+            unit_cost=data.get("unit_cost"),
+        )
+        return data
+
+
+class BaseEventQuantityFormSet(forms.BaseFormSet):
+    """The quantity rows of an event: rows suggested from the step's plan, then a few blank ones.
+
+    Every row may stay empty (none is an "initial" form that must validate): an event without
+    quantities was done as planned.
+    """
+
+    def __init__(self, *args, planned=(), **kwargs):
+        self.planned = {p.resource_id: p for p in planned}
+        super().__init__(*args, initial=[{"resource": resource_id} for resource_id in self.planned], **kwargs)
+        self.extra = max(len(self.planned) + BLANK_QUANTITY_ROWS, MIN_QUANTITY_ROWS)
+
+    def initial_form_count(self) -> int:
+        return 0
+
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        planned = self.planned.get(form.initial.get("resource")) if form.initial else None
+        if planned is not None:  # the plan, as a hint where the figure goes
+            form.fields["quantity"].widget.attrs["placeholder"] = f"planned {planned.quantity.normalize():f}"
+            form.fields["headcount"].widget.attrs["placeholder"] = f"planned {planned.headcount}"
+        return form
+
+    def clean(self):
+        seen: dict[int, int] = {}
+        for number, form in enumerate(self.forms, start=1):
+            resource = form.cleaned_data.get("resource") if form.has_changed() else None
+            if resource is None:
+                continue
+            if resource.pk in seen:
+                form.add_error("resource", f"{resource.name} is in row {seen[resource.pk]} already: give each once.")
+            else:
+                seen[resource.pk] = number
+
+    def entered(self, step: Step | None) -> list[dict]:
+        """The rows typed in, as ``services.event_record`` takes its quantities.
+
+        A headcount left blank is the step's planned headcount for the resource (two theatre
+        nurses), else one: "120 minutes of theatre nurse" means the nurses the plan has.
+        """
+        planned = {p.resource_id: p.headcount for p in step.planned_resources.all()} if step else {}
+        return [
+            {
+                "resource": form.cleaned_data["resource"],
+                "quantity": form.cleaned_data["quantity"],
+                "headcount": form.cleaned_data["headcount"] or planned.get(form.cleaned_data["resource"].pk, 1),
+                "unit_cost": form.cleaned_data["unit_cost"],
+            }
+            for form in self.forms
+            if form.has_changed() and form.cleaned_data
+        ]
+
+    def row_errors(self) -> list[tuple[str, str]]:
+        """(field id, "Quantities, row 2, Quantity used: ...") for the error summary above the form."""
+        found = []
+        for number, form in enumerate(self.forms, start=1):
+            for name, errors in form.errors.items():
+                field = form[name] if name in form.fields else None
+                for error in errors:
+                    label = f"Quantities, row {number}" + (f", {field.label}" if field else "")
+                    found.append((field.auto_id if field else "", f"{label}: {error}"))
+        for error in self.non_form_errors():
+            found.append(("", f"Quantities: {error}"))
+        return found
+
+
+QUANTITY_PREFIX = "q"
+BLANK_QUANTITY_ROWS = 2
+MIN_QUANTITY_ROWS = 4
+EventQuantityFormSet = forms.formset_factory(
+    EventQuantityForm, formset=BaseEventQuantityFormSet, extra=0, max_num=50, absolute_max=50
+)
+
+
 class EventForm(forms.Form):
     step = forms.ModelChoiceField(queryset=Step.objects.none(), required=False, empty_label="Not on the pathway")
     activity = forms.CharField(
@@ -211,11 +340,39 @@ class EventForm(forms.Form):
     occurred_at = _when("When")
     performed_by = forms.CharField(label="Performed by (role or team)", max_length=150, required=False)
 
-    def __init__(self, *args, episode, **kwargs):
+    def __init__(self, *args, episode, step: Step | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.episode = episode
         self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
         self.initial.setdefault("occurred_at", now_local())
+        if step is not None:
+            self.initial.setdefault("step", step.pk)
+        # Choosing the step fetches its quantity rows, suggested from its plan (the page works without it).
+        self.fields["step"].widget.attrs.update(
+            {
+                "hx-get": reverse("variances:event_record", args=[episode.pk]),
+                "hx-trigger": "change",
+                "hx-target": "#quantity-rows",
+                "hx-swap": "outerHTML",
+            }
+        )
+        # The actual quantities, where they differed from the plan: rows suggested from the chosen step's.
+        planned = step.planned_resources.select_related("resource") if step is not None else ()
+        # A post without the rows at all (a page from before they existed, a script) records no quantities.
+        sent_rows = self.is_bound and f"{QUANTITY_PREFIX}-TOTAL_FORMS" in self.data
+        self.rows = EventQuantityFormSet(
+            self.data if sent_rows else None,
+            prefix=QUANTITY_PREFIX,
+            planned=planned,
+            form_kwargs={"resources": list(resources_for(episode))},
+        )
+
+    def is_valid(self) -> bool:
+        rows_valid = not self.rows.is_bound or self.rows.is_valid()  # both, so every problem shows in one round
+        return super().is_valid() and rows_valid
+
+    def quantities(self) -> list[dict]:
+        return self.rows.entered(self.cleaned_data.get("step")) if self.rows.is_bound else []
 
     def clean(self):
         data = super().clean()

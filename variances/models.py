@@ -6,6 +6,7 @@ is withdrawn with a reason, never removed.
 """
 
 import re
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -179,6 +180,27 @@ class EventQuantity(models.Model):
 
     def __str__(self) -> str:
         return f"{self.headcount} x {self.quantity} of resource {self.resource_id}"
+
+    def describe(self) -> str:
+        """What the episode page shows: "Theatre nurse 2 × 120 min", "Knee implant 1 at £2,200.00 each"."""
+        unit = {"minute": " min", "day": " day" if self.quantity == 1 else " days"}.get(self.resource.unit, "")
+        text = (
+            f"{self.resource.name} {f'{self.headcount} × ' if self.headcount > 1 else ''}{plain(self.quantity)}{unit}"
+        )
+        if self.unit_cost is not None:
+            # Shown to the penny, rounded half up (stored in full).
+            price = self.unit_cost.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+            text += f" at {currency_symbol()}{price:,.2f} each"
+        return text
+
+
+def plain(number: Decimal) -> str:
+    """120.000 as 120, 1.500 as 1.5: a quantity as it was typed."""
+    return f"{number.normalize():f}"
+
+
+def currency_symbol() -> str:
+    return {"GBP": "£", "EUR": "€", "USD": "$"}.get(settings.CURRENCY, f"{settings.CURRENCY} ")
 
 
 class ReasonCodeQuerySet(models.QuerySet):

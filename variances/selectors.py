@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,7 +27,7 @@ from config.pagination import capped_count
 from pathways.models import Step
 
 from .detection import EventFact, StepSpec, addition_key, first_events, omission_due, window
-from .models import Episode, ReasonCode, StepEvent, Variance
+from .models import Episode, EventQuantity, ReasonCode, StepEvent, Variance
 from .reasons import category_labels
 
 Role = Membership.Role
@@ -193,6 +193,8 @@ class TimelineRow:
     due_by: datetime | None = None
     occurrences: int = 0  # events on the step, the first included
     variances: list[Variance] = field(default_factory=list)
+    # The row's events that carry actual quantities (quantities prefetched with their resources).
+    quantity_events: list[StepEvent] = field(default_factory=list)
 
     @property
     def beyond_plan(self) -> int:
@@ -231,7 +233,10 @@ def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
     now = now or timezone.now()
     steps = list(Step.objects.filter(version_id=episode.version_id).select_related("stage"))
     events = list(
-        StepEvent.objects.filter(episode=episode).select_related("step", "recorded_by").order_by("occurred_at", "id")
+        StepEvent.objects.filter(episode=episode)
+        .select_related("step", "recorded_by")
+        .prefetch_related(Prefetch("quantities", EventQuantity.objects.select_related("resource").order_by("id")))
+        .order_by("occurred_at", "id")
     )
     variances = list(
         Variance.objects.filter(episode=episode)
@@ -255,9 +260,12 @@ def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
     first = first_events(specs, facts)
     events_by_id = {e.id: e for e in events}
     occurrences: dict[int, int] = {}
+    with_quantities: dict[int, list[StepEvent]] = {}
     for e in events:
         if e.step_id:
             occurrences[e.step_id] = occurrences.get(e.step_id, 0) + 1
+            if e.quantities.all():
+                with_quantities.setdefault(e.step_id, []).append(e)
 
     by_step: dict[int, list[Variance]] = {}
     additions: dict[str, list[Variance]] = {}
@@ -302,6 +310,7 @@ def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
                 due_by=due_by,
                 occurrences=occurrences.get(spec.id, 0),
                 variances=by_step.get(spec.id, []),
+                quantity_events=with_quantities.get(spec.id, []),
             )
         )
     seen_additions: set[str] = set()
@@ -316,6 +325,7 @@ def episode_timeline(episode: Episode, *, now: datetime | None = None) -> dict:
                     label=e.activity,
                     event=e,
                     variances=additions.get(key, []) if first_of_kind else [],
+                    quantity_events=[e] if e.quantities.all() else [],
                 )
             )
     far = datetime.max.replace(tzinfo=UTC)

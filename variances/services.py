@@ -39,6 +39,8 @@ from .models import (
 
 # A claimed time may run a little ahead of the server clock (device clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
+# The most people an event's quantity may count (the API's limit too).
+MAX_HEADCOUNT = 100
 
 # Fields a clinician may change by amendment. Status, review and withdrawal have
 # their own services, so that each transition is named in the history.
@@ -482,6 +484,7 @@ def event_record(
     rows = _quantity_rows(quantities)
     if len({row.resource.pk for row in rows}) != len(rows):
         raise ValidationError({"quantities": "Give each resource once."})
+    _check_quantity_rows(rows)
     try:
         with transaction.atomic():
             event.save()
@@ -493,9 +496,7 @@ def event_record(
                 return _existing_event(existing, episode, sent=sent, quantities=quantities)
         raise
     for row in rows:
-        row.event = event
-        # Event and resource are instances in hand, each resource given once (checked above).
-        row.full_clean(exclude=["event", "resource"], validate_unique=False)
+        row.event = event  # each row checked above, before anything was written
     EventQuantity.objects.bulk_create(rows)
     _cache_related(event, "quantities", rows)
     _touch_episode(episode.pk)
@@ -543,6 +544,50 @@ def _quantity_rows(quantities: Iterable[Mapping[str, Any]]) -> list[EventQuantit
         )
         for item in quantities
     ]
+
+
+def event_quantity_check(
+    *, resource: Resource | None, quantity: Decimal | None, headcount: int | None, unit_cost: Decimal | None
+) -> None:
+    """Raise one ValidationError naming every problem with one actual quantity of an event.
+
+    ``event_record`` runs it on each quantity it is given, and so does the browser form on each of
+    its quantity rows, so both say the same. A value that is None is not checked (a form field
+    that could not read it says so itself).
+    """
+    errors: dict[str, list] = {}
+    if quantity is not None and quantity < 0:
+        errors["quantity"] = ["A quantity cannot be negative."]
+    if headcount is not None and not 1 <= headcount <= MAX_HEADCOUNT:
+        errors["headcount"] = [f"Give a headcount from 1 to {MAX_HEADCOUNT}."]
+    if unit_cost is not None and unit_cost < 0:
+        errors["unit_cost"] = ["A price cannot be negative."]
+    row = EventQuantity(resource=resource, quantity=quantity, headcount=headcount or 1, unit_cost=unit_cost)
+    unchecked = {name for name, value in (("quantity", quantity), ("headcount", headcount)) if value is None}
+    try:
+        # Digits and decimal places; the event is not written yet, the resource is an instance in hand.
+        row.full_clean(
+            exclude=["event", "resource", *errors, *unchecked], validate_unique=False, validate_constraints=False
+        )
+    except ValidationError as exc:
+        for name, messages in exc.message_dict.items():
+            errors.setdefault(name, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+
+
+def _check_quantity_rows(rows: list[EventQuantity]) -> None:
+    """Every problem with an event's quantities, each named by its resource, before anything is written."""
+    problems = []
+    for row in rows:
+        try:
+            event_quantity_check(
+                resource=row.resource, quantity=row.quantity, headcount=row.headcount, unit_cost=row.unit_cost
+            )
+        except ValidationError as exc:
+            problems += [f"{row.resource.code}: {message}" for message in exc.messages]
+    if problems:
+        raise ValidationError({"quantities": problems})
 
 
 def _existing_event(existing: StepEvent, episode: Episode, *, sent: dict, quantities) -> StepEvent:

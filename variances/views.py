@@ -274,8 +274,18 @@ def episode_exit(request, pk: int):
 @role_required(*EPISODE_ROLES)
 @require_http_methods(["GET", "POST"])
 def event_record(request, pk: int):
+    """Record a step done (or an activity off the pathway), with its actual quantities where they differed.
+
+    Choosing the step asks (HTMX) for its quantity rows again, suggested from the step's plan.
+    """
+    if request.htmx and request.method == "GET":
+        # Only the pathway's planned resources go back: no patient data, so no "episode read" to audit.
+        episode = get_object_or_404(selectors.episodes_for(request.user), pk=pk)
+        form = EventForm(episode=episode, step=_event_step(episode, request.GET.get("step")))
+        return render(request, "variances/partials/event_quantities.html", {"form": form})
     episode = _episode_or_404(request, pk)
-    form = EventForm(request.POST or None, episode=episode)
+    step = _event_step(episode, (request.POST or request.GET).get("step"))
+    form = EventForm(request.POST or None, episode=episode, step=step)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -286,6 +296,7 @@ def event_record(request, pk: int):
                 occurred_at=data["occurred_at"],
                 performed_by=data["performed_by"],
                 source=StepEvent.Source.MANUAL,
+                quantities=form.quantities(),
                 actor=request.user,
             )
         except ValidationError as exc:
@@ -295,6 +306,13 @@ def event_record(request, pk: int):
             messages.success(request, f"Recorded: {label}.")
             return redirect("variances:episode_detail", pk=pk)
     return render(request, "variances/event_form.html", {"episode": episode, "form": form})
+
+
+def _event_step(episode: Episode, value: str | None) -> Step | None:
+    """The step named in the request, if it is one of this episode's version (for the rows' hints only)."""
+    if not (value or "").isdigit() or len(value) > 12:
+        return None
+    return Step.objects.filter(version_id=episode.version_id, pk=int(value)).first()
 
 
 # --- variances ------------------------------------------------------------------------

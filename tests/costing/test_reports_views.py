@@ -381,3 +381,32 @@ def test_run_now_with_a_unit_out_of_scope_answers_in_place(client, org, carol):
     page = text(response)
     assert page.startswith('<div id="status-cost"')
     assert "Organisational unit: Select a valid choice." in page
+
+
+def test_exports_say_which_sign_is_adverse_and_give_every_column_its_own_name(client, runs, bob):
+    login(client, bob)
+    run = runs[("ORTHO", "cost")]
+    by_pathway = run.result["tables"]["by_pathway"]
+    response = client.get(reverse("costing:report_export_table", args=[run.pk, "by_pathway", "csv"]))
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+
+    header = rows[0]
+    variance = header.index("Variance (£, positive = adverse U, negative = favourable F)")
+    assert "Expected (£)" in header  # plain money columns have no sign to explain
+    for row, shown in zip(rows[1:], by_pathway["rows"], strict=False):
+        # The number stays machine-readable; its sign is the page's U (positive) or F (negative).
+        assert Decimal(row[variance]) == Decimal(shown["variance"]).quantize(Decimal("0.01"))
+    assert any(Decimal(row[variance]) > 0 for row in rows[1:])
+
+    outcomes = client.get(reverse("costing:report_export_table", args=[run.pk, "outcomes", "csv"]))
+    outcome_header = next(csv.reader(io.StringIO(outcomes.content.decode())))
+    assert outcome_header[:2] == ["Episode group", "Episodes"]
+    for table in run.result["tables"].values():
+        labels = [c["label"] for c in table["columns"]]
+        assert len(labels) == len(set(labels)), table["title"]
+
+    book = load_workbook(io.BytesIO(client.get(reverse("costing:report_export_workbook", args=[run.pk])).content))
+    sheet = book["By pathway"]
+    cell = sheet.cell(row=2, column=variance + 1)
+    assert isinstance(cell.value, float | int)
+    assert cell.number_format == '#,##0.00" U";#,##0.00" F";0.00'  # 919.13 F on screen, -919.13 in the cell

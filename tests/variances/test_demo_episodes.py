@@ -3,12 +3,14 @@
 import io
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from demo import episodes as demo_episodes
 from demo import org as demo_org
 from demo import pathways as demo_pathways
-from variances.models import Episode, ReasonCode, StepEvent, Variance, VarianceRevision
+from pathways.models import PathwayChange, PathwayVersion
+from variances.models import Episode, EventQuantity, ReasonCode, StepEvent, Variance, VarianceRevision
 from variances.selectors import review_queue_for, unexplained_for
 
 
@@ -80,3 +82,48 @@ def test_it_waits_for_the_demo_pathways(db):
     demo_episodes.load(units=units, users=users, stdout=out)
     assert "no published pathway HIP-FRACTURE, TKR" in out.getvalue()
     assert not Episode.objects.exists()
+
+
+@pytest.mark.slow
+def test_explanations_fit_the_step_and_some_items_cost_more_than_the_standard_rate(demo):
+    load(demo)
+    demo_variances = Variance.objects.filter(episode__patient_ref__startswith="DEMO-").select_related("step")
+
+    # A late pre-operative assessment is not waiting for a discharge care package.
+    early_steps = demo_variances.filter(
+        variance_type__in=["delay", "early"], step__step_type__in=["assessment", "procedure", "investigation"]
+    )
+    texts = set(early_steps.exclude(rationale="").values_list("rationale", flat=True))
+    assert texts and not any(w in t.lower() for t in texts for w in ("discharge", "physio", "care package")), texts
+    assert not early_steps.filter(reason__code="awaiting-care-package").exists()
+    assert not demo_variances.filter(variance_type="exit", rationale__icontains="theatre coordinator").exists()
+    amended = demo_variances.filter(rationale__endswith="Confirmed with the theatre coordinator.")
+    assert [(v.variance_type, v.step.step_type) for v in amended] == [("delay", "procedure")]
+
+    # Dearer items: a price variance finance can see, some explained as a substitution, some not.
+    dearer = EventQuantity.objects.filter(event__episode__patient_ref__startswith="DEMO-", unit_cost__isnull=False)
+    surgeries = StepEvent.objects.filter(episode__patient_ref__startswith="DEMO-", step__code="SURGERY")
+    operated = surgeries.values("episode_id").distinct().count()
+    implants = dearer.filter(resource__code__in=["IMPLANT", "HIP-IMPLANT"])
+    assert 0.05 <= implants.count() / operated <= 0.35, (implants.count(), operated)
+    assert dearer.filter(resource__code="CONSUMABLES").exists()
+    standard = {"IMPLANT": 2000, "HIP-IMPLANT": 720, "CONSUMABLES": 300}
+    assert all(q.unit_cost > standard[q.resource.code] for q in dearer.select_related("resource"))
+    substitutions = demo_variances.filter(variance_type="substitution", resource__code__in=["IMPLANT", "HIP-IMPLANT"])
+    explained = {(v.episode_id, v.resource_id) for v in substitutions}
+    priced = {(q.event.episode_id, q.resource_id) for q in implants.select_related("event")}
+    assert explained and explained < priced  # every substitution explains a dearer implant; not every one is
+
+
+def test_demo_versions_were_published_before_their_episodes_not_when_the_demo_loaded(demo):
+    hip = {v.number: v for v in PathwayVersion.objects.filter(pathway__code="HIP-FRACTURE")}
+    tkr = PathwayVersion.objects.get(pathway__code="TKR", number=1)
+    today = timezone.localdate()
+
+    for first in (hip[1], tkr):
+        assert timezone.localdate(first.published_at) < first.effective_from  # agreed, then in effect
+    assert hip[1].retired_at == hip[2].published_at  # replaced the moment v2 was published
+    assert timezone.localdate(hip[2].published_at) == hip[2].effective_from < today
+    assert timezone.localdate(hip[1].retired_at) < today
+    history = {c.action: c.at for c in PathwayChange.objects.filter(version=hip[1], action__in=["publish", "retire"])}
+    assert history == {"publish": hip[1].published_at, "retire": hip[1].retired_at}
