@@ -14,6 +14,7 @@ interleave with a publish of the same draft; drafting and publishing lock the
 pathway row so that two leads cannot both create version 3 or both publish.
 """
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -504,10 +505,54 @@ def _check_step_values(step: Step) -> dict:
     return errors
 
 
+def _follow_cycle(step: Step, must_follow) -> list[str]:
+    """The codes of the circle that ``step`` must-following ``must_follow`` would close, or [].
+
+    There is a circle when the step is reachable from one of the steps it is to follow,
+    through the version's other must-follow links (its own current links are being replaced).
+    """
+    if not step.pk or not must_follow:
+        return []
+    through = Step.must_follow.through
+    edges: dict[int, list[int]] = {}
+    links = through.objects.filter(from_step__version_id=step.version_id).exclude(from_step_id=step.pk)
+    for from_id, to_id in links.values_list("from_step_id", "to_step_id"):
+        edges.setdefault(from_id, []).append(to_id)
+    came_from: dict[int, int | None] = {}
+    queue = deque()
+    for other in sorted(must_follow, key=lambda s: s.code):
+        if other.pk != step.pk and other.pk not in came_from:
+            came_from[other.pk] = None
+            queue.append(other.pk)
+    while queue:
+        node = queue.popleft()
+        if node == step.pk:
+            path = []
+            while node is not None:
+                path.append(node)
+                node = came_from[node]
+            ids = [step.pk, *reversed(path)]
+            codes = dict(Step.objects.filter(pk__in=ids).values_list("pk", "code"))
+            codes[step.pk] = step.code
+            return [codes[i] for i in ids]
+        for nxt in edges.get(node, ()):
+            if nxt not in came_from:
+                came_from[nxt] = node
+                queue.append(nxt)
+    return []
+
+
 def _validate_step(step: Step, version: PathwayVersion, must_follow) -> None:
     errors = _check_step_links(step, version, must_follow)
     for key, message in _check_step_values(step).items():
         errors.setdefault(key, message)
+    if "must_follow" not in errors:
+        cycle = _follow_cycle(step, must_follow)
+        if cycle:
+            errors["must_follow"] = (
+                f"That would make the 'must follow' order go round in a circle: {' -> '.join(cycle)}. "
+                "Untick the step that has to come later."
+            )
     try:
         step.full_clean(exclude=list(errors))
     except ValidationError as exc:
