@@ -148,7 +148,12 @@ class RetireForm(forms.Form):
 
 
 class DraftForm(forms.Form):
-    note = forms.CharField(required=False, max_length=500, label="What this draft is for")
+    note = forms.CharField(
+        required=False,
+        max_length=500,
+        label="What this draft is for",
+        help_text='Optional; shown in the pathway\'s history, e.g. "Update to the 2025 NICE guidance".',
+    )
 
 
 class ImportForm(forms.Form):

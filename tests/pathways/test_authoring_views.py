@@ -180,13 +180,34 @@ def test_publishing_needs_a_note_and_then_freezes_the_draft(client, draft, bob):
 
 def test_drafting_a_new_version_from_the_page(client, tkr, bob):
     login(client, bob)
+    page = client.get("/pathways/TKR/").content.decode()
+    assert '<a class="button primary" href="/pathways/TKR/draft/">Draft a new version</a>' in page
+    confirm = client.get("/pathways/TKR/draft/").content.decode()
+    assert "What this draft is for" in confirm
+    assert "a copy of <a" in confirm and "version 1</a> (published)" in confirm
+    assert not tkr["pathway"].versions.filter(number=2).exists()
 
     response = client.post("/pathways/TKR/draft/", {"note": "Enhanced recovery"})
 
     assert response["Location"] == "/pathways/TKR/v2/"
-    assert tkr["pathway"].versions.get(number=2).steps.count() == 4
+    draft = tkr["pathway"].versions.get(number=2)
+    assert draft.steps.count() == 4
+    assert draft.change_note == "Enhanced recovery"
+    history = client.get("/pathways/TKR/v2/").content.decode()
+    assert "drafted this version: Enhanced recovery" in history
     again = client.post("/pathways/TKR/draft/", follow=True)
     assert "already has a draft (version 2)" in again.content.decode()
+
+
+def test_a_draft_note_too_long_comes_back_kept_and_explained(client, tkr, bob):
+    login(client, bob)
+
+    html = client.post("/pathways/TKR/draft/", {"note": "x" * 501}).content.decode()
+
+    assert 'id="id_note_error"' in html
+    assert "Ensure this value has at most 500 characters (it has 501)." in html
+    assert "x" * 501 in html
+    assert not tkr["pathway"].versions.filter(number=2).exists()
 
 
 def test_a_lead_retires_a_version_with_a_reason(client, tkr, bob):
@@ -210,7 +231,8 @@ def test_a_published_version_has_no_authoring_controls_even_for_its_lead(client,
         {"code": "X", "name": "X", "step_type": "other", "criticality": 1, "expected_count": 1},
         **HX,
     )
-    assert "TKR version 1 is published" in response.content.decode()
+    assert "TKR v1 is published and cannot be changed: draft a new version." in response.content.decode()
+    assert not Step.objects.filter(code="X").exists()
 
 
 def test_a_clinician_sees_no_authoring_controls_and_gets_403(client, draft, alice, bob):
