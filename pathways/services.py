@@ -90,6 +90,7 @@ def _lock_draft(version: PathwayVersion) -> PathwayVersion:
 def _step_snapshot(step: Step) -> dict:
     return {
         "code": step.code,
+        "stage": step.stage.name,
         "name": step.name,
         "type": step.step_type,
         "mandatory": step.mandatory,
@@ -611,9 +612,10 @@ def step_update(*, step: Step, actor, must_follow=None, **fields) -> Step:
     before_follow = sorted(step.must_follow.values_list("code", flat=True))
     if "code" in fields:
         fields["code"] = fields["code"].strip().upper()
+    moved = "stage" in fields and fields["stage"].pk != step.stage_id
     for key, value in fields.items():
         setattr(step, key, value)
-    if "stage" in fields and fields["stage"].pk != step.stage_id:
+    if moved:  # to the end of its new stage
         step.order = (fields["stage"].steps.aggregate(n=Max("order"))["n"] or 0) + 1
     must_follow = list(must_follow) if must_follow is not None else None
     _validate_step(step, version, must_follow)
