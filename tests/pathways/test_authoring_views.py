@@ -210,6 +210,22 @@ def test_a_draft_note_too_long_comes_back_kept_and_explained(client, tkr, bob):
     assert not tkr["pathway"].versions.filter(number=2).exists()
 
 
+def test_the_publish_page_shows_the_cost_change_beside_the_step_changes(client, tkr, bob):
+    draft = services.pathway_version_draft(pathway=tkr["pathway"], actor=bob)
+    services.planned_resource_update(
+        planned=draft.steps.get(code="SURGERY").planned_resources.get(resource=tkr["THEATRE"]),
+        quantity=100,
+        actor=bob,
+    )
+    login(client, bob)
+
+    html = client.get("/pathways/TKR/v2/publish/").content.decode()
+
+    assert f'hx-get="/costing/versions/{tkr["version"].pk}/{draft.pk}/cost-delta/"' in html
+    assert "90 minutes" in html and "100 minutes" in html
+    assert "90 minute<" not in html
+
+
 def test_a_lead_retires_a_version_with_a_reason(client, tkr, bob):
     login(client, bob)
 
