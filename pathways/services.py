@@ -120,6 +120,10 @@ def pathway_create(
     pathway = Pathway(
         code=code.strip().upper(), name=name, specialty=specialty, owner_unit=owner_unit, description=description
     )
+    taken = Pathway.objects.filter(code=pathway.code).first()
+    if taken is not None:
+        # Name the pathway that has the code: the lead may be about to duplicate it.
+        raise ValidationError({"code": f"There is already a pathway {taken.code} ({taken.name}): choose another code."})
     pathway.full_clean()
     pathway.save()
     version = PathwayVersion(pathway=pathway, number=1, created_by=actor, change_note=note)

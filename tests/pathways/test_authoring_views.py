@@ -38,8 +38,10 @@ def test_the_new_pathway_form_keeps_input_and_explains_errors(client, org, bob, 
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Pathway with this Code already exists." in html
+    assert 'id="id_code_error"' in html
+    assert "There is already a pathway TKR (Elective total knee replacement): choose another code." in html
     assert 'value="Another knee"' in html
+    assert Pathway.objects.filter(code="TKR").count() == 1
 
 
 def test_a_lead_cannot_choose_a_unit_outside_their_scope(client, org, bob):
