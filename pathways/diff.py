@@ -93,7 +93,9 @@ def _describe(step: Step) -> list[tuple[str, str, bool]]:
 def _planned(step: Step) -> dict[str, str]:
     shown = {}
     for planned in step.planned_resources.all():
-        quantity = f"{planned.quantity.normalize():f} {planned.resource.get_unit_display()}"
+        unit = planned.resource.get_unit_display()
+        # "1 minute", "90 minutes", "0.5 days": as the plan shows it (the pluralize filter).
+        quantity = f"{planned.quantity.normalize():f} {unit}{'' if planned.quantity == 1 else 's'}"
         shown[planned.resource.code] = f"{planned.headcount} x {quantity}" if planned.headcount != 1 else quantity
     return shown
 

@@ -7,7 +7,7 @@ from django import forms
 
 from accounts.models import OrgUnit
 
-from .models import PathwayVersion, Resource, Step, code_validator
+from .models import PathwayVersion, Resource, Stage, Step, code_validator
 
 MINUTES_HELP = "Minutes after the anchor (60 = 1 h, 1440 = 1 day, 2160 = 36 h). Leave empty for no limit."
 
@@ -55,6 +55,10 @@ class StageForm(forms.Form):
 class StepForm(forms.Form):
     code = forms.CharField(max_length=40, help_text="Stable within the pathway, e.g. SURGERY")
     name = forms.CharField(max_length=200)
+    # Not required: a post without it (a form opened before the field existed) leaves the stage alone.
+    stage = forms.ModelChoiceField(
+        queryset=Stage.objects.none(), required=False, empty_label=None, help_text="Move the step to another stage."
+    )
     step_type = forms.ChoiceField(choices=Step.Type.choices, label="Type", initial=Step.Type.OTHER)
     mandatory = forms.BooleanField(required=False, initial=True)
     criticality = forms.TypedChoiceField(
@@ -92,6 +96,10 @@ class StepForm(forms.Form):
         others = Step.objects.filter(version=version).order_by("code")
         if step is not None:
             others = others.exclude(pk=step.pk)
+        if step is None:
+            del self.fields["stage"]  # a new step goes in the stage whose "Add a step" was used
+        else:
+            self.fields["stage"].queryset = Stage.objects.filter(version=version).order_by("order", "id")
         self.fields["anchor"].queryset = others
         self.fields["must_follow"].queryset = others
         self.fields["anchor"].label_from_instance = lambda s: f"{s.code} - {s.name}"
@@ -103,11 +111,16 @@ class StepForm(forms.Form):
     def service_fields(self) -> dict:
         data = dict(self.cleaned_data)
         data.pop("must_follow", None)
+        if data.get("stage", "") is None:
+            del data["stage"]
         return data
 
     @classmethod
     def initial_for(cls, step: Step) -> dict:
-        initial = {name: getattr(step, name) for name in cls.base_fields if name not in ("anchor", "must_follow")}
+        initial = {
+            name: getattr(step, name) for name in cls.base_fields if name not in ("stage", "anchor", "must_follow")
+        }
+        initial["stage"] = step.stage_id
         initial["anchor"] = step.anchor_id
         initial["must_follow"] = [s.pk for s in step.must_follow.all()]
         return initial
@@ -149,7 +162,12 @@ class RetireForm(forms.Form):
 
 
 class DraftForm(forms.Form):
-    note = forms.CharField(required=False, max_length=500, label="What this draft is for")
+    note = forms.CharField(
+        required=False,
+        max_length=500,
+        label="What this draft is for",
+        help_text='Optional; shown in the pathway\'s history, e.g. "Update to the 2025 NICE guidance".',
+    )
 
 
 class ImportForm(forms.Form):

@@ -14,6 +14,7 @@ interleave with a publish of the same draft; drafting and publishing lock the
 pathway row so that two leads cannot both create version 3 or both publish.
 """
 
+from collections import deque
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -28,6 +29,18 @@ from accounts.audit import audit_record
 from .models import Pathway, PathwayChange, PathwayVersion, PlannedResource, Resource, Stage, Step
 
 Status = PathwayVersion.Status
+
+# Bounds on what an author can plan. They catch slips of the keyboard (an extra row of
+# nines) that the database would store and the plan would then cost and time, not
+# clinical judgement: each is far beyond any real pathway.
+MAX_WINDOW_MINUTES = 365 * 1440  # a window reaches at most a year from its anchor
+MAX_EXPECTED_COUNT = Decimal("100")  # times a (not per-day) step is done in one episode
+MAX_EXPECTED_DAYS = Decimal("365")  # expected days of a per-day step
+MAX_QUANTITY = {  # per occurrence of a step, per head, by the resource's unit
+    Resource.Unit.MINUTE: Decimal("1440"),  # a whole day of someone's minutes
+    Resource.Unit.ITEM: Decimal("1000"),
+    Resource.Unit.DAY: Decimal("365"),
+}
 
 STEP_FIELDS = (
     "code",
@@ -81,6 +94,7 @@ def _lock_draft(version: PathwayVersion) -> PathwayVersion:
 def _step_snapshot(step: Step) -> dict:
     return {
         "code": step.code,
+        "stage": step.stage.name,
         "name": step.name,
         "type": step.step_type,
         "mandatory": step.mandatory,
@@ -110,6 +124,10 @@ def pathway_create(
     pathway = Pathway(
         code=code.strip().upper(), name=name, specialty=specialty, owner_unit=owner_unit, description=description
     )
+    taken = Pathway.objects.filter(code=pathway.code).first()
+    if taken is not None:
+        # Name the pathway that has the code: the lead may be about to duplicate it.
+        raise ValidationError({"code": f"There is already a pathway {taken.code} ({taken.name}): choose another code."})
     pathway.full_clean()
     pathway.save()
     version = PathwayVersion(pathway=pathway, number=1, created_by=actor, change_note=note)
@@ -242,6 +260,14 @@ def version_problems(version: PathwayVersion) -> list[Problem]:
             problems.append(Problem(f"{step.code}: its timing anchor is a step of another version.", step.code))
         if _window_inverted(step):
             problems.append(Problem(f"{step.code}: the window closes before it opens.", step.code))
+        # The editing forms refuse these; the admin and imports do not go through them.
+        for message in _check_step_values(step).values():
+            problems.append(Problem(f"{step.code}: {message}", step.code))
+    planned = PlannedResource.objects.filter(step__version=version).select_related("step", "resource")
+    for item in planned.order_by("step__code", "resource__code"):
+        message = _planned_value_error(item)
+        if message:
+            problems.append(Problem(f"{item.step.code}, {item.resource.name}: {message}", item.step.code))
     # Anchor chains must end at the episode start; a loop has no start to count from.
     for step in steps:
         seen = set()
@@ -469,8 +495,82 @@ def _check_step_links(step: Step, version: PathwayVersion, must_follow) -> dict:
     return errors
 
 
+def _check_step_values(step: Step) -> dict:
+    """Timing and counts a plan can meet: within bounds, and never due before the episode starts."""
+    errors = {}
+    for name in ("window_min_minutes", "window_max_minutes"):
+        value = getattr(step, name)
+        if isinstance(value, int) and abs(value) > MAX_WINDOW_MINUTES:
+            errors[name] = f"Keep within 365 days ({MAX_WINDOW_MINUTES:,} minutes) of the anchor."
+        elif isinstance(value, int) and value < 0 and step.anchor_id is None:
+            # Nothing can be recorded before the episode starts, so such a window is never met.
+            errors[name] = (
+                "A step timed from the episode start cannot be due before the episode starts: "
+                "use 0 or more, or time it from another step."
+            )
+    count = step.expected_count
+    if isinstance(count, Decimal):
+        if step.per_day and count > MAX_EXPECTED_DAYS:
+            errors["expected_count"] = f"A per-day step is expected for at most {MAX_EXPECTED_DAYS} days."
+        elif not step.per_day and count > MAX_EXPECTED_COUNT:
+            errors["expected_count"] = (
+                f"At most {MAX_EXPECTED_COUNT} times in one episode; for a step repeated each day, tick Per day."
+            )
+        elif step.mandatory and count < 1:
+            errors["expected_count"] = (
+                "A mandatory step is expected at least once: set 1 or more, or untick Mandatory for a conditional step."
+            )
+    return errors
+
+
+def _follow_cycle(step: Step, must_follow) -> list[str]:
+    """The codes of the circle that ``step`` must-following ``must_follow`` would close, or [].
+
+    There is a circle when the step is reachable from one of the steps it is to follow,
+    through the version's other must-follow links (its own current links are being replaced).
+    """
+    if not step.pk or not must_follow:
+        return []
+    through = Step.must_follow.through
+    edges: dict[int, list[int]] = {}
+    links = through.objects.filter(from_step__version_id=step.version_id).exclude(from_step_id=step.pk)
+    for from_id, to_id in links.values_list("from_step_id", "to_step_id"):
+        edges.setdefault(from_id, []).append(to_id)
+    came_from: dict[int, int | None] = {}
+    queue = deque()
+    for other in sorted(must_follow, key=lambda s: s.code):
+        if other.pk != step.pk and other.pk not in came_from:
+            came_from[other.pk] = None
+            queue.append(other.pk)
+    while queue:
+        node = queue.popleft()
+        if node == step.pk:
+            path = []
+            while node is not None:
+                path.append(node)
+                node = came_from[node]
+            ids = [step.pk, *reversed(path)]
+            codes = dict(Step.objects.filter(pk__in=ids).values_list("pk", "code"))
+            codes[step.pk] = step.code
+            return [codes[i] for i in ids]
+        for nxt in edges.get(node, ()):
+            if nxt not in came_from:
+                came_from[nxt] = node
+                queue.append(nxt)
+    return []
+
+
 def _validate_step(step: Step, version: PathwayVersion, must_follow) -> None:
     errors = _check_step_links(step, version, must_follow)
+    for key, message in _check_step_values(step).items():
+        errors.setdefault(key, message)
+    if "must_follow" not in errors:
+        cycle = _follow_cycle(step, must_follow)
+        if cycle:
+            errors["must_follow"] = (
+                f"That would make the 'must follow' order go round in a circle: {' -> '.join(cycle)}. "
+                "Untick the step that has to come later."
+            )
     try:
         step.full_clean(exclude=list(errors))
     except ValidationError as exc:
@@ -529,9 +629,10 @@ def step_update(*, step: Step, actor, must_follow=None, **fields) -> Step:
     before_follow = sorted(step.must_follow.values_list("code", flat=True))
     if "code" in fields:
         fields["code"] = fields["code"].strip().upper()
+    moved = "stage" in fields and fields["stage"].pk != step.stage_id
     for key, value in fields.items():
         setattr(step, key, value)
-    if "stage" in fields and fields["stage"].pk != step.stage_id:
+    if moved:  # to the end of its new stage
         step.order = (fields["stage"].steps.aggregate(n=Max("order"))["n"] or 0) + 1
     must_follow = list(must_follow) if must_follow is not None else None
     _validate_step(step, version, must_follow)
@@ -611,7 +712,18 @@ def _planned_detail(planned: PlannedResource) -> dict:
     }
 
 
+def _planned_value_error(planned: PlannedResource) -> str:
+    """Why a planned quantity is beyond any real step, or ""."""
+    limit = MAX_QUANTITY.get(planned.resource.unit)
+    if limit is None or not isinstance(planned.quantity, Decimal) or planned.quantity <= limit:
+        return ""
+    if planned.resource.unit == Resource.Unit.MINUTE:
+        return f"At most {limit:,} minutes (a day) per person for one occurrence; for a longer stay, make the step per day."
+    return f"At most {limit:,} {planned.resource.get_unit_display()}s for one occurrence of the step."
+
+
 def _validate_planned(planned: PlannedResource) -> None:
+    errors = {}
     try:
         planned.full_clean()
     except ValidationError as exc:
@@ -619,7 +731,12 @@ def _validate_planned(planned: PlannedResource) -> None:
         if "__all__" in errors:
             errors["resource"] = ["This step already uses this resource; change its quantity instead."]
             errors.pop("__all__")
-        raise ValidationError(errors) from exc
+    if "quantity" not in errors and planned.resource_id:
+        message = _planned_value_error(planned)
+        if message:
+            errors["quantity"] = [message]
+    if errors:
+        raise ValidationError(errors)
 
 
 @transaction.atomic

@@ -91,6 +91,25 @@ def _planned_for_author(request, pk: int) -> PlannedResource:
     return planned
 
 
+def _frozen(request, version: PathwayVersion) -> HttpResponse | None:
+    """Refuse to open an edit form on a published or retired version, on GET as on POST.
+
+    The services refuse the write anyway; this spares the lead filling in a form that
+    cannot be saved, and offers the way forward: a new draft (or the one already open).
+    """
+    if version.status == Status.DRAFT:
+        return None
+    pathway = version.pathway
+    context = {
+        "version": version,
+        "pathway": pathway,
+        "draft": pathway.versions.filter(status=Status.DRAFT).first(),
+        "status": version.get_status_display().lower(),
+    }
+    template = "pathways/partials/frozen.html" if request.htmx else "pathways/frozen.html"
+    return render(request, template, context)
+
+
 def _version_url(version: PathwayVersion) -> str:
     return reverse("pathways:version_detail", args=[version.pathway.code, version.number])
 
@@ -295,19 +314,27 @@ def pathway_import(request):
 
 
 @role_required(*AUTHOR_ROLES)
-@require_POST
+@require_http_methods(["GET", "POST"])
 def version_draft(request, code: str):
+    """Ask what the draft is for (recorded in the history), then copy the current version."""
     pathway = _pathway_or_404(code)
     _require_author(request, pathway)
-    form = DraftForm(request.POST)
-    note = form.cleaned_data["note"] if form.is_valid() else ""
-    try:
-        draft = services.pathway_version_draft(pathway=pathway, actor=request.user, note=note)
-    except ValidationError as exc:
-        messages.error(request, " ".join(exc.messages))
-        return redirect("pathways:pathway_detail", code=code)
-    messages.success(request, f"Version {draft.number} drafted from the current version. It is yours to edit.")
-    return redirect(_version_url(draft))
+    form = DraftForm(request.POST if request.method == "POST" else None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            draft = services.pathway_version_draft(pathway=pathway, actor=request.user, note=form.cleaned_data["note"])
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect("pathways:pathway_detail", code=code)
+        messages.success(request, f"Version {draft.number} drafted from the current version. It is yours to edit.")
+        return redirect(_version_url(draft))
+    context = {
+        "pathway": pathway,
+        "form": form,
+        "source": services.current_version(pathway),
+        "draft": pathway.versions.filter(status=Status.DRAFT).first(),
+    }
+    return render(request, "pathways/draft.html", context)
 
 
 @role_required(*AUTHOR_ROLES)
@@ -374,6 +401,8 @@ def version_retire(request, code: str, number: int):
 @require_http_methods(["GET", "POST"])
 def stage_add(request, code: str, number: int):
     version = _draft_for_author(request, code, number)
+    if refusal := _frozen(request, version):
+        return refusal
     form = StageForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -397,6 +426,8 @@ def stage_add(request, code: str, number: int):
 @require_http_methods(["GET", "POST"])
 def stage_edit(request, pk: int):
     stage = _stage_for_author(request, pk)
+    if refusal := _frozen(request, stage.version):
+        return refusal
     form = StageForm(request.POST or None, initial={"name": stage.name})
     if request.method == "POST" and form.is_valid():
         try:
@@ -461,6 +492,8 @@ def _one_click(request, version: PathwayVersion, message: str, change, **argumen
 def step_add(request, pk: int):
     stage = _stage_for_author(request, pk)
     version = stage.version
+    if refusal := _frozen(request, version):
+        return refusal
     form = StepForm(request.POST or None, version=version)
     if request.method == "POST" and form.is_valid():
         try:
@@ -487,6 +520,8 @@ def step_add(request, pk: int):
 def step_edit(request, pk: int):
     step = _step_for_author(request, pk)
     version = step.version
+    if refusal := _frozen(request, version):
+        return refusal
     form = StepForm(request.POST or None, version=version, step=step, initial=StepForm.initial_for(step))
     if request.method == "POST" and form.is_valid():
         try:
@@ -530,6 +565,8 @@ def step_remove(request, pk: int):
 @require_http_methods(["GET", "POST"])
 def planned_add(request, pk: int):
     step = _step_for_author(request, pk)
+    if refusal := _frozen(request, step.version):
+        return refusal
     form = PlannedResourceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -553,6 +590,8 @@ def planned_add(request, pk: int):
 @require_http_methods(["GET", "POST"])
 def planned_edit(request, pk: int):
     planned = _planned_for_author(request, pk)
+    if refusal := _frozen(request, planned.step.version):
+        return refusal
     initial = {"resource": planned.resource_id, "quantity": planned.quantity, "headcount": planned.headcount}
     form = PlannedResourceForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():

@@ -41,8 +41,10 @@ def test_the_new_pathway_form_keeps_input_and_explains_errors(client, org, bob, 
 
     assert page.status_code == 200
     html = page.content.decode()
-    assert "Pathway with this Code already exists." in html
+    assert 'id="id_code_error"' in html
+    assert "There is already a pathway TKR (Elective total knee replacement): choose another code." in html
     assert 'value="Another knee"' in html
+    assert Pathway.objects.filter(code="TKR").count() == 1
 
 
 def test_a_lead_cannot_choose_a_unit_outside_their_scope(client, org, bob):
@@ -183,11 +185,21 @@ def test_publishing_needs_a_note_and_then_freezes_the_draft(client, draft, bob):
 
 def test_drafting_a_new_version_from_the_page(client, tkr, bob):
     login(client, bob)
+    page = client.get("/pathways/TKR/").content.decode()
+    assert '<a class="button primary" href="/pathways/TKR/draft/">Draft a new version</a>' in page
+    confirm = client.get("/pathways/TKR/draft/").content.decode()
+    assert "What this draft is for" in confirm
+    assert "a copy of <a" in confirm and "version 1</a> (published)" in confirm
+    assert not tkr["pathway"].versions.filter(number=2).exists()
 
     response = client.post("/pathways/TKR/draft/", {"note": "Enhanced recovery"})
 
     assert response["Location"] == "/pathways/TKR/v2/"
-    assert tkr["pathway"].versions.get(number=2).steps.count() == 4
+    draft = tkr["pathway"].versions.get(number=2)
+    assert draft.steps.count() == 4
+    assert draft.change_note == "Enhanced recovery"
+    history = client.get("/pathways/TKR/v2/").content.decode()
+    assert "drafted this version: Enhanced recovery" in history
     again = client.post("/pathways/TKR/draft/", follow=True)
     assert "already has a draft (version 2)" in again.content.decode()
 
@@ -207,6 +219,33 @@ def test_publishing_ahead_of_time_says_which_version_new_episodes_follow_until_t
         f"TKR version 2 is published. It takes effect on {takes_effect:%-d %b %Y}: until then, new episodes follow "
         "version 1." in response.content.decode()
     )
+
+
+def test_a_draft_note_too_long_comes_back_kept_and_explained(client, tkr, bob):
+    login(client, bob)
+
+    html = client.post("/pathways/TKR/draft/", {"note": "x" * 501}).content.decode()
+
+    assert 'id="id_note_error"' in html
+    assert "Ensure this value has at most 500 characters (it has 501)." in html
+    assert "x" * 501 in html
+    assert not tkr["pathway"].versions.filter(number=2).exists()
+
+
+def test_the_publish_page_shows_the_cost_change_beside_the_step_changes(client, tkr, bob):
+    draft = services.pathway_version_draft(pathway=tkr["pathway"], actor=bob)
+    services.planned_resource_update(
+        planned=draft.steps.get(code="SURGERY").planned_resources.get(resource=tkr["THEATRE"]),
+        quantity=100,
+        actor=bob,
+    )
+    login(client, bob)
+
+    html = client.get("/pathways/TKR/v2/publish/").content.decode()
+
+    assert f'hx-get="/costing/versions/{tkr["version"].pk}/{draft.pk}/cost-delta/"' in html
+    assert "90 minutes" in html and "100 minutes" in html
+    assert "90 minute<" not in html
 
 
 def test_a_lead_retires_a_version_with_a_reason(client, tkr, bob):
@@ -230,7 +269,8 @@ def test_a_published_version_has_no_authoring_controls_even_for_its_lead(client,
         {"code": "X", "name": "X", "step_type": "other", "criticality": 1, "expected_count": 1},
         **HX,
     )
-    assert "TKR version 1 is published" in response.content.decode()
+    assert "TKR v1 is published and cannot be changed: draft a new version." in response.content.decode()
+    assert not Step.objects.filter(code="X").exists()
 
 
 def test_a_clinician_sees_no_authoring_controls_and_gets_403(client, draft, alice, bob):

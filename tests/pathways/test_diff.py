@@ -35,7 +35,7 @@ def test_it_lists_steps_added_removed_and_changed(tkr, bob):
     assert changes["SURGERY"].timing_changed
     assert [(r.resource, r.before, r.after) for r in changes["SURGERY"].resources] == [
         ("CONSUMABLES", "1 item", ""),
-        ("THEATRE-NURSE", "2 x 90 minute", "3 x 90 minute"),
+        ("THEATRE-NURSE", "2 x 90 minutes", "3 x 90 minutes"),
     ]
     ward_change = changes["WARD-STAY"]
     assert [(f.label, f.before, f.after) for f in ward_change.fields] == [("Expected count", "3", "2")]

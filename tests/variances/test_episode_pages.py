@@ -31,6 +31,19 @@ def test_the_timeline_shows_on_time_late_missing_and_unplanned_with_variances_in
     assert "critical step" in page
 
 
+def test_a_critical_step_not_yet_timed_reads_without_a_stray_separator(client, episode, alice):
+    # MOBILISE (critical) is timed from SURGERY, not done yet: no event, no due time.
+    login(client, alice)
+
+    page = client.get(f"/variances/episodes/{episode.pk}/").content.decode()
+
+    row = page[page.index("Mobilise on day of surgery") :]
+    details = row[row.index('<p class="muted">') + len('<p class="muted">') : row.index("</p>")]
+    assert details.strip() == '<span class="tag">critical step</span>'
+    surgery = page[page.index("Total knee replacement") :]
+    assert '· <span class="tag">critical step</span>' in surgery[: surgery.index("</p>")]
+
+
 def test_a_missing_step_offers_to_record_its_reason_prefilled(client, episode, alice, clock):
     clock.move_to(h(5))
     login(client, alice)
