@@ -8,7 +8,7 @@ DOMAIN.md section 4, per episode:
   where an event gave none), each at the rate in force on the *event's* date, or
   at the event's own ``unit_cost`` where it gave one (a dearer implant); per-day
   steps (a ward stay) at the actual length of stay, each day at the rate in force
-  that day; activities off the pathway (additions) with the resources they used.
+  that day, a day's events replacing its planned quantity by their sum; activities off the pathway (additions) with the resources they used.
 - **Decomposition** per step x resource, so that ``A - E = PV + EV + LV`` exactly:
   price/rate ``PV = actual cost - actual qty x standard rate`` (cash), usage
   ``EV = (actual qty - standard qty) x standard rate`` (capacity consumed when
@@ -62,7 +62,10 @@ REPEAT = EpisodeCost.Cause.REPEAT
 # falls back to a documented delay on another step.
 # 3: what a repeated step used, with no record to explain it, is counted under "Repeated
 # steps" instead of "No cause recorded" (EpisodeCost.repeat_variance).
-RULES_VERSION = 3
+# 4: a stay's events replace each day's planned quantity once, by their sum for that day, and
+# only on days of the stay; before, each event took away a whole planned day (a same-day
+# discharge with nursing minutes recorded cost less than nothing).
+RULES_VERSION = 4
 CAUSES = [c.value for c in EpisodeCost.Cause]
 
 
@@ -553,30 +556,35 @@ def _quantity_for(event: EventRow, resource_id: int) -> QuantityRow | None:
 def _per_day_actual(line: CostLine, per_day: Decimal, start: date, los: int, events, rate) -> None:
     """A per-day step: ``los`` days of its daily plan, each day at that day's rate.
 
-    An event on the step that gives a quantity for this resource replaces that
-    day's planned quantity (e.g. extra nursing minutes on one day); its
-    ``unit_cost``, if any, replaces that day's rate.
+    The events on the step that give a quantity for this resource are summed per day. A day
+    of the stay (the start's date up to the night before the end) with such events uses
+    their sum instead of its planned quantity, once however many events fell on it; an
+    event outside the stay (on a same-day discharge, or on the day of leaving) has no
+    planned day to replace, so it is use beyond the plan. Either way the quantity is never
+    below zero. An event's ``unit_cost``, if any, replaces its day's rate.
     """
+    resource_id = line.resource.id
+    used_by_day: dict[date, list[QuantityRow]] = defaultdict(list)
+    for event in events:
+        quantity = _quantity_for(event, resource_id)
+        if quantity is not None:
+            used_by_day[event.day].append(quantity)
     days_by_year: dict[int, tuple[date, int]] = {}
     for offset in range(los):
         day = start + timedelta(days=offset)
+        if day in used_by_day:
+            continue  # the events' quantities replace this day's plan (below)
         fy = financial_year_of(day)
         first, count = days_by_year.get(fy, (day, 0))
         days_by_year[fy] = (first, count + 1)
-    resource_id = line.resource.id
     for first, count in days_by_year.values():
         line.actual_quantity += count * per_day
         line.actual_cost += count * per_day * rate(resource_id, first, line)
-    for event in events:
-        quantity = _quantity_for(event, resource_id)
-        if quantity is None:
-            continue
-        day = event.day
-        day_rate = rate(resource_id, day, line)
-        price = quantity.unit_cost if quantity.unit_cost is not None else day_rate
-        actual = quantity.amount
-        line.actual_quantity += actual - per_day
-        line.actual_cost += actual * price - per_day * day_rate
+    for day, quantities in used_by_day.items():
+        for quantity in quantities:
+            price = quantity.unit_cost if quantity.unit_cost is not None else rate(resource_id, day, line)
+            line.actual_quantity += quantity.amount
+            line.actual_cost += quantity.amount * price
 
 
 def _add_unplanned(line: CostLine, quantity: QuantityRow, on: date, rate) -> None:
