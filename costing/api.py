@@ -153,7 +153,12 @@ class CostRateWriteSerializer(StrictSerializer):
     )
     practical_factor = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
     price_year = serializers.IntegerField(min_value=2000, max_value=2100, required=False)
-    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+    currency = serializers.RegexField(
+        r"^[A-Z]{3}$",
+        required=False,
+        help_text="Only the currency CommonPath costs in (the CURRENCY setting, GBP by default): "
+        "costs add rates together without converting.",
+    )
     source = serializers.CharField(max_length=300)
     includes = serializers.CharField(max_length=300, required=False, allow_blank=True)
     reason = serializers.CharField(

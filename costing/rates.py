@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -136,8 +137,9 @@ def cost_rate_set(
     obj.price_year = price_year if price_year is not None else financial_year
     obj.source = source
     obj.includes = includes
-    if currency:
-        obj.currency = currency
+    if currency or existing is None:
+        # Refused by ``CostRate.clean`` unless it is settings.CURRENCY: costs add rates together.
+        obj.currency = currency or settings.CURRENCY
     obj.capacity_cost = ccr.capacity_cost if ccr else None
     obj.theoretical_capacity_minutes = ccr.theoretical_minutes if ccr else None
     obj.practical_factor = ccr.practical_factor if ccr else None

@@ -154,3 +154,25 @@ def test_it_lists_rates_in_a_fixed_number_of_queries(api, fred, org, django_asse
 
     with django_assert_max_num_queries(6):
         assert client.get("/api/v1/cost-rates/").json()["count"] == 8
+
+
+def test_it_refuses_a_rate_in_another_currency_naming_the_field(api, fred, org):
+    resources()
+    rate = CostRate.objects.get(resource__code="IMPLANT-KNEE")
+    client = api(fred)
+    url = f"/api/v1/cost-rates/{rate.pk}/"
+
+    changed = client.patch(url, {"currency": "USD"}, format="json", HTTP_IF_MATCH=client.get(url)["ETag"])
+    CostRate.objects.filter(resource__code="PHYSIO").delete()
+    created = client.post(
+        "/api/v1/cost-rates/",
+        {"resource": "PHYSIO", "financial_year": FY, "rate": "0.65", "currency": "EUR", "source": "x"},
+        format="json",
+    )
+
+    assert changed.status_code == 400  # was 200, and the implant was then added to pounds as dollars
+    assert "Rates are in GBP" in error_fields(changed)["currency"]
+    assert CostRate.objects.get(pk=rate.pk).currency == "GBP"
+    assert created.status_code == 400
+    assert "Convert the figure to GBP" in error_fields(created)["currency"]
+    assert not CostRate.objects.filter(resource__code="PHYSIO").exists()
