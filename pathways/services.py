@@ -689,6 +689,10 @@ def resource_update(
     before = {"name": resource.name, "kind": resource.kind, "unit": resource.unit, "salaried": resource.salaried}
     resource.name, resource.kind, resource.unit = name, kind, unit
     resource.salaried, resource.description = salaried, description
+    if (kind, unit, salaried) != (before["kind"], before["unit"], before["salaried"]):
+        # Stored cost summaries of the episodes that used it are recomputed (costing.summaries.stale):
+        # whether its time is capacity or cash is part of each one's figures.
+        resource.costing_changed_at = timezone.now()
     resource.full_clean()
     resource.save()
     after = {"name": resource.name, "kind": resource.kind, "unit": resource.unit, "salaried": resource.salaried}
