@@ -153,7 +153,12 @@ class CostRateWriteSerializer(StrictSerializer):
     )
     practical_factor = serializers.DecimalField(max_digits=4, decimal_places=3, required=False)
     price_year = serializers.IntegerField(min_value=2000, max_value=2100, required=False)
-    currency = serializers.RegexField(r"^[A-Z]{3}$", required=False)
+    currency = serializers.RegexField(
+        r"^[A-Z]{3}$",
+        required=False,
+        help_text="Only the currency CommonPath costs in (the CURRENCY setting, GBP by default): "
+        "costs add rates together without converting.",
+    )
     source = serializers.CharField(max_length=300)
     includes = serializers.CharField(max_length=300, required=False, allow_blank=True)
     reason = serializers.CharField(
@@ -189,30 +194,42 @@ class CostRatePatchSerializer(CostRateWriteSerializer):
     financial_year = None
     source = serializers.CharField(max_length=300, required=False)
 
+    def validate(self, attrs):
+        if not set(attrs) - {"reason"}:
+            # An empty PATCH answered 200 as if it had changed something.
+            raise serializers.ValidationError(
+                "Nothing to change: give the rate (or capacity_cost and theoretical_capacity_minutes), "
+                "price_year, currency, source or includes."
+            )
+        return super().validate(attrs)
+
+
+# The calculator's argument names where the API's fields are named otherwise, so an error names the field sent.
+_CCR_FIELDS = {"theoretical_minutes": "theoretical_capacity_minutes"}
+
 
 def _apply_rate(*, resource, financial_year, data, current: CostRate | None, actor):
     ccr = None
     if "capacity_cost" in data:
-        ccr = capacity_cost_rate(
-            capacity_cost=data["capacity_cost"],
-            theoretical_minutes=data["theoretical_capacity_minutes"],
-            **({"practical_factor": data["practical_factor"]} if "practical_factor" in data else {}),
-        )
-    elif current is not None and "rate" not in data and current.capacity_cost is not None:
-        # A PATCH of the wording only keeps the calculator's working.
-        ccr = capacity_cost_rate(
-            capacity_cost=current.capacity_cost,
-            theoretical_minutes=current.theoretical_capacity_minutes,
-            practical_factor=current.practical_factor,
-        )
+        try:
+            ccr = capacity_cost_rate(
+                capacity_cost=data["capacity_cost"],
+                theoretical_minutes=data["theoretical_capacity_minutes"],
+                **({"practical_factor": data["practical_factor"]} if "practical_factor" in data else {}),
+            )
+        except DjangoValidationError as exc:
+            raise DjangoValidationError(
+                {_CCR_FIELDS.get(name, name): errors for name, errors in exc.message_dict.items()}
+            ) from None
 
     def keep(name, default=None):
         return data[name] if name in data else (getattr(current, name) if current is not None else default)
 
+    # A PATCH of the wording only, or of the same rate, keeps the calculator's working (cost_rate_set).
     return cost_rate_set(
         resource=resource,
         financial_year=financial_year,
-        rate=data.get("rate", current.rate if current is not None and ccr is None else 0),
+        rate=data.get("rate", current.rate if current is not None else None),
         price_year=keep("price_year"),
         source=keep("source"),
         includes=keep("includes", ""),

@@ -5,10 +5,14 @@ DOMAIN.md section 4, per episode:
 - **Expected** E: each step's planned resources x its expected count ``f`` at the
   *standard* rate, the rate in force on the day the episode started.
 - **Actual** A: each performed step at its actual quantities (the planned ones
-  where an event gave none), each at the rate in force on the *event's* date, or
-  at the event's own ``unit_cost`` where it gave one (a dearer implant); per-day
-  steps (a ward stay) at the actual length of stay, each day at the rate in force
-  that day; activities off the pathway (additions) with the resources they used.
+  where an event gave none), at the same rates, or at the event's own
+  ``unit_cost`` where it gave one (a dearer implant); per-day steps (a ward stay)
+  at the actual length of stay, a day's events replacing its planned quantity by
+  their sum; activities off the pathway (additions) with the resources they used.
+  "An episode is costed with the rates in force on its date" (DOMAIN.md section 4):
+  one date, its start, for expected and actual alike. A tariff change between the
+  start and a later event or night is no price paid for this patient, so it makes
+  no price variance, which a record (a delay, say) could then be blamed for.
 - **Decomposition** per step x resource, so that ``A - E = PV + EV + LV`` exactly:
   price/rate ``PV = actual cost - actual qty x standard rate`` (cash), usage
   ``EV = (actual qty - standard qty) x standard rate`` (capacity consumed when
@@ -21,7 +25,8 @@ current variance on the same step about the same resource, else one on the same
 step about no particular resource (never one about another resource: a dearer
 implant does not explain a longer operation), of a type that can explain it. A
 delay, early step or sequence departure changes no quantity by itself, so it
-explains only a per-day step's line (the stay it lengthened or shortened); an
+explains only a per-day step's line, and of it only the length-of-stay part (the
+nights it added or saved, not a dearer day or a busier one); an
 omission explains only a line used less than planned. A stay's line with nights
 beyond the expected stay that no record on the stay explains falls back to a delay
 on another step, documented with its cause: a system-caused one first, then the
@@ -39,7 +44,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 
 from django.db.models import Prefetch
@@ -62,7 +67,13 @@ REPEAT = EpisodeCost.Cause.REPEAT
 # falls back to a documented delay on another step.
 # 3: what a repeated step used, with no record to explain it, is counted under "Repeated
 # steps" instead of "No cause recorded" (EpisodeCost.repeat_variance).
-RULES_VERSION = 3
+# 4: a stay's events replace each day's planned quantity once, by their sum for that day, and
+# only on days of the stay; before, each event took away a whole planned day (a same-day
+# discharge with nursing minutes recorded cost less than nothing).
+# 5: actual cost at the rates in force on the episode's start, as expected cost (before, at
+# each event's or night's: a tariff change mid-episode made price variance); a timing
+# departure (delay, early, sequence) explains only a stay line's length-of-stay part.
+RULES_VERSION = 5
 CAUSES = [c.value for c in EpisodeCost.Cause]
 
 
@@ -99,14 +110,15 @@ class RateBook:
     """Rates in force, looked up once per financial year for all resources of a batch.
 
     Rates are set per financial year (April-March), so the rate in force on any
-    day is the one in force on the first day of that day's financial year.
+    day is the one in force on the first day of that day's financial year. An
+    episode is costed at the rates in force on its start date.
     """
 
     def __init__(self, resource_ids: Iterable[int]):
         self.resource_ids = sorted(set(resource_ids))
         self._by_year: dict[int, dict[int, Decimal]] = {}
-        # The same year's rates by day as well: a full recomputation asks about 25 times per
-        # episode, mostly for the few days around its stay.
+        # The same year's rates by day as well: a full recomputation asks once per resource of
+        # each episode, with the episode's start date.
         self._by_day: dict[date, dict[int, Decimal]] = {}
 
     def rate(self, resource_id: int, on: date) -> Decimal | None:
@@ -164,17 +176,39 @@ class CostLine:
             return REPEAT if self.repeated else UNEXPLAINED
         return self.variance.cause or UNEXPLAINED
 
+    def variance_of(self, component: str) -> Variance | None:
+        """The record that explains one part of the line.
+
+        A timing departure (a delay, an early step) explains the nights it added or saved,
+        not a dearer day or a busier one: a stay's price and usage parts are left to no
+        record rather than follow a delay that may be the clinician's.
+        """
+        variance = self.variance
+        if variance is not None and variance.variance_type in TIMING_TYPES and component != Component.LOS:
+            return None
+        return variance
+
     def cause_of(self, component: str) -> str:
-        """The cause of one part of the line: a repeat explains what it used, not a dearer price."""
-        cause = self.cause
-        return UNEXPLAINED if cause == REPEAT and component == Component.PRICE else cause
+        """The cause of one part of the line: its record's (``variance_of``); a repeat explains what it
+        used, not a dearer price."""
+        variance = self.variance_of(component)
+        if variance is not None:
+            return variance.cause or UNEXPLAINED
+        if self.variance is None and self.repeated and component != Component.PRICE:
+            return REPEAT
+        return UNEXPLAINED
 
     def by_cause(self) -> list[tuple[str, Decimal]]:
-        """The line's variance by cause: all under one, but a repeat's price part (see ``cause_of``)."""
-        cause = self.cause
-        if cause == REPEAT:
-            return [(REPEAT, self.total_variance - self.price_variance), (UNEXPLAINED, self.price_variance)]
-        return [(cause, self.total_variance)]
+        """The line's variance by cause: each part under its own (see ``cause_of``), in a fixed order."""
+        totals: dict[str, Decimal] = {}
+        for component, amount in (
+            (Component.LOS, self.los_variance),
+            (Component.USAGE, self.usage_variance),
+            (Component.PRICE, self.price_variance),
+        ):
+            cause = self.cause_of(component)
+            totals[cause] = totals.get(cause, ZERO) + amount
+        return list(totals.items())
 
     @property
     def repeated(self) -> bool:
@@ -228,7 +262,7 @@ class VarianceLine:
 
     @property
     def variance(self) -> Variance | None:
-        return self.line.variance
+        return self.line.variance_of(self.component)
 
     @property
     def cause(self) -> str:
@@ -342,7 +376,7 @@ class EventRow:
         self.episode_id = episode_id
         self.step_id = step_id
         self.activity = activity
-        self.day = day  # local date: the rate in force is the one of this day's financial year
+        self.day = day  # local date: which day of a stay the event's quantities belong to
         self.quantity_rows = quantity_rows
 
 
@@ -477,8 +511,9 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
             by_step[event.step_id].append(event)
     rates = batch.rates
 
-    def rate(resource_id: int, on: date, line: CostLine) -> Decimal:
-        value = rates.rate(resource_id, on)
+    def rate(resource_id: int, line: CostLine) -> Decimal:
+        """The rate in force on the episode's date: its standard rate, and its actual one too."""
+        value = rates.rate(resource_id, start)
         if value is None:
             line.rate_missing = True
             return ZERO
@@ -494,11 +529,11 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
             planned_ids.add(planned.resource_id)
             line = CostLine(step=step, resource=planned.resource)
             per_occurrence = planned.per_occurrence
-            line.standard_rate = rate(planned.resource_id, start, line)
+            line.standard_rate = rate(planned.resource_id, line)
             line.standard_quantity = f * per_occurrence
             line.standard_cost = line.standard_quantity * line.standard_rate
             if step.per_day:
-                _per_day_actual(line, per_occurrence, start, los, step_events, rate)
+                _per_day_actual(line, per_occurrence, start, los, step_events)
                 base_quantity = los * per_occurrence
                 line.los_variance = (los - f) * per_occurrence * line.standard_rate
                 line.usage_variance = (line.actual_quantity - base_quantity) * line.standard_rate
@@ -511,7 +546,7 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                     else:
                         qty, price = quantity.amount, quantity.unit_cost
                     if price is None:
-                        price = rate(planned.resource_id, event.day, line)
+                        price = line.standard_rate
                     line.actual_quantity += qty
                     line.actual_cost += qty * price
                 line.usage_variance = (line.actual_quantity - line.standard_quantity) * line.standard_rate
@@ -528,16 +563,16 @@ def _cost_one(episode: Episode, batch: _Batch, as_of: datetime | None) -> Episod
                     line = extra[quantity.resource_id] = CostLine(
                         step=step, resource=quantity.resource, occurrences=len(step_events), planned=False
                     )
-                    line.standard_rate = rate(quantity.resource_id, start, line)
-                _add_unplanned(line, quantity, event.day, rate)
+                    line.standard_rate = rate(quantity.resource_id, line)
+                _add_unplanned(line, quantity)
         result.lines.extend(_finish_unplanned(line) for line in extra.values())
     for event in additions:
         if not event.quantity_rows:
             result.uncosted.append(event.activity)
         for quantity in event.quantity_rows:
             line = CostLine(step=None, resource=quantity.resource, event=event)
-            line.standard_rate = rate(quantity.resource_id, start, line)
-            _add_unplanned(line, quantity, event.day, rate)
+            line.standard_rate = rate(quantity.resource_id, line)
+            _add_unplanned(line, quantity)
             result.lines.append(_finish_unplanned(line))
     _explain(result.lines, batch.variances_by_episode.get(episode.pk, []))
     return result
@@ -550,38 +585,35 @@ def _quantity_for(event: EventRow, resource_id: int) -> QuantityRow | None:
     return None
 
 
-def _per_day_actual(line: CostLine, per_day: Decimal, start: date, los: int, events, rate) -> None:
-    """A per-day step: ``los`` days of its daily plan, each day at that day's rate.
+def _per_day_actual(line: CostLine, per_day: Decimal, start: date, los: int, events) -> None:
+    """A per-day step: ``los`` days of its daily plan at the line's standard rate.
 
-    An event on the step that gives a quantity for this resource replaces that
-    day's planned quantity (e.g. extra nursing minutes on one day); its
-    ``unit_cost``, if any, replaces that day's rate.
+    The events on the step that give a quantity for this resource are summed per day. A day
+    of the stay (the start's date up to the night before the end) with such events uses
+    their sum instead of its planned quantity, once however many events fell on it; an
+    event outside the stay (on a same-day discharge, or on the day of leaving) has no
+    planned day to replace, so it is use beyond the plan. Either way the quantity is never
+    below zero. An event's ``unit_cost``, if any, replaces the rate for its quantity.
     """
-    days_by_year: dict[int, tuple[date, int]] = {}
-    for offset in range(los):
-        day = start + timedelta(days=offset)
-        fy = financial_year_of(day)
-        first, count = days_by_year.get(fy, (day, 0))
-        days_by_year[fy] = (first, count + 1)
     resource_id = line.resource.id
-    for first, count in days_by_year.values():
-        line.actual_quantity += count * per_day
-        line.actual_cost += count * per_day * rate(resource_id, first, line)
+    used_by_day: dict[date, list[QuantityRow]] = defaultdict(list)
     for event in events:
         quantity = _quantity_for(event, resource_id)
-        if quantity is None:
-            continue
-        day = event.day
-        day_rate = rate(resource_id, day, line)
-        price = quantity.unit_cost if quantity.unit_cost is not None else day_rate
-        actual = quantity.amount
-        line.actual_quantity += actual - per_day
-        line.actual_cost += actual * price - per_day * day_rate
+        if quantity is not None:
+            used_by_day[event.day].append(quantity)
+    days_with_events = sum(1 for day in used_by_day if 0 <= (day - start).days < los)
+    planned_days = los - days_with_events
+    line.actual_quantity += planned_days * per_day
+    line.actual_cost += planned_days * per_day * line.standard_rate
+    for quantities in used_by_day.values():
+        for quantity in quantities:
+            _add_unplanned(line, quantity)
 
 
-def _add_unplanned(line: CostLine, quantity: QuantityRow, on: date, rate) -> None:
+def _add_unplanned(line: CostLine, quantity: QuantityRow) -> None:
+    """What an event used of the line's resource: at its own ``unit_cost``, else the standard rate."""
     qty = quantity.amount
-    price = quantity.unit_cost if quantity.unit_cost is not None else rate(quantity.resource_id, on, line)
+    price = quantity.unit_cost if quantity.unit_cost is not None else line.standard_rate
     line.actual_quantity += qty
     line.actual_cost += qty * price
 

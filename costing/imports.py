@@ -19,7 +19,8 @@ required columns: ``resource_code``, ``financial_year`` (``2025`` or ``2025/26``
 April-March year it applies to), ``rate`` (per unit of the resource, up to 6
 decimal places), ``source`` (where the figure comes from).
 optional columns: ``price_year`` (default: the financial year), ``includes`` (what
-the rate already covers, e.g. overheads), ``currency`` (default GBP), and, to create a
+the rate already covers, e.g. overheads), ``currency`` (the CURRENCY setting, GBP by
+default, is the default and the only one accepted: costs add rates together), and, to create a
 resource that does not exist yet, ``resource_name``, ``kind`` (staff, room, equipment,
 consumable, drug, bed_day, overhead) and ``unit`` (minute, item, day).
 
@@ -421,6 +422,15 @@ def _apply(candidates: list[_Candidate], rejected: list[RowResult], result: Impo
     unique: list[_Candidate] = []
     for c in candidates:
         key = (c.code, c.financial_year)
+        if c.currency != settings.CURRENCY:
+            # Costs add rates together without converting: a figure in another currency would count as ours.
+            rejected.append(
+                c.rejected(
+                    f"the rate is in {c.currency}, not {settings.CURRENCY}: convert it to {settings.CURRENCY} first "
+                    f"(costs add rates together, so it would be counted as {settings.CURRENCY})"
+                )
+            )
+            continue
         if key in seen:
             rejected.append(
                 c.rejected(

@@ -8,6 +8,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -21,6 +22,15 @@ def financial_year_of(day: date) -> int:
 
 def financial_year_label(fy: int) -> str:
     return f"{fy}/{str(fy + 1)[-2:]}"
+
+
+def foreign_currency_message(currency: str) -> str:
+    """Why a rate in another currency is refused: costing adds rates together, in one currency."""
+    return (
+        f"Rates are in {settings.CURRENCY}, the currency CommonPath costs in (the CURRENCY setting): "
+        f"costs add rates together, so a rate in {currency or 'no currency'} would be counted as "
+        f"{settings.CURRENCY}. Convert the figure to {settings.CURRENCY} and give it in {settings.CURRENCY}."
+    )
 
 
 class CostRateQuerySet(models.QuerySet):
@@ -67,6 +77,12 @@ class CostRate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.resource.code} FY {financial_year_label(self.financial_year)}: {self.rate} {self.currency}"
+
+    def clean(self):
+        super().clean()
+        # Engine, standard cost and reports add rates without converting: one currency only.
+        if self.currency != settings.CURRENCY:
+            raise ValidationError({"currency": foreign_currency_message(self.currency)})
 
 
 class Budget(models.Model):

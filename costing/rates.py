@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -122,8 +123,9 @@ def cost_rate_set(
     re-importing a file is idempotent).
 
     With ``ccr`` the rate is the calculator's and its working (capacity cost,
-    theoretical minutes, practical factor) is stored beside it; without, any
-    earlier working is cleared, since it no longer explains the figure.
+    theoretical minutes, practical factor) is stored beside it. Without, a new
+    figure clears any earlier working, since it no longer explains it; the same
+    figure again (a corrected source note) keeps it, since it still does.
     """
     existing = CostRate.objects.select_for_update().filter(resource=resource, financial_year=financial_year).first()
     before = _rate_snapshot(existing) if existing else None
@@ -132,15 +134,19 @@ def cost_rate_set(
         rate = ccr.rate
     if rate is None:
         raise ValidationError({"rate": "Give a rate, or work one out with the capacity cost rate calculator."})
-    obj.rate = Decimal(rate)
+    rate = Decimal(rate)
+    keep_working = ccr is None and existing is not None and existing.capacity_cost is not None and rate == existing.rate
+    obj.rate = rate
     obj.price_year = price_year if price_year is not None else financial_year
     obj.source = source
     obj.includes = includes
-    if currency:
-        obj.currency = currency
-    obj.capacity_cost = ccr.capacity_cost if ccr else None
-    obj.theoretical_capacity_minutes = ccr.theoretical_minutes if ccr else None
-    obj.practical_factor = ccr.practical_factor if ccr else None
+    if currency or existing is None:
+        # Refused by ``CostRate.clean`` unless it is settings.CURRENCY: costs add rates together.
+        obj.currency = currency or settings.CURRENCY
+    if not keep_working:
+        obj.capacity_cost = ccr.capacity_cost if ccr else None
+        obj.theoretical_capacity_minutes = ccr.theoretical_minutes if ccr else None
+        obj.practical_factor = ccr.practical_factor if ccr else None
     obj.updated_at = timezone.now()
     obj.updated_by = actor
     obj.full_clean(validate_unique=existing is None)

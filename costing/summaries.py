@@ -4,7 +4,9 @@ Reports aggregate these rows in the database instead of costing episodes in
 Python each time. A summary is *stale* when it is missing, when its episode
 changed after it was computed (``Episode.updated_at`` is bumped by every event,
 variance and outcome write in ``variances/services.py``), when any rate changed
-after it was computed, or when it was computed under earlier costing rules
+after it was computed, when a resource it has a line of changed what it is
+(salaried, unit or kind: ``Resource.costing_changed_at``) after it was computed,
+or when it was computed under earlier costing rules
 (``costing.engine.RULES_VERSION``). Only stale episodes are recomputed, a batch per
 transaction, so a report after 1% of episodes changed recomputes 1% of them,
 and a run killed half way keeps the batches it finished.
@@ -23,11 +25,12 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F, FilteredRelation, Max, Q, QuerySet
+from django.db.models import Exists, F, FilteredRelation, Max, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from config.background import BackgroundWriter
 from config.pgcopy import copy_buffer, copy_rows, copy_statement, rows_text
+from pathways.models import Resource
 from variances.models import Episode
 
 from .engine import RULES_VERSION, cost_episodes
@@ -63,6 +66,15 @@ def stale(episodes: QuerySet, *, after: int = 0) -> QuerySet:
     rates_changed = CostRate.objects.aggregate(at=Max("updated_at"))["at"]
     if rates_changed is not None:
         condition |= Q(summary__computed_at__lt=rates_changed)
+    resources_changed = Resource.objects.aggregate(at=Max("costing_changed_at"))["at"]
+    if resources_changed is not None:
+        # Only the summaries with a line of a resource changed after them. The cheap bound comes
+        # first: once they are recomputed, no summary is older than the last change, and the
+        # correlated look-up at the lines is not made at all.
+        used_changed_resource = EpisodeCostLine.objects.filter(
+            episode_cost_id=OuterRef("pk"), resource__costing_changed_at__gt=F("episode_cost__computed_at")
+        )
+        condition |= Q(summary__computed_at__lt=resources_changed) & Exists(used_changed_resource)
     return (
         episodes.exclude(status=Episode.Status.ACTIVE).filter(pk__gt=after).annotate(summary=summary).filter(condition)
     )

@@ -5,12 +5,12 @@ database refuses changes too). Edits to drafts through the admin are recorded in
 the pathway's history and the audit trail like any other change.
 """
 
+from django import forms
 from django.contrib import admin
-
-from accounts.audit import audit_record
+from django.core.exceptions import ValidationError
 
 from .models import Pathway, PathwayChange, PathwayVersion, PlannedResource, Resource, Stage, Step
-from .services import pathway_change_note_for_admin
+from .services import pathway_change_note_for_admin, resource_create, resource_unit_check, resource_update
 
 
 def _editable(version: PathwayVersion | None) -> bool:
@@ -168,23 +168,44 @@ class PlannedResourceAdmin(DraftOnlyMixin, admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class ResourceAdminForm(forms.ModelForm):
+    class Meta:
+        model = Resource
+        fields = ["code", "name", "kind", "unit", "salaried", "description"]
+
+    def clean_unit(self):
+        unit = self.cleaned_data["unit"]
+        # The unit rule of resource_update, checked here so that the form says so instead of failing on save.
+        # ``self.instance.unit`` is still the stored one: the form copies its values over after cleaning.
+        try:
+            resource_unit_check(resource=self.instance, unit=unit)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["unit"]) from None
+        return unit
+
+
 @admin.register(Resource)
 class ResourceAdmin(admin.ModelAdmin):
+    """Writes through ``resource_create``/``resource_update``: the same rules and audit rows as the finance pages."""
+
+    form = ResourceAdminForm
     list_display = ["code", "name", "kind", "unit", "salaried"]
     list_filter = ["kind", "unit", "salaried"]
     search_fields = ["code", "name"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["code"] if obj else []  # plans, rates and imports find a resource by its code
 
     def has_delete_permission(self, request, obj=None):
         return False  # plans and rates point at resources
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        audit_record(
-            action=f"resource.{'update' if change else 'create'}",
-            actor=request.user,
-            obj=obj,
-            detail={"code": obj.code, "fields": sorted(form.changed_data), "via": "admin"},
-        )
+        fields = {name: getattr(obj, name) for name in ("name", "kind", "unit", "salaried", "description")}
+        if change:
+            saved = resource_update(resource=obj, actor=request.user, **fields)
+        else:
+            saved = resource_create(code=obj.code, actor=request.user, **fields)
+        obj.pk, obj.code = saved.pk, saved.code
 
 
 @admin.register(PathwayChange)

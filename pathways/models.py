@@ -212,6 +212,10 @@ class Resource(models.Model):
         default=False, help_text="Salaried staff: extra minutes consume capacity rather than cash."
     )
     description = models.TextField(blank=True)
+    # Set by resource_update when what the resource is changes (salaried, unit, kind): cost
+    # summaries stored before it, of episodes that used the resource, are stale (costing.summaries),
+    # as they are after a rate change. A stored line keeps whether its resource was salaried.
+    costing_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["code"]

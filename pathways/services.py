@@ -797,19 +797,32 @@ def resource_create(
     return resource
 
 
+def resource_unit_check(*, resource: Resource, unit: str) -> None:
+    """A resource's unit is fixed once a plan uses it: quantities are in that unit.
+
+    Raises ``ValidationError`` on ``unit``. ``resource_update`` checks it, and so does the
+    admin's form, which must refuse before it saves.
+    """
+    if resource.pk is not None and unit != resource.unit and resource.planned_uses.exists():
+        raise ValidationError(
+            {"unit": "Pathway steps plan this resource in its current unit; create a new resource instead."}
+        )
+
+
 @transaction.atomic
 def resource_update(
     *, resource: Resource, actor, name: str, kind: str, unit: str, salaried: bool = False, description: str = ""
 ) -> Resource:
-    """Rename or re-describe a resource. Its unit is fixed once a plan uses it: quantities are in that unit."""
+    """Rename or re-describe a resource. Its unit is fixed once a plan uses it (``resource_unit_check``)."""
     resource = Resource.objects.select_for_update().get(pk=resource.pk)
-    if unit != resource.unit and resource.planned_uses.exists():
-        raise ValidationError(
-            {"unit": "Pathway steps plan this resource in its current unit; create a new resource instead."}
-        )
+    resource_unit_check(resource=resource, unit=unit)
     before = {"name": resource.name, "kind": resource.kind, "unit": resource.unit, "salaried": resource.salaried}
     resource.name, resource.kind, resource.unit = name, kind, unit
     resource.salaried, resource.description = salaried, description
+    if (kind, unit, salaried) != (before["kind"], before["unit"], before["salaried"]):
+        # Stored cost summaries of the episodes that used it are recomputed (costing.summaries.stale):
+        # whether its time is capacity or cash is part of each one's figures.
+        resource.costing_changed_at = timezone.now()
     resource.full_clean()
     resource.save()
     after = {"name": resource.name, "kind": resource.kind, "unit": resource.unit, "salaried": resource.salaried}

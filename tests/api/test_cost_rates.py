@@ -154,3 +154,90 @@ def test_it_lists_rates_in_a_fixed_number_of_queries(api, fred, org, django_asse
 
     with django_assert_max_num_queries(6):
         assert client.get("/api/v1/cost-rates/").json()["count"] == 8
+
+
+def test_it_refuses_a_rate_in_another_currency_naming_the_field(api, fred, org):
+    resources()
+    rate = CostRate.objects.get(resource__code="IMPLANT-KNEE")
+    client = api(fred)
+    url = f"/api/v1/cost-rates/{rate.pk}/"
+
+    changed = client.patch(url, {"currency": "USD"}, format="json", HTTP_IF_MATCH=client.get(url)["ETag"])
+    CostRate.objects.filter(resource__code="PHYSIO").delete()
+    created = client.post(
+        "/api/v1/cost-rates/",
+        {"resource": "PHYSIO", "financial_year": FY, "rate": "0.65", "currency": "EUR", "source": "x"},
+        format="json",
+    )
+
+    assert changed.status_code == 400  # was 200, and the implant was then added to pounds as dollars
+    assert "Rates are in GBP" in error_fields(changed)["currency"]
+    assert CostRate.objects.get(pk=rate.pk).currency == "GBP"
+    assert created.status_code == 400
+    assert "Convert the figure to GBP" in error_fields(created)["currency"]
+    assert not CostRate.objects.filter(resource__code="PHYSIO").exists()
+
+
+def test_an_empty_change_is_refused_as_nothing_to_change(api, fred, org):
+    resources()
+    rate = CostRate.objects.get(resource__code="CONSULTANT")
+    client = api(fred)
+    url = f"/api/v1/cost-rates/{rate.pk}/"
+    etag = client.get(url)["ETag"]
+
+    for body in ({}, {"reason": "just checking"}):
+        response = client.patch(url, body, format="json", HTTP_IF_MATCH=etag)
+        assert response.status_code == 400  # was 200, as if something had changed
+        assert "Nothing to change" in problem(response)["errors"][0]["detail"]
+    assert not AuditEvent.objects.filter(action="cost_rate.update").exists()
+
+
+def test_a_calculator_error_names_the_field_the_api_has(api, fred, org):
+    resources()
+    CostRate.objects.filter(resource__code="THEATRE").delete()
+
+    response = api(fred).post(
+        "/api/v1/cost-rates/",
+        {
+            "resource": "THEATRE",
+            "financial_year": FY,
+            "capacity_cost": "1000",
+            "theoretical_capacity_minutes": "0",
+            "source": "x",
+        },
+        format="json",
+    )
+
+    assert response.status_code == 400
+    # Was "theoretical_minutes", a field the API does not have.
+    assert set(error_fields(response)) == {"theoretical_capacity_minutes"}
+
+
+def test_the_same_rate_again_keeps_the_calculators_working_a_new_one_clears_it(api, fred, org):
+    resources()
+    CostRate.objects.filter(resource__code="THEATRE").delete()
+    client = api(fred)
+    created = client.post(
+        "/api/v1/cost-rates/",
+        {
+            "resource": "THEATRE",
+            "financial_year": FY,
+            "capacity_cost": "459000",
+            "theoretical_capacity_minutes": "120000",
+            "source": "Theatre budget / practical capacity",
+        },
+        format="json",
+    )
+    url = created["Location"]
+
+    same = client.patch(
+        url, {"rate": "4.5", "source": "Theatre budget 2025/26"}, format="json", HTTP_IF_MATCH=created["ETag"]
+    )
+    assert same.status_code == 200, same.content
+    # Was cleared: the same figure is still the calculator's, and its working still explains it.
+    assert (same.json()["source"], same.json()["capacity_cost"]) == ("Theatre budget 2025/26", "459000")
+    assert same.json()["theoretical_capacity_minutes"] == "120000.00"
+
+    new = client.patch(url, {"rate": "4.6"}, format="json", HTTP_IF_MATCH=same["ETag"])
+    assert new.status_code == 200, new.content
+    assert (new.json()["rate"], new.json()["capacity_cost"], new.json()["practical_factor"]) == ("4.6", None, None)

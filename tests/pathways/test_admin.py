@@ -67,3 +67,23 @@ def test_a_rate_changed_in_the_admin_is_audited(client, tkr, erin):
     rate.refresh_from_db()
     assert (rate.rate, rate.updated_by) == (2100, erin)
     assert AuditEvent.objects.filter(action="cost_rate.update", actor=erin, object_id=str(rate.pk)).exists()
+
+
+def test_the_admin_keeps_a_planned_resources_unit_and_audits_a_change_with_before_and_after(client, tkr, erin):
+    from accounts.models import AuditEvent
+
+    nurse = tkr["WARD-NURSE"]
+    login(client, erin)
+    form = {"name": nurse.name, "kind": nurse.kind, "unit": "day", "salaried": "on", "description": ""}
+
+    refused = client.post(f"/admin/pathways/resource/{nurse.pk}/change/", form)
+    changed = client.post(f"/admin/pathways/resource/{nurse.pk}/change/", {**form, "unit": "minute", "salaried": ""})
+
+    # Was saved: steps plan ward-nurse minutes, and a plan's 240 would have become 240 days.
+    assert refused.status_code == 200
+    assert "plan this resource in its current unit" in refused.context["adminform"].form.errors["unit"][0]
+    assert changed.status_code == 302
+    nurse.refresh_from_db()
+    assert (nurse.unit, nurse.salaried) == ("minute", False)
+    event = AuditEvent.objects.get(action="resource.update", object_id=str(nurse.pk))
+    assert (event.detail["before"]["salaried"], event.detail["after"]["salaried"]) == (True, False)
