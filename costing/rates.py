@@ -166,8 +166,11 @@ def cost_rate_set(
 @transaction.atomic
 def cost_rate_delete(*, rate: CostRate, actor=None, reason: str = "") -> None:
     snapshot = _rate_snapshot(rate)
-    pk = rate.pk
+    pk, resource_id = rate.pk, rate.resource_id
     rate.delete()
+    # No rate row is left to say that something changed: the resource says it instead, so
+    # the stored summaries that priced it are recomputed (costing.summaries.stale).
+    Resource.objects.filter(pk=resource_id).update(costing_changed_at=timezone.now())
     audit_record(
         action="cost_rate.delete",
         actor=actor,
@@ -175,6 +178,38 @@ def cost_rate_delete(*, rate: CostRate, actor=None, reason: str = "") -> None:
         object_id=str(pk),
         detail={"before": snapshot, "reason": reason},
     )
+
+
+@dataclass(frozen=True)
+class CostingChange:
+    what: str  # "The Theatre (room and kit) rate for FY 2025/26"
+    at: object  # datetime
+    by: str = ""
+
+
+def costing_changed_since(moment) -> CostingChange | None:
+    """The latest change to what costs are priced with (a rate, or a resource) after ``moment``.
+
+    A report run computed before it shows figures at the rates of its day; the report
+    pages say so, since nothing may be silently out of date either.
+    """
+    if moment is None:
+        return None
+    rate = CostRate.objects.filter(updated_at__gt=moment).select_related("resource", "updated_by")
+    rate = rate.order_by("-updated_at").first()
+    resource = Resource.objects.filter(costing_changed_at__gt=moment).order_by("-costing_changed_at").first()
+    if rate is not None and (resource is None or rate.updated_at >= resource.costing_changed_at):
+        return CostingChange(
+            what=f"The {rate.resource.name} rate for FY {financial_year_label(rate.financial_year)}",
+            at=rate.updated_at,
+            by=str(rate.updated_by) if rate.updated_by else "",
+        )
+    if resource is not None:
+        return CostingChange(
+            what=f"How {resource.name} is costed (a rate removed, or its unit, kind or salaried flag)",
+            at=resource.costing_changed_at,
+        )
+    return None
 
 
 def financial_year_choices(around: date | None = None, *, back: int = 3, ahead: int = 2) -> list[tuple[int, str]]:

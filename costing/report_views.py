@@ -33,6 +33,7 @@ from . import charts
 from .exports import result_workbook, table_csv, table_workbook
 from .models import EpisodeCostLine, ReportRun
 from .money import DIRECTION_CSS, MONEY_KINDS, column_header, direction_of, display, priced, with_direction
+from .rates import costing_changed_since
 from .report_forms import ReportRequestForm
 from .reports import OFF_PATHWAY, STEP_UNITS, ReportParameters, Scope, table
 from .services import report_run_request
@@ -344,6 +345,7 @@ class Section:
     charts: list = field(default_factory=list)
     tables: list = field(default_factory=list)
     status: dict | None = None
+    costing_changed: object = None  # a CostRate or Resource changed since the run (rates.costing_changed_since)
 
 
 def _default_runs(unit: OrgUnit, kind: str) -> tuple[ReportRun | None, ReportRun | None]:
@@ -372,6 +374,8 @@ def _section(kind: str, unit: OrgUnit, audience: Audience, lens: str) -> Section
     if section.run is None:
         return section
     section.result = result_for(section.run.result, audience)
+    if kind == ReportRun.Kind.COST:
+        section.costing_changed = costing_changed_since(section.run.started_at)
     section.cards = _cards(kind, section.result)
     make_charts = _cost_charts if kind == ReportRun.Kind.COST else _variance_charts
     section.charts = _numbered(make_charts(section.run, section.result, lens), kind)
@@ -510,6 +514,8 @@ def report_detail(request, pk: int):
     audience = audience_for(request.user, run.org_unit_id)
     result = result_for(run.result, audience)
     context = {"run": run, "audience": audience, "result": result} | status_context(run)
+    if run.kind == ReportRun.Kind.COST:
+        context["costing_changed"] = costing_changed_since(run.started_at)
     if result is not None:
         make_charts = _cost_charts if run.kind == ReportRun.Kind.COST else _variance_charts
         lens = "cost" if run.kind == ReportRun.Kind.COST else "clinical"

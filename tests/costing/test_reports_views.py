@@ -70,6 +70,46 @@ def test_the_manager_dashboard_leads_with_cost_and_hides_small_cells_and_names(c
     assert "style=" not in page  # CSP: no inline styles, charts coloured by class
 
 
+def test_a_report_computed_before_a_rate_changed_says_so_until_it_is_run_again(client, runs, carol, fred):
+    from costing.models import CostRate
+    from costing.rates import cost_rate_delete, cost_rate_set
+
+    login(client, carol)
+    run = runs[("SURG", "cost")]
+    assert "after these figures were computed" not in text(client.get(reverse("costing:report_detail", args=[run.pk])))
+    rate = CostRate.objects.select_related("resource").order_by("pk").first()
+    cost_rate_set(
+        resource=rate.resource,
+        financial_year=rate.financial_year,
+        rate=rate.rate * 2,
+        source="Trust tariff 2025",
+        actor=fred,
+        reason="New supplier contract",
+    )
+
+    detail = text(client.get(reverse("costing:report_detail", args=[run.pk])))
+    dashboard = text(client.get(reverse("costing:dashboard")))
+
+    changed = (
+        f"The {rate.resource.name} rate for FY {rate.financial_year}/{(rate.financial_year + 1) % 100:02d} changed"
+    )
+    for page in (detail, dashboard):
+        assert changed in page and "(Fred Finance), after these figures were computed" in page
+        assert "Run the report again for figures at today's rates." in page
+    rerun = computed("cost", "SURG", carol)
+    assert "after these figures were computed" not in text(
+        client.get(reverse("costing:report_detail", args=[rerun.pk]))
+    )
+
+    # Removing a rate leaves no rate row to say so: the resource does, and its summaries go stale.
+    cost_rate_delete(rate=CostRate.objects.get(pk=rate.pk), actor=fred, reason="Entered in error")
+    after_delete = text(client.get(reverse("costing:report_detail", args=[rerun.pk])))
+    assert (
+        f"How {rate.resource.name} is costed (a rate removed, or its unit, kind or salaried flag) changed"
+        in after_delete
+    )
+
+
 def test_the_clinical_lens_shows_the_same_runs_reasons_first(client, runs, carol):
     login(client, carol)
     cost_lens = text(client.get(reverse("costing:dashboard"), {"lens": "cost"}))
