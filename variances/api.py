@@ -51,6 +51,7 @@ from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
 from .models import Episode, EventQuantity, ReasonCode, StepEvent, Variance, VarianceRevision, validate_patient_ref
+from .selectors import can_change_variance
 
 MAX_BATCH = 1000
 
@@ -950,9 +951,16 @@ class VarianceListCreate(ApiMixin, generics.ListAPIView):
         return idempotent(self, request, record)
 
 
+CANNOT_AMEND = (
+    "You can read this variance but not amend it: whoever recorded it, the episode's responsible clinician, "
+    "or a clinical lead or administrator of its unit can."
+)
+
+
 class VarianceDetail(ApiMixin, generics.GenericAPIView):
-    """One variance. PATCH amends it (If-Match and `amendment_reason` required); a detected,
-    unexplained variance is explained by a PATCH with cause, reason and valence."""
+    """One variance. PATCH amends it (If-Match and `amendment_reason` required): whoever recorded it, the
+    episode's responsible clinician, or a clinical lead or administrator of its unit; anyone else who can read
+    it gets 403. A detected, unexplained variance is explained by a PATCH with cause, reason and valence."""
 
     access_roles = EPISODE_ROLES
     serializer_class = VarianceSerializer
@@ -971,6 +979,9 @@ class VarianceDetail(ApiMixin, generics.GenericAPIView):
     @extend_schema(request=VariancePatchSerializer, responses={200: VarianceSerializer})
     def patch(self, request, pk: int):
         variance = self.get_variance(request, pk)
+        if variance.status != Variance.Status.UNEXPLAINED and not can_change_variance(request.user, variance):
+            # The browser's rule (its amend page is 403 for them too). They may read it, so 404 would be untrue.
+            raise exceptions.PermissionDenied(CANNOT_AMEND)
         serializer = VariancePatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         check_if_match(request, variance_etag(variance))

@@ -5,12 +5,15 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, Membership
 from tests.api.conftest import error_fields, problem
 from tests.api.factories import build_tkr, reason, record_variance, start_episode, theatre_delay
+from tests.conftest import make_user
 from variances import services
 from variances.detection import evaluate_episode
 from variances.models import ReasonCode, Variance
+
+Role = Membership.Role
 
 
 def iso(moment) -> str:
@@ -319,3 +322,36 @@ def test_a_new_variance_is_answered_as_it_reads_back_later(api, alice, org):
     assert read.status_code == 200
     assert created.json() == read.json()
     assert created["ETag"] == read["ETag"]
+
+
+def test_only_those_who_may_change_a_variance_amend_it_others_who_can_read_it_get_403(api, alice, bob, org):
+    """The browser's rule (its amend page is 403 for them): whoever recorded it, the responsible
+    clinician, or a lead or admin of the unit. A colleague of the unit reads it, so 404 would be untrue."""
+    amir = make_user("amir", Role.CLINICIAN, org["ORTHO"])
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+    colleague = api(amir)
+    etag = colleague.get(url)["ETag"]
+
+    refused = colleague.patch(
+        url, {"cause": "patient", "amendment_reason": "Tidying up"}, format="json", HTTP_IF_MATCH=etag
+    )
+
+    assert refused.status_code == 403
+    assert problem(refused)["detail"] == (
+        "You can read this variance but not amend it: whoever recorded it, the episode's responsible clinician, "
+        "or a clinical lead or administrator of its unit can."
+    )
+    assert (Variance.objects.get().revision, Variance.objects.get().cause) == (1, "system")
+    assert AuditEvent.objects.filter(action="api.denied", actor_name="amir").count() == 1
+    for user, cause in ((alice, "patient"), (bob, "community")):  # the recorder, then the unit's lead
+        client = api(user)
+        amended = client.patch(
+            url,
+            {"cause": cause, "amendment_reason": "Wrong cause"},
+            format="json",
+            HTTP_IF_MATCH=client.get(url)["ETag"],
+        )
+        assert amended.status_code == 200, amended.content
+        assert amended.json()["cause"] == cause
+    assert Variance.objects.get().revision == 3
