@@ -392,6 +392,14 @@ class AmendForm(forms.Form):
         self.initial.setdefault("occurred_at", timezone.localtime(variance.occurred_at).strftime(DATETIME_FORMAT))
         self.initial.setdefault("expected_revision", variance.revision)
 
+    def clean_occurred_at(self):
+        value = self.cleaned_data["occurred_at"]
+        # The field shows the time to the minute. Left as shown, the stored time stands (seconds and all):
+        # amending something else neither truncates it nor has it checked again as if it were new.
+        if value == self.variance.occurred_at.replace(second=0, microsecond=0):
+            return self.variance.occurred_at
+        return value
+
     def clean(self):
         data = super().clean()
         check_resource(self, self.variance.episode, data.get("step"), data.get("resource"))

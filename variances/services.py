@@ -194,9 +194,9 @@ def _check_not_future(value: datetime | None, field: str) -> None:
 
 
 def _check_within_episode(episode: Episode, occurred_at: datetime | None) -> None:
-    """An event happens during its episode: before its start or after its end it belongs to another.
+    """An event or a departure happens during its episode: before its start or after its end it belongs to another.
 
-    An ended episode still takes events within its stay (documentation entered late).
+    An ended episode still takes events and variances within its stay (documentation entered late).
     """
     if occurred_at is None:
         return
@@ -609,6 +609,7 @@ def variance_record_check(
         lambda: _check_step(episode, step),
         lambda: _check_reason(episode, reason),
         lambda: _check_not_future(occurred_at, "occurred_at"),
+        lambda: _check_within_episode(episode, occurred_at),
     )
     if errors:
         raise ValidationError(errors)
@@ -773,6 +774,7 @@ def variance_amend(
         _check_reason(variance.episode, variance.reason)
     if "occurred_at" in changed:
         _check_not_future(variance.occurred_at, "occurred_at")
+        _check_within_episode(variance.episode, variance.occurred_at)
     _require_axes(variance)
     was_reviewed = variance.status == Variance.Status.REVIEWED
     if was_reviewed:

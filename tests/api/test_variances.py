@@ -355,3 +355,38 @@ def test_only_those_who_may_change_a_variance_amend_it_others_who_can_read_it_ge
         assert amended.status_code == 200, amended.content
         assert amended.json()["cause"] == cause
     assert Variance.objects.get().revision == 3
+
+
+def test_a_variance_happens_during_its_episode_when_recorded_or_amended(api, alice, org):
+    """As for events: before the episode's start, or after its end, a departure belongs to another episode."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=60)
+    reason()
+    client = api(alice)
+    started = timezone.localtime(episode.started_at).strftime("%-d %b %Y %H:%M")
+
+    recorded = client.post(
+        "/api/v1/variances/", theatre_delay(episode, occurred_at="1990-01-01T09:00:00Z"), format="json"
+    )
+
+    assert recorded.status_code == 400
+    assert error_fields(recorded) == {"occurred_at": f"This is before the episode started ({started})."}
+    assert Variance.objects.count() == 0
+
+    variance = record_variance(episode, alice)
+    ended_at = timezone.now() - timedelta(hours=2)
+    services.episode_close(episode=episode, ended_at=ended_at, actor=alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+    ended = timezone.localtime(ended_at).strftime("%-d %b %Y %H:%M")
+    for moment, message in [
+        ("1990-01-01T09:00:00Z", f"This is before the episode started ({started})."),
+        (iso(ended_at + timedelta(minutes=30)), f"This is after the episode ended ({ended})."),
+    ]:
+        amended = client.patch(
+            url,
+            {"occurred_at": moment, "amendment_reason": "Wrong time"},
+            format="json",
+            HTTP_IF_MATCH=client.get(url)["ETag"],
+        )
+        assert amended.status_code == 400, moment
+        assert error_fields(amended) == {"occurred_at": message}
+    assert Variance.objects.get().revision == 1
