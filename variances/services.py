@@ -586,6 +586,10 @@ def _existing_event(existing: StepEvent, episode: Episode, *, sent: dict, quanti
 # --- variances -------------------------------------------------------------------------
 
 
+EXIT_ON_EPISODE = "Use 'Exit pathway' on the episode: it ends the episode too."
+STEP_NEEDED = "Choose the pathway step this departure concerns."
+
+
 def variance_record_check(
     *,
     episode: Episode,
@@ -601,9 +605,9 @@ def variance_record_check(
     """
     errors: dict[str, list] = {}
     if variance_type == Variance.Type.EXIT:
-        errors["variance_type"] = ["Use 'Exit pathway' on the episode: it ends the episode too."]
+        errors["variance_type"] = [EXIT_ON_EPISODE]
     if step is None and variance_type in STEP_TYPES:
-        errors["step"] = ["Choose the pathway step this departure concerns."]
+        errors["step"] = [STEP_NEEDED]
     _gather(
         errors,
         lambda: _check_step(episode, step),
@@ -730,6 +734,35 @@ def variance_explain(
     return variance
 
 
+def variance_amend_check(*, variance: Variance, changed: Iterable[str]) -> None:
+    """Raise one ValidationError naming every problem with the variance as amended (its stored values
+    with the changes applied): the rules of recording (``variance_record_check``), judged where the
+    amendment touches them.
+
+    What an amendment leaves alone stays as recorded: a reason retired since, or a detected
+    omission dated at the close of a window that ran past the episode's end, does not block a
+    correction of something else.
+    """
+    changed = set(changed)
+    episode = variance.episode
+    errors: dict[str, list] = {}
+    if "variance_type" in changed and variance.variance_type == Variance.Type.EXIT:
+        errors["variance_type"] = [EXIT_ON_EPISODE]
+    if {"variance_type", "step"} & changed and variance.step is None and variance.variance_type in STEP_TYPES:
+        errors["step"] = [STEP_NEEDED]
+    checks = []
+    if "step" in changed:
+        checks.append(lambda: _check_step(episode, variance.step))
+    if "reason" in changed:
+        checks.append(lambda: _check_reason(episode, variance.reason))
+    if "occurred_at" in changed:
+        checks.append(lambda: _check_not_future(variance.occurred_at, "occurred_at"))
+        checks.append(lambda: _check_within_episode(episode, variance.occurred_at))
+    _gather(errors, *checks)
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def variance_amend(
     *,
@@ -768,13 +801,7 @@ def variance_amend(
             setattr(variance, name, value)
     if not changed:
         raise ValidationError("Nothing changed: edit at least one field.")
-    if "step" in changed:
-        _check_step(variance.episode, variance.step)
-    if "reason" in changed:
-        _check_reason(variance.episode, variance.reason)
-    if "occurred_at" in changed:
-        _check_not_future(variance.occurred_at, "occurred_at")
-        _check_within_episode(variance.episode, variance.occurred_at)
+    variance_amend_check(variance=variance, changed=changed)
     _require_axes(variance)
     was_reviewed = variance.status == Variance.Status.REVIEWED
     if was_reviewed:

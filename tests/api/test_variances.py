@@ -390,3 +390,31 @@ def test_a_variance_happens_during_its_episode_when_recorded_or_amended(api, ali
         assert amended.status_code == 400, moment
         assert error_fields(amended) == {"occurred_at": message}
     assert Variance.objects.get().revision == 1
+
+
+def test_an_amendment_keeps_to_the_rules_of_recording(api, alice, org):
+    """Judged on the variance as amended (stored values with the changes): what POST refuses, PATCH refuses."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+    delay = record_variance(episode, alice)
+    addition = record_variance(episode, alice, step=None, type="addition")
+    client = api(alice)
+
+    def amend(variance, **changes):
+        url = f"/api/v1/variances/{variance.pk}/"
+        body = {**changes, "amendment_reason": "Correcting the record"}
+        return client.patch(url, body, format="json", HTTP_IF_MATCH=client.get(url)["ETag"])
+
+    for variance, changes, errors in [
+        (delay, {"step": None}, {"step": "Choose the pathway step this departure concerns."}),
+        (delay, {"type": "exit"}, {"type": "Use 'Exit pathway' on the episode: it ends the episode too."}),
+        (addition, {"type": "omission"}, {"step": "Choose the pathway step this departure concerns."}),
+    ]:
+        response = amend(variance, **changes)
+        assert response.status_code == 400, changes
+        assert error_fields(response) == errors
+    assert set(Variance.objects.values_list("revision", flat=True)) == {1}
+
+    allowed = amend(delay, type="addition", step=None)  # an addition needs no step
+
+    assert allowed.status_code == 200, allowed.content
+    assert (allowed.json()["type"], allowed.json()["step"], allowed.json()["revision"]) == ("addition", None, 2)

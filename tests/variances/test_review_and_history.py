@@ -177,3 +177,30 @@ def test_amending_from_the_browser_keeps_a_time_it_shows_to_the_minute(client, e
     variance.refresh_from_db()
     assert (variance.rationale, variance.occurred_at, variance.revision) == ("Clinic overran", occurred, 2)
     assert variance.revisions.get(number=2).snapshot["occurred_at"] == occurred.isoformat()
+
+
+def test_amending_from_the_browser_keeps_to_the_rules_of_recording(client, routine_delay, alice):
+    login(client, alice)
+
+    response = client.post(
+        f"/variances/{routine_delay.pk}/amend/",
+        {
+            "variance_type": "delay",
+            "step": "",  # a delay is a departure from a step
+            "reason": routine_delay.reason_id,
+            "cause": "system",
+            "valence": "negative",
+            "level": "process",
+            "occurred_at": "2026-03-02T08:00",
+            "amend_reason": "No particular step",
+            "expected_revision": 1,
+        },
+    )
+
+    assert response.status_code == 200
+    assert (
+        '<p class="field-error" id="id_step_error">Choose the pathway step this departure concerns.</p>'
+        in response.content.decode()
+    )
+    routine_delay.refresh_from_db()
+    assert (routine_delay.step.code, routine_delay.revision) == ("ASSESS", 1)
