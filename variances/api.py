@@ -985,6 +985,9 @@ class VarianceDetail(ApiMixin, generics.GenericAPIView):
         serializer = VariancePatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         check_if_match(request, variance_etag(variance))
+        if variance.status == Variance.Status.WITHDRAWN:
+            # The record's state forbids any change, whatever was sent: 409, as for closing an ended episode.
+            raise Conflict("This variance is withdrawn; only documented or reviewed variances are amended.")
         data = dict(serializer.validated_data)
         try:
             if variance.status == Variance.Status.UNEXPLAINED:

@@ -418,3 +418,23 @@ def test_an_amendment_keeps_to_the_rules_of_recording(api, alice, org):
 
     assert allowed.status_code == 200, allowed.content
     assert (allowed.json()["type"], allowed.json()["step"], allowed.json()["revision"]) == ("addition", None, 2)
+
+
+def test_amending_a_withdrawn_variance_is_a_conflict_with_its_state(api, alice, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    services.variance_withdraw(variance=variance, reason="Recorded on the wrong patient", actor=alice)
+    client = api(alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+
+    response = client.patch(
+        url,
+        {"cause": "patient", "amendment_reason": "Second thoughts"},
+        format="json",
+        HTTP_IF_MATCH=client.get(url)["ETag"],
+    )
+
+    assert response.status_code == 409
+    body = problem(response)
+    assert body["type"] == "urn:commonpath:problem:conflict"
+    assert body["detail"] == "This variance is withdrawn; only documented or reviewed variances are amended."
+    assert (Variance.objects.get().status, Variance.objects.get().revision) == ("withdrawn", 2)
