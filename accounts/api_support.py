@@ -9,6 +9,8 @@
 - ``Idempotency-Key`` on POST: the (client, key) unique constraint decides which
   of several concurrent requests runs; the others wait for nothing and get 409
   (still running), the stored response (finished, same body) or 422 (other body).
+  Refusals that depend on state a retry may find changed (401, 403, 404, 409, 412,
+  428, 429) are not stored: a retry under the key runs again.
   On PostgreSQL the running request also holds an advisory lock on its key, which
   dies with its connection: a retry after a database restart or a killed process
   takes the key over at once instead of getting 409 until ``IN_FLIGHT_TIMEOUT``.
@@ -673,6 +675,10 @@ _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 # (where no advisory lock tells it sooner: not PostgreSQL).
 IN_FLIGHT_TIMEOUT = timedelta(minutes=2)
 _REPLAYED_HEADERS = ("Location", "ETag")
+# Refusals a retry may not meet: they answer the state of the record or of the caller's access, not the
+# request, and that changes (an If-Match read again, a record now visible, a conflict resolved, a rate
+# window passed). The key is freed, so a retry under it runs again instead of replaying them for 24 hours.
+NOT_REPLAYED = frozenset({401, 403, 404, 409, 412, 428, 429})
 
 
 def request_fingerprint(method: str, path: str, data) -> str:
@@ -826,7 +832,7 @@ def _run_once(view, request, key: str, action: Callable[[], Response], *, owner_
                 _complete(row, response)
     except Exception as exc:  # handled below: the client gets a problem response, the key is kept or freed
         response = view.handle_exception(exc)
-        if response.status_code < 500 and response.status_code not in (409, 429):
+        if response.status_code < 500 and response.status_code not in NOT_REPLAYED:
             # A rejected request is rejected the same way when retried: remember the answer.
             with transaction.atomic():
                 _complete(row, response)
