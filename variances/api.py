@@ -412,7 +412,17 @@ class EpisodeCreateSerializer(StrictSerializer):
 
 class EpisodeCloseSerializer(StrictSerializer):
     ended_at = StrictDateTimeField()
-    discharge_destination = serializers.CharField(max_length=60, required=False, allow_blank=True)
+    discharge_destination = serializers.ChoiceField(
+        choices=Episode.DischargeDestination.choices,
+        required=False,
+        allow_blank=True,
+        help_text="A code, as the browser offers them.",
+        error_messages={
+            "invalid_choice": '"{input}" is not a discharge destination code. Give one of: '
+            + ", ".join(Episode.DischargeDestination.values)
+            + "."
+        },
+    )
     readmitted_30d = serializers.BooleanField(required=False, allow_null=True)
     complication = serializers.BooleanField(required=False, allow_null=True)
     exit_reason = serializers.CharField(

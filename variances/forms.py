@@ -15,22 +15,13 @@ from accounts.permissions import EPISODE_ROLES, units_for
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
-from .models import EventQuantity, ReasonCode, Variance, validate_patient_ref
+from .models import Episode, EventQuantity, ReasonCode, Variance, validate_patient_ref
 from .selectors import reason_groups
 
 Role = Membership.Role
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 
-DISCHARGE_DESTINATIONS = [
-    ("", "Choose…"),
-    ("usual-residence", "Usual place of residence"),
-    ("care-home", "Care home"),
-    ("rehabilitation", "Rehabilitation unit"),
-    ("other-hospital", "Transfer to another hospital"),
-    ("hospice", "Hospice"),
-    ("died", "Died in hospital"),
-    ("other", "Other"),
-]
+DISCHARGE_DESTINATIONS = [("", "Choose…"), *Episode.DischargeDestination.choices]
 YES_NO_UNKNOWN = [("", "Not known yet"), ("yes", "Yes"), ("no", "No")]
 YES_NO = [("yes", "Yes"), ("no", "No")]
 # The valence most departures of a type have; the clinician changes it in one tap.

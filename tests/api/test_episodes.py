@@ -217,7 +217,7 @@ def test_it_closes_an_episode_with_its_outcomes(api, alice, org):
 
     response = client.post(
         f"/api/v1/episodes/{episode.pk}/close/",
-        {"ended_at": ended, "discharge_destination": "home", "readmitted_30d": False, "complication": False},
+        {"ended_at": ended, "discharge_destination": "care-home", "readmitted_30d": False, "complication": False},
         format="json",
         HTTP_IF_MATCH=etag,
     )
@@ -225,7 +225,7 @@ def test_it_closes_an_episode_with_its_outcomes(api, alice, org):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "completed"
-    assert body["discharge_destination"] == "home"
+    assert body["discharge_destination"] == "care-home"
     assert body["length_of_stay_days"] >= 3
     assert body["costs"]["final"] is True
     assert response["ETag"] != etag
@@ -285,3 +285,20 @@ def test_it_keeps_episodes_from_managers_and_finance(api, carol, fred, alice, or
             response = client.get(url)
             assert response.status_code == 403
             assert "PT-0001A" not in response.content.decode()
+
+
+def test_a_discharge_destination_is_one_of_the_codes_the_browser_offers(api, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=80)
+
+    response = api(alice).post(
+        f"/api/v1/episodes/{episode.pk}/close/",
+        {"ended_at": iso(timezone.now() - timedelta(hours=1)), "discharge_destination": "home"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert error_fields(response) == {
+        "discharge_destination": '"home" is not a discharge destination code. Give one of: usual-residence, '
+        "care-home, rehabilitation, other-hospital, hospice, died, other."
+    }
+    assert Episode.objects.get(pk=episode.pk).status == "active"
