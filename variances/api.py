@@ -698,6 +698,8 @@ class EpisodeListCreate(EpisodeDetailMixin, ApiMixin, generics.ListAPIView):
                     started_at=data["started_at"],
                     actor=request.user,
                 )
+            except services.EpisodeAlreadyActive as exc:
+                raise Conflict(exc.detail) from None  # the body is fine: the patient's record says no
             except DjangoValidationError as exc:
                 raise _service_errors(exc, EPISODE_RENAMES) from None
             return self.episode_response(request, episode.pk, status.HTTP_201_CREATED)

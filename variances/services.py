@@ -110,6 +110,18 @@ class StaleRevisionError(Exception):
         )
 
 
+class EpisodeAlreadyActive(ValidationError):
+    """The patient already has an active episode on this pathway (the API answers 409, a form shows it)."""
+
+    def __init__(self, existing: Episode, pathway: Pathway):
+        self.existing = existing
+        self.detail = (
+            f"{existing.patient_ref} already has an active episode on {pathway.code} (episode {existing.pk}). "
+            "Record on that one, or complete or exit it before starting another."
+        )
+        super().__init__({"patient_ref": self.detail})
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
@@ -253,8 +265,21 @@ def episode_start(
     if pathway_version.status == PathwayVersion.Status.DRAFT:
         raise ValidationError({"pathway_version": "Episodes follow published versions, not drafts."})
     _check_not_future(started_at, "started_at")
+    patient_ref = (patient_ref or "").strip()
+    # One active episode per patient and pathway. Holding the pathway's row serialises starts on it,
+    # so two requests at once (two users, a retried POST without Idempotency-Key) cannot both pass
+    # the check; the import creates its episodes in bulk and does not come this way.
+    pathway = Pathway.objects.select_for_update(no_key=True).get(pk=pathway_version.pathway_id)
+    existing = (
+        Episode.objects.active()
+        .filter(patient_ref=patient_ref, version__pathway=pathway)
+        .order_by("started_at", "id")
+        .first()
+    )
+    if existing is not None:
+        raise EpisodeAlreadyActive(existing, pathway)
     episode = Episode(
-        patient_ref=(patient_ref or "").strip(),
+        patient_ref=patient_ref,
         version=pathway_version,
         org_unit=org_unit,
         responsible_clinician=responsible_clinician,

@@ -302,3 +302,29 @@ def test_a_discharge_destination_is_one_of_the_codes_the_browser_offers(api, ali
         "care-home, rehabilitation, other-hospital, hospice, died, other."
     }
     assert Episode.objects.get(pk=episode.pk).status == "active"
+
+
+def test_a_patient_has_one_active_episode_on_a_pathway(api, alice, bob, org):
+    """Two users starting the same patient's episode: the second is told which one is running.
+    An episode that has ended does not block the next."""
+    build_tkr(org["ORTHO"])
+    body = {"pathway": "TKR", "patient_ref": "PT-7F3K2Q", "org_unit": "ORTHO", "started_at": iso(timezone.now())}
+
+    first = api(alice).post("/api/v1/episodes/", body, format="json")
+    second = api(bob).post("/api/v1/episodes/", body, format="json")
+
+    assert first.status_code == 201, first.content
+    assert second.status_code == 409
+    existing = first.json()["id"]
+    assert problem(second)["detail"] == (
+        f"PT-7F3K2Q already has an active episode on TKR (episode {existing}). "
+        "Record on that one, or complete or exit it before starting another."
+    )
+    assert problem(second)["type"] == "urn:commonpath:problem:conflict"
+    assert Episode.objects.count() == 1
+
+    closed = api(alice).post(f"/api/v1/episodes/{existing}/close/", {"ended_at": iso(timezone.now())}, format="json")
+    assert closed.status_code == 200, closed.content
+    again = api(bob).post("/api/v1/episodes/", body, format="json")
+    assert again.status_code == 201, again.content
+    assert Episode.objects.filter(patient_ref="PT-7F3K2Q", status="active").get().pk == again.json()["id"]
