@@ -550,6 +550,11 @@ def _reason(episode: Episode, code: str) -> ReasonCode:
 # --- filters ---------------------------------------------------------------------------------------
 
 
+OWN_NAME_ONLY = (
+    "You can filter by your own username only; clinical leads and administrators filter by their team's clinicians."
+)
+
+
 class EpisodeFilter(StrictFilterSet):
     pathway = django_filters.CharFilter(field_name="version__pathway__code", help_text="Pathway code.")
     status = django_filters.ChoiceFilter(choices=Episode.Status.choices)
@@ -558,11 +563,26 @@ class EpisodeFilter(StrictFilterSet):
         field_name="updated_at", lookup_expr="gte", help_text="Only episodes created or changed at or after this time."
     )
     patient_ref = django_filters.CharFilter()
-    responsible_clinician = django_filters.CharFilter(field_name="responsible_clinician__username")
+    responsible_clinician = django_filters.CharFilter(
+        method="by_clinician",
+        help_text="Username. A clinician gives their own only; clinical leads and administrators any, for the "
+        "units they lead or administer.",
+    )
 
     class Meta:
         model = Episode
         fields = ["pathway", "status", "org_unit", "since", "patient_ref", "responsible_clinician"]
+
+    def by_clinician(self, queryset, name, value):
+        user = self.request.user
+        if value == user.username:
+            return queryset.filter(responsible_clinician=user)
+        # Individual figures are private by default (DOMAIN.md): a clinician sees their own, as the
+        # browser's "mine", and a lead their team's, so only in the units they lead or administer.
+        lead_units = unit_ids_for(user, Membership.Role.CLINICAL_LEAD, Membership.Role.ADMIN)
+        if not lead_units:
+            raise exceptions.ValidationError({"responsible_clinician": [OWN_NAME_ONLY]})
+        return queryset.filter(responsible_clinician__username=value, org_unit_id__in=lead_units)
 
 
 class VarianceFilter(StrictFilterSet):

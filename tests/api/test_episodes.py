@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, Membership
 from tests.api.conftest import error_fields, problem
 from tests.api.factories import build_tkr, record_variance, start_episode
+from tests.conftest import make_user
 from variances.models import Episode
 
 
@@ -328,3 +329,27 @@ def test_a_patient_has_one_active_episode_on_a_pathway(api, alice, bob, org):
     again = api(bob).post("/api/v1/episodes/", body, format="json")
     assert again.status_code == 201, again.content
     assert Episode.objects.filter(patient_ref="PT-7F3K2Q", status="active").get().pk == again.json()["id"]
+
+
+def test_a_clinician_filters_episodes_by_their_own_name_only_a_lead_by_the_teams(api, alice, bob, org):
+    """Individual figures are private by default: a colleague's episodes, listed by name, would add up to
+    their figures. The browser offers a clinician only "mine"; a lead sees the team's individuals."""
+    amir = make_user("amir", Membership.Role.CLINICIAN, org["ORTHO"])
+    knee = build_tkr(org["ORTHO"])
+    start_episode(knee, org["ORTHO"], alice, ref="PT-0001A")
+    start_episode(knee, org["ORTHO"], amir, ref="PT-0002B")
+
+    def refs(user, name):
+        response = api(user).get(f"/api/v1/episodes/?responsible_clinician={name}")
+        assert response.status_code == 200, response.content
+        return [e["patient_ref"] for e in response.json()["results"]]
+
+    refused = api(alice).get("/api/v1/episodes/?responsible_clinician=amir")
+    assert refused.status_code == 400
+    assert error_fields(refused) == {
+        "responsible_clinician": "You can filter by your own username only; clinical leads and administrators "
+        "filter by their team's clinicians."
+    }
+    assert refs(alice, "alice") == ["PT-0001A"]
+    assert refs(bob, "amir") == ["PT-0002B"]
+    assert refs(bob, "alice") == ["PT-0001A"]
