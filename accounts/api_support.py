@@ -556,13 +556,45 @@ def money_str(value) -> str | None:
 # --- Filters -------------------------------------------------------------------------------
 
 
+def _unknown_code(noun: str) -> str:
+    return f"There is no {noun} with the code %(value)s."  # %-formatted with the value on its way out
+
+
 @extend_schema_field({"type": "string"})
 class CodeFilter(django_filters.ModelChoiceFilter):
     """``?org_unit=ORTHO``: a record named by its code; an unknown code is a 400, not an empty page."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("to_field_name", "code")
+        queryset = kwargs.get("queryset")
+        if queryset is not None:
+            noun = queryset.model._meta.verbose_name
+            kwargs.setdefault("error_messages", {"invalid_choice": _unknown_code(noun)})
         super().__init__(*args, **kwargs)
+
+
+class KnownCodeField(forms.CharField):
+    def __init__(self, *args, codes, noun: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.codes = codes
+        self.noun = noun
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value and not self.codes.filter(code=value).exists():
+            raise forms.ValidationError(_unknown_code(self.noun), code="invalid_choice", params={"value": value})
+        return value
+
+
+class KnownCodeFilter(django_filters.CharFilter):
+    """``?step=SURGERY``: records with that code; a code that ``codes`` does not hold is a 400, not an empty page.
+
+    For codes one record does not own (a step's code recurs in each version of its pathway; a local
+    reason code may share a base code's), where ``CodeFilter`` cannot look up the one record.
+    ``codes`` is reference data: checking against it tells the caller nothing about their scope.
+    """
+
+    field_class = KnownCodeField
 
 
 class UnitFilter(CodeFilter):

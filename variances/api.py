@@ -31,6 +31,7 @@ from accounts.api_support import (
     CodeFilter,
     Conflict,
     IntegerFilter,
+    KnownCodeFilter,
     MoneyField,
     PreconditionFailed,
     SinceFilter,
@@ -550,13 +551,28 @@ def _reason(episode: Episode, code: str) -> ReasonCode:
 # --- filters ---------------------------------------------------------------------------------------
 
 
+# What the code filters check a code against (an unknown one is a 400): reference data, as far as episodes
+# can follow it. A pathway or step that so far exists only in a draft is its authors' business.
+_FOLLOWED = ~Q(status=PathwayVersion.Status.DRAFT)
+PATHWAY_CODES = {
+    "codes": Pathway.objects.filter(pk__in=PathwayVersion.objects.filter(_FOLLOWED).values("pathway_id")),
+    "noun": "pathway",
+    "help_text": "Pathway code.",
+}
+STEP_CODES = {
+    "codes": Step.objects.filter(version__in=PathwayVersion.objects.filter(_FOLLOWED)),
+    "noun": "step",
+    "help_text": "Step code.",
+}
+REASON_CODES = {"codes": ReasonCode.objects.all(), "noun": "reason", "help_text": "Reason code."}
+
 OWN_NAME_ONLY = (
     "You can filter by your own username only; clinical leads and administrators filter by their team's clinicians."
 )
 
 
 class EpisodeFilter(StrictFilterSet):
-    pathway = django_filters.CharFilter(field_name="version__pathway__code", help_text="Pathway code.")
+    pathway = KnownCodeFilter(field_name="version__pathway__code", **PATHWAY_CODES)
     status = django_filters.ChoiceFilter(choices=Episode.Status.choices)
     org_unit = UnitFilter()
     since = SinceFilter(
@@ -586,13 +602,13 @@ class EpisodeFilter(StrictFilterSet):
 
 
 class VarianceFilter(StrictFilterSet):
-    pathway = django_filters.CharFilter(field_name="episode__version__pathway__code", help_text="Pathway code.")
+    pathway = KnownCodeFilter(field_name="episode__version__pathway__code", **PATHWAY_CODES)
     episode = IntegerFilter(field_name="episode_id", help_text="Episode id.")
     status = django_filters.ChoiceFilter(choices=Variance.Status.choices)
     type = django_filters.ChoiceFilter(field_name="variance_type", choices=Variance.Type.choices)
     cause = django_filters.ChoiceFilter(choices=Variance.Cause.choices)
-    step = django_filters.CharFilter(field_name="step__code", help_text="Step code.")
-    reason = django_filters.CharFilter(field_name="reason__code", help_text="Reason code.")
+    step = KnownCodeFilter(field_name="step__code", **STEP_CODES)
+    reason = KnownCodeFilter(field_name="reason__code", **REASON_CODES)
     org_unit = UnitFilter(field_name="episode__org_unit")
     since = SinceFilter(method="changed_since", help_text="Only variances recorded or changed at or after this time.")
 
@@ -606,7 +622,7 @@ class VarianceFilter(StrictFilterSet):
 
 
 class EventFilter(StrictFilterSet):
-    step = django_filters.CharFilter(field_name="step__code", help_text="Step code.")
+    step = KnownCodeFilter(field_name="step__code", **STEP_CODES)
     source = django_filters.ChoiceFilter(choices=StepEvent.Source.choices)
 
     class Meta:

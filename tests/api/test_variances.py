@@ -6,6 +6,7 @@ from pathlib import Path
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Membership
+from pathways.models import PathwayVersion
 from tests.api.conftest import error_fields, problem
 from tests.api.factories import build_tkr, reason, record_variance, start_episode, theatre_delay
 from tests.conftest import make_user
@@ -438,3 +439,32 @@ def test_amending_a_withdrawn_variance_is_a_conflict_with_its_state(api, alice, 
     assert body["type"] == "urn:commonpath:problem:conflict"
     assert body["detail"] == "This variance is withdrawn; only documented or reviewed variances are amended."
     assert (Variance.objects.get().status, Variance.objects.get().revision) == ("withdrawn", 2)
+
+
+def test_a_code_filter_naming_nothing_is_refused_not_answered_with_an_empty_list(api, alice, org):
+    """As ?org_unit= always was. Checked against reference data as far as episodes can follow it: a pathway
+    only drafted so far is unknown, exactly like one that does not exist."""
+    knee = build_tkr(org["ORTHO"])
+    build_tkr(org["ORTHO"], code="HIP-DRAFT", status=PathwayVersion.Status.DRAFT)
+    record_variance(start_episode(knee, org["ORTHO"], alice), alice)
+    client = api(alice)
+
+    for query, errors in [
+        ("?pathway=NOPE", {"pathway": "There is no pathway with the code NOPE."}),
+        ("?pathway=HIP-DRAFT", {"pathway": "There is no pathway with the code HIP-DRAFT."}),
+        (
+            "?step=NOPE&reason=nope",
+            {"step": "There is no step with the code NOPE.", "reason": "There is no reason with the code nope."},
+        ),
+        ("?org_unit=NOPE", {"org_unit": "There is no org unit with the code NOPE."}),
+    ]:
+        response = client.get(f"/api/v1/variances/{query}")
+        assert response.status_code == 400, query
+        assert error_fields(response) == errors
+    episodes = client.get("/api/v1/episodes/?pathway=NOPE")
+    assert error_fields(episodes) == {"pathway": "There is no pathway with the code NOPE."}
+    events = client.get(f"/api/v1/episodes/{Variance.objects.get().episode_id}/events/?step=NOPE")
+    assert error_fields(events) == {"step": "There is no step with the code NOPE."}
+
+    known = client.get("/api/v1/variances/?step=PHYSIO&reason=patient-contraindication&pathway=TKR")
+    assert (known.status_code, known.json()["count"]) == (200, 0)  # known codes, no such variance
