@@ -64,7 +64,7 @@ OPERATION_OUTCOME_SCHEMA = {
 PROBLEM_DESCRIPTIONS = {
     400: "Invalid request: `errors` names each field and what is wrong with it.",
     401: "No valid credentials: send `Authorization: Bearer <token>`.",
-    403: "Your role does not allow this endpoint.",
+    403: "Your role does not allow this endpoint, or this change to a record you can read.",
     404: "Not found, or not available to you (the two look the same).",
     406: "Cannot answer in a media type your Accept header allows.",
     409: "A request with the same Idempotency-Key is still running, or the record's state forbids the change.",

@@ -9,6 +9,8 @@
 - ``Idempotency-Key`` on POST: the (client, key) unique constraint decides which
   of several concurrent requests runs; the others wait for nothing and get 409
   (still running), the stored response (finished, same body) or 422 (other body).
+  Refusals that depend on state a retry may find changed (401, 403, 404, 409, 412,
+  428, 429) are not stored: a retry under the key runs again.
   On PostgreSQL the running request also holds an advisory lock on its key, which
   dies with its connection: a retry after a database restart or a killed process
   takes the key over at once instead of getting 409 until ``IN_FLIGHT_TIMEOUT``.
@@ -621,13 +623,45 @@ def money_str(value) -> str | None:
 # --- Filters -------------------------------------------------------------------------------
 
 
+def _unknown_code(noun: str) -> str:
+    return f"There is no {noun} with the code %(value)s."  # %-formatted with the value on its way out
+
+
 @extend_schema_field({"type": "string"})
 class CodeFilter(django_filters.ModelChoiceFilter):
     """``?org_unit=ORTHO``: a record named by its code; an unknown code is a 400, not an empty page."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("to_field_name", "code")
+        queryset = kwargs.get("queryset")
+        if queryset is not None:
+            noun = queryset.model._meta.verbose_name
+            kwargs.setdefault("error_messages", {"invalid_choice": _unknown_code(noun)})
         super().__init__(*args, **kwargs)
+
+
+class KnownCodeField(forms.CharField):
+    def __init__(self, *args, codes, noun: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.codes = codes
+        self.noun = noun
+
+    def clean(self, value):
+        value = super().clean(value)
+        if value and not self.codes.filter(code=value).exists():
+            raise forms.ValidationError(_unknown_code(self.noun), code="invalid_choice", params={"value": value})
+        return value
+
+
+class KnownCodeFilter(django_filters.CharFilter):
+    """``?step=SURGERY``: records with that code; a code that ``codes`` does not hold is a 400, not an empty page.
+
+    For codes one record does not own (a step's code recurs in each version of its pathway; a local
+    reason code may share a base code's), where ``CodeFilter`` cannot look up the one record.
+    ``codes`` is reference data: checking against it tells the caller nothing about their scope.
+    """
+
+    field_class = KnownCodeField
 
 
 class UnitFilter(CodeFilter):
@@ -740,6 +774,10 @@ _KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 # (where no advisory lock tells it sooner: not PostgreSQL).
 IN_FLIGHT_TIMEOUT = timedelta(minutes=2)
 _REPLAYED_HEADERS = ("Location", "ETag")
+# Refusals a retry may not meet: they answer the state of the record or of the caller's access, not the
+# request, and that changes (an If-Match read again, a record now visible, a conflict resolved, a rate
+# window passed). The key is freed, so a retry under it runs again instead of replaying them for 24 hours.
+NOT_REPLAYED = frozenset({401, 403, 404, 409, 412, 428, 429})
 
 
 def request_fingerprint(method: str, path: str, data) -> str:
@@ -893,7 +931,7 @@ def _run_once(view, request, key: str, action: Callable[[], Response], *, owner_
                 _complete(row, response)
     except Exception as exc:  # handled below: the client gets a problem response, the key is kept or freed
         response = view.handle_exception(exc)
-        if response.status_code < 500 and response.status_code not in (409, 429):
+        if response.status_code < 500 and response.status_code not in NOT_REPLAYED:
             # A rejected request is rejected the same way when retried: remember the answer.
             with transaction.atomic():
                 _complete(row, response)

@@ -31,6 +31,7 @@ from accounts.api_support import (
     CodeFilter,
     Conflict,
     IntegerFilter,
+    KnownCodeFilter,
     MoneyField,
     PreconditionFailed,
     SinceFilter,
@@ -51,6 +52,7 @@ from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
 from .models import Episode, EventQuantity, ReasonCode, StepEvent, Variance, VarianceRevision, validate_patient_ref
+from .selectors import can_change_variance
 
 MAX_BATCH = 1000
 
@@ -411,7 +413,17 @@ class EpisodeCreateSerializer(StrictSerializer):
 
 class EpisodeCloseSerializer(StrictSerializer):
     ended_at = StrictDateTimeField()
-    discharge_destination = serializers.CharField(max_length=60, required=False, allow_blank=True)
+    discharge_destination = serializers.ChoiceField(
+        choices=Episode.DischargeDestination.choices,
+        required=False,
+        allow_blank=True,
+        help_text="A code, as the browser offers them.",
+        error_messages={
+            "invalid_choice": '"{input}" is not a discharge destination code. Give one of: '
+            + ", ".join(Episode.DischargeDestination.values)
+            + "."
+        },
+    )
     readmitted_30d = serializers.BooleanField(required=False, allow_null=True)
     complication = serializers.BooleanField(required=False, allow_null=True)
     exit_reason = serializers.CharField(
@@ -539,29 +551,64 @@ def _reason(episode: Episode, code: str) -> ReasonCode:
 # --- filters ---------------------------------------------------------------------------------------
 
 
+# What the code filters check a code against (an unknown one is a 400): reference data, as far as episodes
+# can follow it. A pathway or step that so far exists only in a draft is its authors' business.
+_FOLLOWED = ~Q(status=PathwayVersion.Status.DRAFT)
+PATHWAY_CODES = {
+    "codes": Pathway.objects.filter(pk__in=PathwayVersion.objects.filter(_FOLLOWED).values("pathway_id")),
+    "noun": "pathway",
+    "help_text": "Pathway code.",
+}
+STEP_CODES = {
+    "codes": Step.objects.filter(version__in=PathwayVersion.objects.filter(_FOLLOWED)),
+    "noun": "step",
+    "help_text": "Step code.",
+}
+REASON_CODES = {"codes": ReasonCode.objects.all(), "noun": "reason", "help_text": "Reason code."}
+
+OWN_NAME_ONLY = (
+    "You can filter by your own username only; clinical leads and administrators filter by their team's clinicians."
+)
+
+
 class EpisodeFilter(StrictFilterSet):
-    pathway = django_filters.CharFilter(field_name="version__pathway__code", help_text="Pathway code.")
+    pathway = KnownCodeFilter(field_name="version__pathway__code", **PATHWAY_CODES)
     status = django_filters.ChoiceFilter(choices=Episode.Status.choices)
     org_unit = UnitFilter()
     since = SinceFilter(
         field_name="updated_at", lookup_expr="gte", help_text="Only episodes created or changed at or after this time."
     )
     patient_ref = django_filters.CharFilter()
-    responsible_clinician = django_filters.CharFilter(field_name="responsible_clinician__username")
+    responsible_clinician = django_filters.CharFilter(
+        method="by_clinician",
+        help_text="Username. A clinician gives their own only; clinical leads and administrators any, for the "
+        "units they lead or administer.",
+    )
 
     class Meta:
         model = Episode
         fields = ["pathway", "status", "org_unit", "since", "patient_ref", "responsible_clinician"]
 
+    def by_clinician(self, queryset, name, value):
+        user = self.request.user
+        if value == user.username:
+            return queryset.filter(responsible_clinician=user)
+        # Individual figures are private by default (DOMAIN.md): a clinician sees their own, as the
+        # browser's "mine", and a lead their team's, so only in the units they lead or administer.
+        lead_units = unit_ids_for(user, Membership.Role.CLINICAL_LEAD, Membership.Role.ADMIN)
+        if not lead_units:
+            raise exceptions.ValidationError({"responsible_clinician": [OWN_NAME_ONLY]})
+        return queryset.filter(responsible_clinician__username=value, org_unit_id__in=lead_units)
+
 
 class VarianceFilter(StrictFilterSet):
-    pathway = django_filters.CharFilter(field_name="episode__version__pathway__code", help_text="Pathway code.")
+    pathway = KnownCodeFilter(field_name="episode__version__pathway__code", **PATHWAY_CODES)
     episode = IntegerFilter(field_name="episode_id", help_text="Episode id.")
     status = django_filters.ChoiceFilter(choices=Variance.Status.choices)
     type = django_filters.ChoiceFilter(field_name="variance_type", choices=Variance.Type.choices)
     cause = django_filters.ChoiceFilter(choices=Variance.Cause.choices)
-    step = django_filters.CharFilter(field_name="step__code", help_text="Step code.")
-    reason = django_filters.CharFilter(field_name="reason__code", help_text="Reason code.")
+    step = KnownCodeFilter(field_name="step__code", **STEP_CODES)
+    reason = KnownCodeFilter(field_name="reason__code", **REASON_CODES)
     org_unit = UnitFilter(field_name="episode__org_unit")
     since = SinceFilter(method="changed_since", help_text="Only variances recorded or changed at or after this time.")
 
@@ -575,7 +622,7 @@ class VarianceFilter(StrictFilterSet):
 
 
 class EventFilter(StrictFilterSet):
-    step = django_filters.CharFilter(field_name="step__code", help_text="Step code.")
+    step = KnownCodeFilter(field_name="step__code", **STEP_CODES)
     source = django_filters.ChoiceFilter(choices=StepEvent.Source.choices)
 
     class Meta:
@@ -688,6 +735,8 @@ class EpisodeListCreate(EpisodeDetailMixin, ApiMixin, generics.ListAPIView):
                     started_at=data["started_at"],
                     actor=request.user,
                 )
+            except services.EpisodeAlreadyActive as exc:
+                raise Conflict(exc.detail) from None  # the body is fine: the patient's record says no
             except DjangoValidationError as exc:
                 raise _service_errors(exc, EPISODE_RENAMES) from None
             return self.episode_response(request, episode.pk, status.HTTP_201_CREATED)
@@ -955,9 +1004,16 @@ class VarianceListCreate(ApiMixin, generics.ListAPIView):
         return idempotent(self, request, record)
 
 
+CANNOT_AMEND = (
+    "You can read this variance but not amend it: whoever recorded it, the episode's responsible clinician, "
+    "or a clinical lead or administrator of its unit can."
+)
+
+
 class VarianceDetail(ApiMixin, generics.GenericAPIView):
-    """One variance. PATCH amends it (If-Match and `amendment_reason` required); a detected,
-    unexplained variance is explained by a PATCH with cause, reason and valence."""
+    """One variance. PATCH amends it (If-Match and `amendment_reason` required): whoever recorded it, the
+    episode's responsible clinician, or a clinical lead or administrator of its unit; anyone else who can read
+    it gets 403. A detected, unexplained variance is explained by a PATCH with cause, reason and valence."""
 
     access_roles = EPISODE_ROLES
     etag_methods = ("GET", "PATCH")
@@ -977,9 +1033,15 @@ class VarianceDetail(ApiMixin, generics.GenericAPIView):
     @extend_schema(request=VariancePatchSerializer, responses={200: VarianceSerializer})
     def patch(self, request, pk: int):
         variance = self.get_variance(request, pk)
+        if variance.status != Variance.Status.UNEXPLAINED and not can_change_variance(request.user, variance):
+            # The browser's rule (its amend page is 403 for them too). They may read it, so 404 would be untrue.
+            raise exceptions.PermissionDenied(CANNOT_AMEND)
         serializer = VariancePatchSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         check_if_match(request, variance_etag(variance))
+        if variance.status == Variance.Status.WITHDRAWN:
+            # The record's state forbids any change, whatever was sent: 409, as for closing an ended episode.
+            raise Conflict("This variance is withdrawn; only documented or reviewed variances are amended.")
         data = dict(serializer.validated_data)
         try:
             if variance.status == Variance.Status.UNEXPLAINED:

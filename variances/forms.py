@@ -16,22 +16,13 @@ from accounts.permissions import EPISODE_ROLES, units_for
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
-from .models import EventQuantity, ReasonCode, Variance, currency_symbol, validate_patient_ref
+from .models import Episode, EventQuantity, ReasonCode, Variance, currency_symbol, validate_patient_ref
 from .selectors import reason_groups
 
 Role = Membership.Role
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 
-DISCHARGE_DESTINATIONS = [
-    ("", "Choose…"),
-    ("usual-residence", "Usual place of residence"),
-    ("care-home", "Care home"),
-    ("rehabilitation", "Rehabilitation unit"),
-    ("other-hospital", "Transfer to another hospital"),
-    ("hospice", "Hospice"),
-    ("died", "Died in hospital"),
-    ("other", "Other"),
-]
+DISCHARGE_DESTINATIONS = [("", "Choose…"), *Episode.DischargeDestination.choices]
 YES_NO_UNKNOWN = [("", "Not known yet"), ("yes", "Yes"), ("no", "No")]
 YES_NO = [("yes", "Yes"), ("no", "No")]
 # The valence most departures of a type have; the clinician changes it in one tap.
@@ -548,6 +539,14 @@ class AmendForm(forms.Form):
         self.initial.setdefault("reason", str(variance.reason_id or ""))
         self.initial.setdefault("occurred_at", timezone.localtime(variance.occurred_at).strftime(DATETIME_FORMAT))
         self.initial.setdefault("expected_revision", variance.revision)
+
+    def clean_occurred_at(self):
+        value = self.cleaned_data["occurred_at"]
+        # The field shows the time to the minute. Left as shown, the stored time stands (seconds and all):
+        # amending something else neither truncates it nor has it checked again as if it were new.
+        if value == self.variance.occurred_at.replace(second=0, microsecond=0):
+            return self.variance.occurred_at
+        return value
 
     def clean(self):
         data = super().clean()

@@ -54,6 +54,17 @@ class Episode(models.Model):
         COMPLETED = "completed", "Completed"
         EXITED = "exited", "Exited pathway"
 
+    class DischargeDestination(models.TextChoices):
+        """Where a completed episode's patient went: the codes the browser offers and the API takes."""
+
+        USUAL_RESIDENCE = "usual-residence", "Usual place of residence"
+        CARE_HOME = "care-home", "Care home"
+        REHABILITATION = "rehabilitation", "Rehabilitation unit"
+        OTHER_HOSPITAL = "other-hospital", "Transfer to another hospital"
+        HOSPICE = "hospice", "Hospice"
+        DIED = "died", "Died in hospital"
+        OTHER = "other", "Other"
+
     patient_ref = models.CharField(max_length=40, validators=[validate_patient_ref], db_index=True)
     version = models.ForeignKey("pathways.PathwayVersion", on_delete=models.PROTECT, related_name="episodes")
     org_unit = models.ForeignKey("accounts.OrgUnit", on_delete=models.PROTECT, related_name="episodes")
@@ -64,6 +75,8 @@ class Episode(models.Model):
     ended_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     exit_reason = models.TextField(blank=True)
+    # Coded (DischargeDestination) by the forms and the API; not declared as the field's choices, so that
+    # what earlier versions stored as free text stays valid and is shown as it was.
     discharge_destination = models.CharField(max_length=60, blank=True)
     readmitted_30d = models.BooleanField(null=True, blank=True)
     complication = models.BooleanField(null=True, blank=True)

@@ -112,6 +112,18 @@ class StaleRevisionError(Exception):
         )
 
 
+class EpisodeAlreadyActive(ValidationError):
+    """The patient already has an active episode on this pathway (the API answers 409, a form shows it)."""
+
+    def __init__(self, existing: Episode, pathway: Pathway):
+        self.existing = existing
+        self.detail = (
+            f"{existing.patient_ref} already has an active episode on {pathway.code} (episode {existing.pk}). "
+            "Record on that one, or complete or exit it before starting another."
+        )
+        super().__init__({"patient_ref": self.detail})
+
+
 # --- helpers -------------------------------------------------------------------------
 
 
@@ -196,9 +208,9 @@ def _check_not_future(value: datetime | None, field: str) -> None:
 
 
 def _check_within_episode(episode: Episode, occurred_at: datetime | None) -> None:
-    """An event happens during its episode: before its start or after its end it belongs to another.
+    """An event or a departure happens during its episode: before its start or after its end it belongs to another.
 
-    An ended episode still takes events within its stay (documentation entered late).
+    An ended episode still takes events and variances within its stay (documentation entered late).
     """
     if occurred_at is None:
         return
@@ -255,8 +267,21 @@ def episode_start(
     if pathway_version.status == PathwayVersion.Status.DRAFT:
         raise ValidationError({"pathway_version": "Episodes follow published versions, not drafts."})
     _check_not_future(started_at, "started_at")
+    patient_ref = (patient_ref or "").strip()
+    # One active episode per patient and pathway. Holding the pathway's row serialises starts on it,
+    # so two requests at once (two users, a retried POST without Idempotency-Key) cannot both pass
+    # the check; the import creates its episodes in bulk and does not come this way.
+    pathway = Pathway.objects.select_for_update(no_key=True).get(pk=pathway_version.pathway_id)
+    existing = (
+        Episode.objects.active()
+        .filter(patient_ref=patient_ref, version__pathway=pathway)
+        .order_by("started_at", "id")
+        .first()
+    )
+    if existing is not None:
+        raise EpisodeAlreadyActive(existing, pathway)
     episode = Episode(
-        patient_ref=(patient_ref or "").strip(),
+        patient_ref=patient_ref,
         version=pathway_version,
         org_unit=org_unit,
         responsible_clinician=responsible_clinician,
@@ -631,6 +656,10 @@ def _existing_event(existing: StepEvent, episode: Episode, *, sent: dict, quanti
 # --- variances -------------------------------------------------------------------------
 
 
+EXIT_ON_EPISODE = "Use 'Exit pathway' on the episode: it ends the episode too."
+STEP_NEEDED = "Choose the pathway step this departure concerns."
+
+
 def variance_record_check(
     *,
     episode: Episode,
@@ -646,14 +675,15 @@ def variance_record_check(
     """
     errors: dict[str, list] = {}
     if variance_type == Variance.Type.EXIT:
-        errors["variance_type"] = ["Use 'Exit pathway' on the episode: it ends the episode too."]
+        errors["variance_type"] = [EXIT_ON_EPISODE]
     if step is None and variance_type in STEP_TYPES:
-        errors["step"] = ["Choose the pathway step this departure concerns."]
+        errors["step"] = [STEP_NEEDED]
     _gather(
         errors,
         lambda: _check_step(episode, step),
         lambda: _check_reason(episode, reason),
         lambda: _check_not_future(occurred_at, "occurred_at"),
+        lambda: _check_within_episode(episode, occurred_at),
     )
     if errors:
         raise ValidationError(errors)
@@ -774,6 +804,35 @@ def variance_explain(
     return variance
 
 
+def variance_amend_check(*, variance: Variance, changed: Iterable[str]) -> None:
+    """Raise one ValidationError naming every problem with the variance as amended (its stored values
+    with the changes applied): the rules of recording (``variance_record_check``), judged where the
+    amendment touches them.
+
+    What an amendment leaves alone stays as recorded: a reason retired since, or a detected
+    omission dated at the close of a window that ran past the episode's end, does not block a
+    correction of something else.
+    """
+    changed = set(changed)
+    episode = variance.episode
+    errors: dict[str, list] = {}
+    if "variance_type" in changed and variance.variance_type == Variance.Type.EXIT:
+        errors["variance_type"] = [EXIT_ON_EPISODE]
+    if {"variance_type", "step"} & changed and variance.step is None and variance.variance_type in STEP_TYPES:
+        errors["step"] = [STEP_NEEDED]
+    checks = []
+    if "step" in changed:
+        checks.append(lambda: _check_step(episode, variance.step))
+    if "reason" in changed:
+        checks.append(lambda: _check_reason(episode, variance.reason))
+    if "occurred_at" in changed:
+        checks.append(lambda: _check_not_future(variance.occurred_at, "occurred_at"))
+        checks.append(lambda: _check_within_episode(episode, variance.occurred_at))
+    _gather(errors, *checks)
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
 def variance_amend(
     *,
@@ -812,12 +871,7 @@ def variance_amend(
             setattr(variance, name, value)
     if not changed:
         raise ValidationError("Nothing changed: edit at least one field.")
-    if "step" in changed:
-        _check_step(variance.episode, variance.step)
-    if "reason" in changed:
-        _check_reason(variance.episode, variance.reason)
-    if "occurred_at" in changed:
-        _check_not_future(variance.occurred_at, "occurred_at")
+    variance_amend_check(variance=variance, changed=changed)
     _require_axes(variance)
     was_reviewed = variance.status == Variance.Status.REVIEWED
     if was_reviewed:

@@ -5,9 +5,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, Membership
 from tests.api.conftest import error_fields, problem
 from tests.api.factories import build_tkr, record_variance, start_episode
+from tests.conftest import make_user
 from variances.models import Episode
 
 
@@ -217,7 +218,7 @@ def test_it_closes_an_episode_with_its_outcomes(api, alice, org):
 
     response = client.post(
         f"/api/v1/episodes/{episode.pk}/close/",
-        {"ended_at": ended, "discharge_destination": "home", "readmitted_30d": False, "complication": False},
+        {"ended_at": ended, "discharge_destination": "care-home", "readmitted_30d": False, "complication": False},
         format="json",
         HTTP_IF_MATCH=etag,
     )
@@ -225,7 +226,7 @@ def test_it_closes_an_episode_with_its_outcomes(api, alice, org):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "completed"
-    assert body["discharge_destination"] == "home"
+    assert body["discharge_destination"] == "care-home"
     assert body["length_of_stay_days"] >= 3
     assert body["costs"]["final"] is True
     assert response["ETag"] != etag
@@ -285,3 +286,70 @@ def test_it_keeps_episodes_from_managers_and_finance(api, carol, fred, alice, or
             response = client.get(url)
             assert response.status_code == 403
             assert "PT-0001A" not in response.content.decode()
+
+
+def test_a_discharge_destination_is_one_of_the_codes_the_browser_offers(api, alice, org):
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=80)
+
+    response = api(alice).post(
+        f"/api/v1/episodes/{episode.pk}/close/",
+        {"ended_at": iso(timezone.now() - timedelta(hours=1)), "discharge_destination": "home"},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert error_fields(response) == {
+        "discharge_destination": '"home" is not a discharge destination code. Give one of: usual-residence, '
+        "care-home, rehabilitation, other-hospital, hospice, died, other."
+    }
+    assert Episode.objects.get(pk=episode.pk).status == "active"
+
+
+def test_a_patient_has_one_active_episode_on_a_pathway(api, alice, bob, org):
+    """Two users starting the same patient's episode: the second is told which one is running.
+    An episode that has ended does not block the next."""
+    build_tkr(org["ORTHO"])
+    body = {"pathway": "TKR", "patient_ref": "PT-7F3K2Q", "org_unit": "ORTHO", "started_at": iso(timezone.now())}
+
+    first = api(alice).post("/api/v1/episodes/", body, format="json")
+    second = api(bob).post("/api/v1/episodes/", body, format="json")
+
+    assert first.status_code == 201, first.content
+    assert second.status_code == 409
+    existing = first.json()["id"]
+    assert problem(second)["detail"] == (
+        f"PT-7F3K2Q already has an active episode on TKR (episode {existing}). "
+        "Record on that one, or complete or exit it before starting another."
+    )
+    assert problem(second)["type"] == "urn:commonpath:problem:conflict"
+    assert Episode.objects.count() == 1
+
+    closed = api(alice).post(f"/api/v1/episodes/{existing}/close/", {"ended_at": iso(timezone.now())}, format="json")
+    assert closed.status_code == 200, closed.content
+    again = api(bob).post("/api/v1/episodes/", body, format="json")
+    assert again.status_code == 201, again.content
+    assert Episode.objects.filter(patient_ref="PT-7F3K2Q", status="active").get().pk == again.json()["id"]
+
+
+def test_a_clinician_filters_episodes_by_their_own_name_only_a_lead_by_the_teams(api, alice, bob, org):
+    """Individual figures are private by default: a colleague's episodes, listed by name, would add up to
+    their figures. The browser offers a clinician only "mine"; a lead sees the team's individuals."""
+    amir = make_user("amir", Membership.Role.CLINICIAN, org["ORTHO"])
+    knee = build_tkr(org["ORTHO"])
+    start_episode(knee, org["ORTHO"], alice, ref="PT-0001A")
+    start_episode(knee, org["ORTHO"], amir, ref="PT-0002B")
+
+    def refs(user, name):
+        response = api(user).get(f"/api/v1/episodes/?responsible_clinician={name}")
+        assert response.status_code == 200, response.content
+        return [e["patient_ref"] for e in response.json()["results"]]
+
+    refused = api(alice).get("/api/v1/episodes/?responsible_clinician=amir")
+    assert refused.status_code == 400
+    assert error_fields(refused) == {
+        "responsible_clinician": "You can filter by your own username only; clinical leads and administrators "
+        "filter by their team's clinicians."
+    }
+    assert refs(alice, "alice") == ["PT-0001A"]
+    assert refs(bob, "amir") == ["PT-0002B"]
+    assert refs(bob, "alice") == ["PT-0001A"]

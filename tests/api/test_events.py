@@ -92,7 +92,7 @@ def test_external_ids_are_each_sending_systems_own(api, sam, alice, org):
     pas = make_user("pas-feed", Role.CLINICIAN, org["ORTHO"], kind=User.Kind.SERVICE)
     knee = build_tkr(org["ORTHO"])
     theatre_case = start_episode(knee, org["ORTHO"], alice, hours_ago=5)
-    ward_case = start_episode(knee, org["ORTHO"], alice, hours_ago=5)
+    ward_case = start_episode(knee, org["ORTHO"], alice, ref="PT-0002B", hours_ago=5)
     at = iso(theatre_case.started_at + timedelta(hours=1))
     payload = {"step": "PREOP", "occurred_at": at, "external_id": "CASE-1"}
 

@@ -11,8 +11,9 @@ from accounts.api_support import key_lock_id, request_fingerprint
 from accounts.models import IdempotencyKey
 from accounts.tasks import purge_idempotency_keys
 from tests.api.conftest import problem
-from tests.api.factories import build_tkr
+from tests.api.factories import build_tkr, start_episode
 from tests.conftest import require
+from variances import services
 from variances.models import Episode
 
 
@@ -199,3 +200,42 @@ def test_it_stores_a_rejection_that_echoes_a_field_name_with_a_nul_character(api
     assert first.status_code == again.status_code == 400
     assert "bad\u0000field" in {e["field"] for e in first.json()["errors"]}
     assert again["Idempotent-Replayed"] == "true"
+
+
+def test_a_stale_if_match_is_not_replayed_so_a_retry_with_a_fresh_one_succeeds(api, alice, org):
+    """412 and 428 answer the record's state, not the request: the client reads it again and retries under
+    the same key (the body, and so the request's fingerprint, unchanged)."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=50)
+    client = api(alice)
+    url = f"/api/v1/episodes/{episode.pk}/"
+    stale = client.get(url)["ETag"]
+    services.event_record(
+        episode=episode, step=episode.version.steps.get(code="PREOP"),
+        occurred_at=episode.started_at + timedelta(hours=1), source="manual", actor=alice,
+    )  # fmt: skip
+    body = {"ended_at": (timezone.now() - timedelta(hours=1)).isoformat()}
+
+    refused = client.post(f"{url}close/", body, format="json", HTTP_IDEMPOTENCY_KEY="close-1", HTTP_IF_MATCH=stale)
+    assert refused.status_code == 412
+    assert problem(refused)["type"] == "urn:commonpath:problem:stale-version"
+    assert not IdempotencyKey.objects.exists()
+
+    fresh = client.get(url)["ETag"]
+    retried = client.post(f"{url}close/", body, format="json", HTTP_IDEMPOTENCY_KEY="close-1", HTTP_IF_MATCH=fresh)
+
+    assert retried.status_code == 200, retried.content
+    assert "Idempotent-Replayed" not in retried
+    assert retried.json()["status"] == "completed"
+    assert IdempotencyKey.objects.get().response_status == 200
+
+
+def test_a_refusal_of_access_is_not_replayed_either(api, alice, dora, org):
+    """Out of scope today (404) may be in scope tomorrow, when the caller is given the unit."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+    body = {"ended_at": timezone.now().isoformat()}
+
+    refused = api(dora).post(f"/api/v1/episodes/{episode.pk}/close/", body, format="json", HTTP_IDEMPOTENCY_KEY="k")
+
+    assert refused.status_code == 404
+    assert problem(refused)["detail"] == "No episode with this identifier is available to you."
+    assert not IdempotencyKey.objects.exists()

@@ -5,12 +5,16 @@ from pathlib import Path
 
 from django.utils import timezone
 
-from accounts.models import AuditEvent
+from accounts.models import AuditEvent, Membership
+from pathways.models import PathwayVersion
 from tests.api.conftest import error_fields, problem
 from tests.api.factories import build_tkr, reason, record_variance, start_episode, theatre_delay
+from tests.conftest import make_user
 from variances import services
 from variances.detection import evaluate_episode
 from variances.models import ReasonCode, Variance
+
+Role = Membership.Role
 
 
 def iso(moment) -> str:
@@ -319,3 +323,148 @@ def test_a_new_variance_is_answered_as_it_reads_back_later(api, alice, org):
     assert read.status_code == 200
     assert created.json() == read.json()
     assert created["ETag"] == read["ETag"]
+
+
+def test_only_those_who_may_change_a_variance_amend_it_others_who_can_read_it_get_403(api, alice, bob, org):
+    """The browser's rule (its amend page is 403 for them): whoever recorded it, the responsible
+    clinician, or a lead or admin of the unit. A colleague of the unit reads it, so 404 would be untrue."""
+    amir = make_user("amir", Role.CLINICIAN, org["ORTHO"])
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+    colleague = api(amir)
+    etag = colleague.get(url)["ETag"]
+
+    refused = colleague.patch(
+        url, {"cause": "patient", "amendment_reason": "Tidying up"}, format="json", HTTP_IF_MATCH=etag
+    )
+
+    assert refused.status_code == 403
+    assert problem(refused)["detail"] == (
+        "You can read this variance but not amend it: whoever recorded it, the episode's responsible clinician, "
+        "or a clinical lead or administrator of its unit can."
+    )
+    assert (Variance.objects.get().revision, Variance.objects.get().cause) == (1, "system")
+    assert AuditEvent.objects.filter(action="api.denied", actor_name="amir").count() == 1
+    for user, cause in ((alice, "patient"), (bob, "community")):  # the recorder, then the unit's lead
+        client = api(user)
+        amended = client.patch(
+            url,
+            {"cause": cause, "amendment_reason": "Wrong cause"},
+            format="json",
+            HTTP_IF_MATCH=client.get(url)["ETag"],
+        )
+        assert amended.status_code == 200, amended.content
+        assert amended.json()["cause"] == cause
+    assert Variance.objects.get().revision == 3
+
+
+def test_a_variance_happens_during_its_episode_when_recorded_or_amended(api, alice, org):
+    """As for events: before the episode's start, or after its end, a departure belongs to another episode."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice, hours_ago=60)
+    reason()
+    client = api(alice)
+    started = timezone.localtime(episode.started_at).strftime("%-d %b %Y %H:%M")
+
+    recorded = client.post(
+        "/api/v1/variances/", theatre_delay(episode, occurred_at="1990-01-01T09:00:00Z"), format="json"
+    )
+
+    assert recorded.status_code == 400
+    assert error_fields(recorded) == {"occurred_at": f"This is before the episode started ({started})."}
+    assert Variance.objects.count() == 0
+
+    variance = record_variance(episode, alice)
+    ended_at = timezone.now() - timedelta(hours=2)
+    services.episode_close(episode=episode, ended_at=ended_at, actor=alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+    ended = timezone.localtime(ended_at).strftime("%-d %b %Y %H:%M")
+    for moment, message in [
+        ("1990-01-01T09:00:00Z", f"This is before the episode started ({started})."),
+        (iso(ended_at + timedelta(minutes=30)), f"This is after the episode ended ({ended})."),
+    ]:
+        amended = client.patch(
+            url,
+            {"occurred_at": moment, "amendment_reason": "Wrong time"},
+            format="json",
+            HTTP_IF_MATCH=client.get(url)["ETag"],
+        )
+        assert amended.status_code == 400, moment
+        assert error_fields(amended) == {"occurred_at": message}
+    assert Variance.objects.get().revision == 1
+
+
+def test_an_amendment_keeps_to_the_rules_of_recording(api, alice, org):
+    """Judged on the variance as amended (stored values with the changes): what POST refuses, PATCH refuses."""
+    episode = start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice)
+    delay = record_variance(episode, alice)
+    addition = record_variance(episode, alice, step=None, type="addition")
+    client = api(alice)
+
+    def amend(variance, **changes):
+        url = f"/api/v1/variances/{variance.pk}/"
+        body = {**changes, "amendment_reason": "Correcting the record"}
+        return client.patch(url, body, format="json", HTTP_IF_MATCH=client.get(url)["ETag"])
+
+    for variance, changes, errors in [
+        (delay, {"step": None}, {"step": "Choose the pathway step this departure concerns."}),
+        (delay, {"type": "exit"}, {"type": "Use 'Exit pathway' on the episode: it ends the episode too."}),
+        (addition, {"type": "omission"}, {"step": "Choose the pathway step this departure concerns."}),
+    ]:
+        response = amend(variance, **changes)
+        assert response.status_code == 400, changes
+        assert error_fields(response) == errors
+    assert set(Variance.objects.values_list("revision", flat=True)) == {1}
+
+    allowed = amend(delay, type="addition", step=None)  # an addition needs no step
+
+    assert allowed.status_code == 200, allowed.content
+    assert (allowed.json()["type"], allowed.json()["step"], allowed.json()["revision"]) == ("addition", None, 2)
+
+
+def test_amending_a_withdrawn_variance_is_a_conflict_with_its_state(api, alice, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    services.variance_withdraw(variance=variance, reason="Recorded on the wrong patient", actor=alice)
+    client = api(alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+
+    response = client.patch(
+        url,
+        {"cause": "patient", "amendment_reason": "Second thoughts"},
+        format="json",
+        HTTP_IF_MATCH=client.get(url)["ETag"],
+    )
+
+    assert response.status_code == 409
+    body = problem(response)
+    assert body["type"] == "urn:commonpath:problem:conflict"
+    assert body["detail"] == "This variance is withdrawn; only documented or reviewed variances are amended."
+    assert (Variance.objects.get().status, Variance.objects.get().revision) == ("withdrawn", 2)
+
+
+def test_a_code_filter_naming_nothing_is_refused_not_answered_with_an_empty_list(api, alice, org):
+    """As ?org_unit= always was. Checked against reference data as far as episodes can follow it: a pathway
+    only drafted so far is unknown, exactly like one that does not exist."""
+    knee = build_tkr(org["ORTHO"])
+    build_tkr(org["ORTHO"], code="HIP-DRAFT", status=PathwayVersion.Status.DRAFT)
+    record_variance(start_episode(knee, org["ORTHO"], alice), alice)
+    client = api(alice)
+
+    for query, errors in [
+        ("?pathway=NOPE", {"pathway": "There is no pathway with the code NOPE."}),
+        ("?pathway=HIP-DRAFT", {"pathway": "There is no pathway with the code HIP-DRAFT."}),
+        (
+            "?step=NOPE&reason=nope",
+            {"step": "There is no step with the code NOPE.", "reason": "There is no reason with the code nope."},
+        ),
+        ("?org_unit=NOPE", {"org_unit": "There is no org unit with the code NOPE."}),
+    ]:
+        response = client.get(f"/api/v1/variances/{query}")
+        assert response.status_code == 400, query
+        assert error_fields(response) == errors
+    episodes = client.get("/api/v1/episodes/?pathway=NOPE")
+    assert error_fields(episodes) == {"pathway": "There is no pathway with the code NOPE."}
+    events = client.get(f"/api/v1/episodes/{Variance.objects.get().episode_id}/events/?step=NOPE")
+    assert error_fields(events) == {"step": "There is no step with the code NOPE."}
+
+    known = client.get("/api/v1/variances/?step=PHYSIO&reason=patient-contraindication&pathway=TKR")
+    assert (known.status_code, known.json()["count"]) == (200, 0)  # known codes, no such variance

@@ -165,7 +165,7 @@ def record_knee_actuals(tkr: dict, *, unit, clinician, started_at: datetime, ref
     return services.episode_close(
         episode=episode,
         ended_at=started_at + timedelta(days=5),
-        discharge_destination="home",
+        discharge_destination="usual-residence",
         readmitted_30d=False,
         complication=False,
         actor=actor,

@@ -148,3 +148,24 @@ def test_starting_an_episode_from_the_browser(client, knee, org, alice, clock):
     episode = Episode.objects.get()
     assert response["Location"] == f"/variances/episodes/{episode.pk}/"
     assert (episode.patient_ref, episode.version, episode.org_unit) == ("PT-5551X", knee, org["ORTHO-W7"])
+
+
+def test_starting_a_second_active_episode_for_the_patient_names_the_first(client, episode, knee, org, alice, clock):
+    login(client, alice)
+    form = {
+        "pathway": knee.pathway_id,
+        "patient_ref": episode.patient_ref,
+        "org_unit": org["ORTHO-W7"].pk,
+        "responsible_clinician": alice.pk,
+        "started_at": "2026-03-02T07:30",
+    }
+
+    response = client.post("/variances/episodes/new/", form)
+
+    assert response.status_code == 200
+    message = (
+        f"{episode.patient_ref} already has an active episode on {knee.pathway.code} (episode {episode.pk}). "
+        "Record on that one, or complete or exit it before starting another."
+    )
+    assert f'<p class="field-error" id="id_patient_ref_error">{message}</p>' in response.content.decode()
+    assert Episode.objects.count() == 1

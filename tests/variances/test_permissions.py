@@ -4,8 +4,6 @@ alice: clinician in ORTHO (sees ORTHO and Ward 7); bob: clinical lead of ORTHO;
 dora: clinician in ED; carol: manager of Surgery; fred: finance; erin: admin.
 """
 
-from datetime import timedelta
-
 import pytest
 
 from tests.conftest import login
@@ -36,7 +34,7 @@ def documented(episode, alice):
         reason=reason(),
         valence="negative",
         rationale="Theatre list overran",
-        occurred_at=T0 - timedelta(minutes=1),
+        occurred_at=T0,  # when the episode started
         actor=alice,
     )
 

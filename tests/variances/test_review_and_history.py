@@ -20,7 +20,7 @@ def record_critical_omission(episode, actor, **documentation):
         reason=reason("patient-contraindication"),
         valence="neutral",
         rationale="Unstable blood pressure post-op",
-        occurred_at=T0 - timedelta(minutes=5),
+        occurred_at=T0,
         actor=actor,
         **documentation,
     )
@@ -40,7 +40,7 @@ def routine_delay(episode, alice):
         cause="system",
         reason=reason("limited-time"),
         valence="negative",
-        occurred_at=T0 - timedelta(minutes=5),
+        occurred_at=T0,
         actor=alice,
     )
 
@@ -128,7 +128,7 @@ def test_amending_from_the_browser_refuses_a_stale_form(client, routine_delay, a
         "valence": "negative",
         "level": "process",
         "rationale": "Clinic overran",
-        "occurred_at": "2026-03-02T07:55",
+        "occurred_at": "2026-03-02T08:00",
         "amend_reason": "Added detail",
         "expected_revision": 1,
     }
@@ -140,3 +140,67 @@ def test_amending_from_the_browser_refuses_a_stale_form(client, routine_delay, a
     assert 'value="Added detail"' in page or "Added detail</textarea>" in page
     routine_delay.refresh_from_db()
     assert routine_delay.rationale == ""
+
+
+def test_amending_from_the_browser_keeps_a_time_it_shows_to_the_minute(client, episode, alice):
+    """The form shows 08:00 for 08:00:30: sent back unchanged, the stored time stands, seconds and all."""
+    occurred = T0 + timedelta(seconds=30)
+    variance = services.variance_record(
+        episode=episode,
+        step=step(episode.version, "ASSESS"),
+        variance_type="delay",
+        cause="system",
+        reason=reason("limited-time"),
+        valence="negative",
+        occurred_at=occurred,
+        actor=alice,
+    )
+    login(client, alice)
+
+    response = client.post(
+        f"/variances/{variance.pk}/amend/",
+        {
+            "variance_type": "delay",
+            "step": variance.step_id,
+            "reason": variance.reason_id,
+            "cause": "system",
+            "valence": "negative",
+            "level": "process",
+            "rationale": "Clinic overran",
+            "occurred_at": "2026-03-02T08:00",
+            "amend_reason": "Added detail",
+            "expected_revision": 1,
+        },
+    )
+
+    assert response.status_code == 302
+    variance.refresh_from_db()
+    assert (variance.rationale, variance.occurred_at, variance.revision) == ("Clinic overran", occurred, 2)
+    assert variance.revisions.get(number=2).snapshot["occurred_at"] == occurred.isoformat()
+
+
+def test_amending_from_the_browser_keeps_to_the_rules_of_recording(client, routine_delay, alice):
+    login(client, alice)
+
+    response = client.post(
+        f"/variances/{routine_delay.pk}/amend/",
+        {
+            "variance_type": "delay",
+            "step": "",  # a delay is a departure from a step
+            "reason": routine_delay.reason_id,
+            "cause": "system",
+            "valence": "negative",
+            "level": "process",
+            "occurred_at": "2026-03-02T08:00",
+            "amend_reason": "No particular step",
+            "expected_revision": 1,
+        },
+    )
+
+    assert response.status_code == 200
+    assert (
+        '<p class="field-error" id="id_step_error">Choose the pathway step this departure concerns.</p>'
+        in response.content.decode()
+    )
+    routine_delay.refresh_from_db()
+    assert (routine_delay.step.code, routine_delay.revision) == ("ASSESS", 1)

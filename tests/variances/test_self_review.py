@@ -35,7 +35,7 @@ def record(episode, actor, code="ASSESS", rationale="No pre-op nurse"):
         reason=reason("service-not-available"),
         valence="negative",
         rationale=rationale,
-        occurred_at=T0 - timedelta(minutes=5),
+        occurred_at=T0,
         actor=actor,
     )
 

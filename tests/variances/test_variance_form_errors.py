@@ -71,7 +71,7 @@ def test_a_record_without_problems_has_no_summary_and_is_saved(client, episode, 
             "variance_type": "addition",
             "reason": reason().pk,
             "valence": "neutral",
-            "occurred_at": "2026-03-02T07:30",
+            "occurred_at": "2026-03-02T08:00",  # when the episode started
         },
     )
     assert response.status_code == 302
