@@ -11,13 +11,25 @@ cannot drift apart. It is built once per process, on the first API request.
 from __future__ import annotations
 
 import functools
+import threading
 
 from rest_framework import exceptions
 
+_building = threading.Lock()
+
+
+def documented_query_parameters() -> dict[tuple[object, str], frozenset[str]]:
+    """``{(URL callback, method): names}`` for every operation in the public schema.
+
+    Built once per process. drf-spectacular's generator is not safe to run in several
+    threads at once (a threaded server's first requests would), hence the lock.
+    """
+    with _building:
+        return _build()
+
 
 @functools.cache
-def documented_query_parameters() -> dict[tuple[object, str], frozenset[str]]:
-    """``{(URL callback, method): names}`` for every operation in the public schema."""
+def _build() -> dict[tuple[object, str], frozenset[str]]:
     from drf_spectacular.generators import SchemaGenerator
 
     generator = SchemaGenerator()

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -268,13 +268,15 @@ def episode_start(
         raise ValidationError({"pathway_version": "Episodes follow published versions, not drafts."})
     _check_not_future(started_at, "started_at")
     patient_ref = (patient_ref or "").strip()
-    # One active episode per patient and pathway. Holding the pathway's row serialises starts on it,
-    # so two requests at once (two users, a retried POST without Idempotency-Key) cannot both pass
-    # the check; the import creates its episodes in bulk and does not come this way.
-    pathway = Pathway.objects.select_for_update(no_key=True).get(pk=pathway_version.pathway_id)
+    # One active episode per patient and pathway. A lock on (pathway, patient) serialises starts of
+    # the same patient, so two requests at once (two users, a retried POST without Idempotency-Key)
+    # cannot both pass the check, while other patients' starts run on. The import creates its
+    # episodes in bulk and does not come this way.
+    _lock_patient_on_pathway(pathway_version.pathway_id, patient_ref)
+    pathway = pathway_version.pathway
     existing = (
         Episode.objects.active()
-        .filter(patient_ref=patient_ref, version__pathway=pathway)
+        .filter(patient_ref=patient_ref, version__pathway_id=pathway.pk)
         .order_by("started_at", "id")
         .first()
     )
@@ -298,6 +300,19 @@ def episode_start(
     )
     detection_queue(episode.pk)
     return episode
+
+
+_EPISODE_START_LOCK_CLASS = 0x455053  # "EPS": advisory-lock namespace of episode starts
+
+
+def _lock_patient_on_pathway(pathway_id: int, patient_ref: str) -> None:
+    """Until the transaction ends, on PostgreSQL (SQLite runs one writer at a time anyway)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
+                [_EPISODE_START_LOCK_CLASS, f"{pathway_id}:{patient_ref}"],
+            )
 
 
 def _lock_active(episode: Episode) -> Episode:

@@ -42,6 +42,35 @@ def on_postgres(transactional_db):
     require(connection.vendor == "postgresql", "concurrency tests need PostgreSQL (set DATABASE_URL)")
 
 
+def test_concurrent_starts_without_a_key_give_a_patient_one_active_episode(on_postgres, live_server, org, sam, sue):
+    """Two systems (or a retry without Idempotency-Key) start the same patient at once: one wins, the rest 409."""
+    build_tkr(org["ORTHO"])
+    tokens = [api_token_create(user=user)[1] for user in (sam, sam, sam, sam)]
+    body = {
+        "pathway": "TKR",
+        "patient_ref": "PT-8Q2W4E",
+        "org_unit": "ORTHO",
+        "started_at": (timezone.now() - timedelta(hours=1)).isoformat(),
+    }
+    other = {**body, "patient_ref": "PT-9R3T5Y"}
+    barrier = threading.Barrier(8)
+
+    def post(n):
+        payload = body if n % 2 == 0 else other
+        return call(
+            f"{live_server.url}/api/v1/episodes/", token=tokens[n % 4], method="POST", body=payload, barrier=barrier
+        )
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(post, range(8)))
+
+    statuses = sorted(status for status, _body, _headers in results)
+    assert statuses == [201, 201, 409, 409, 409, 409, 409, 409], results
+    assert sorted(Episode.objects.values_list("patient_ref", flat=True)) == ["PT-8Q2W4E", "PT-9R3T5Y"]
+    refused = [answer for status, answer, _headers in results if status == 409]
+    assert all("already has an active episode on TKR" in answer["detail"] for answer in refused)
+
+
 def test_it_creates_one_episode_from_50_concurrent_posts_with_one_key(on_postgres, live_server, org, sam):
     build_tkr(org["ORTHO"])
     _, token = api_token_create(user=sam)
