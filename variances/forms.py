@@ -148,11 +148,14 @@ class ReasonField(forms.ChoiceField):
         super().__init__(*args, **kwargs)
         self.reasons: dict[str, ReasonCode] = {}
 
-    def set_reasons(self, reasons: list[ReasonCode]) -> None:
+    def set_reasons(self, reasons: list[ReasonCode], *, step: Step | None = None) -> None:
+        """Each reason once; those most used for ``step`` first, when the form knows the step."""
         self.reasons = {str(r.pk): r for r in reasons}
         choices = [("", "Choose a reason…")]
-        for label, group in reason_groups(reasons):
-            choices.append((label, [(str(r.pk), _reason_label(r)) for r in group]))
+        ranked_label = "Most used for this step" if step is not None else ""
+        for label, group in reason_groups(reasons, ranked_label=ranked_label):
+            ranked = bool(ranked_label) and label == ranked_label
+            choices.append((label, [(str(r.pk), _reason_label(r, uses=ranked)) for r in group]))
         self.choices = choices
 
     def clean(self, value):
@@ -160,13 +163,14 @@ class ReasonField(forms.ChoiceField):
         return self.reasons.get(value) if value else None
 
 
-def _reason_label(reason: ReasonCode) -> str:
-    uses = getattr(reason, "uses", 0)
+def _reason_label(reason: ReasonCode, *, uses: bool) -> str:
+    """``uses``: say how often it was used, in the group that says what for."""
+    count = getattr(reason, "uses", 0)
     label = reason.display
     if reason.discouraged:
         label += " (discouraged: say more below)"
-    if uses:
-        label += f" · used {uses}×"
+    if uses and count:
+        label += f" · used {count}×"
     return label
 
 
@@ -314,7 +318,7 @@ class VarianceForm(forms.Form):
         self.explaining = explaining
         self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
         self.fields["resource"].queryset = resources_for(episode)
-        self.fields["reason"].set_reasons(reasons)
+        self.fields["reason"].set_reasons(reasons, step=step)
         self.fixed_step = step
         self.fixed_type = variance_type
         if explaining:
@@ -381,7 +385,7 @@ class AmendForm(forms.Form):
         self.variance = variance
         self.fields["step"].queryset = Step.objects.filter(version_id=variance.episode.version_id)
         self.fields["resource"].queryset = resources_for(variance.episode)
-        self.fields["reason"].set_reasons(reasons)
+        self.fields["reason"].set_reasons(reasons, step=variance.step)
         if variance.variance_type == Variance.Type.EXIT:
             self.fields["variance_type"].choices = Variance.Type.choices
         for name in ("variance_type", "cause", "valence", "level", "rationale", "action_taken"):
