@@ -303,6 +303,16 @@ class VarianceForm(forms.Form):
         widget=forms.RadioSelect,
         error_messages={"required": "Say whether the departure was positive, negative or neutral for the patient."},
     )
+    # Left blank (a client posting the form as it was before), it is what the service records by default.
+    level = forms.ChoiceField(
+        label="Level",
+        choices=Variance.Level.choices,
+        initial=Variance.Level.PROCESS,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="Process: the care given departed from the plan. Outcome: the patient did not reach an "
+        "expected result (for example, not walking by day 2).",
+    )
     rationale = forms.CharField(
         label="Rationale",
         required=False,
@@ -322,7 +332,9 @@ class VarianceForm(forms.Form):
         self.fixed_step = step
         self.fixed_type = variance_type
         if explaining:
+            # A detected departure keeps what detection set: its step, type, time and (process) level.
             del self.fields["step"], self.fields["variance_type"], self.fields["resource"], self.fields["occurred_at"]
+            del self.fields["level"]
         else:
             if step is not None:
                 self.initial.setdefault("step", step.pk)
@@ -344,6 +356,7 @@ class VarianceForm(forms.Form):
         if reason and not data.get("cause"):
             data["cause"] = reason.default_cause or Variance.Cause.CLINICIAN
         if not self.explaining:
+            data["level"] = data.get("level") or Variance.Level.PROCESS
             check_resource(self, self.episode, data.get("step"), data.get("resource"))
             # A step for a step's departure, not in the future: beside the field errors, in one round.
             check_with_service(

@@ -329,6 +329,7 @@ def variance_record(request, pk: int):
                 cause=data["cause"],
                 reason=data["reason"],
                 valence=data["valence"],
+                level=data["level"],
                 rationale=data["rationale"],
                 action_taken=data["action_taken"],
                 occurred_at=data["occurred_at"],
