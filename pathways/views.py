@@ -9,11 +9,17 @@ fragment for HTMX requests and a full page otherwise. A successful HTMX write
 answers with the re-rendered plan and retargets it onto ``#plan``; a failed one
 answers with the form again, errors by the field and input kept.
 
+Keyboard focus follows each HTMX swap (static/js/commonpath.js): an opened form
+focuses its first field, a failed one its error summary, and a change the item it
+changed (``focus``: element ids, the first that exists wins), while ``#plan-status``
+says what was done.
+
 Costs are not computed here (pathways must not import costing): the plan
 fragment loads costing's panel (``costing:version_cost``) with HTMX.
 """
 
 import json
+import re
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -44,6 +50,7 @@ from .forms import (
 from .models import Pathway, PathwayVersion, PlannedResource, Stage, Step
 
 Status = PathwayVersion.Status
+FOCUS_ID = re.compile(r"[a-z][a-z0-9-]{0,60}")
 
 
 # --- access helpers -------------------------------------------------------------------------
@@ -130,22 +137,27 @@ def _plan_context(request, version: PathwayVersion) -> dict:
     return context
 
 
-def _plan_response(request, version: PathwayVersion) -> HttpResponse:
-    """After an HTMX write: the whole plan, swapped onto #plan."""
-    response = render(request, "pathways/partials/plan.html", _plan_context(request, version))
+def _plan_response(request, version: PathwayVersion, *, message: str = "", focus: str = "") -> HttpResponse:
+    """After an HTMX write: the whole plan, swapped onto #plan, focus on what changed."""
+    context = _plan_context(request, version)
+    context.update({"status_message": message, "focus_after": focus})
+    response = render(request, "pathways/partials/plan.html", context)
     response["HX-Retarget"] = "#plan"
     response["HX-Reswap"] = "outerHTML"
     return response
 
 
-def _done(request, version: PathwayVersion, message: str):
+def _done(request, version: PathwayVersion, message: str, *, focus: str):
     if request.htmx:
-        return _plan_response(request, version)
+        return _plan_response(request, version, message=message, focus=focus)
     messages.success(request, message)
     return redirect(_version_url(version))
 
 
-def _form_response(request, version: PathwayVersion, form, *, title: str, action: str, form_id: str, submit: str):
+def _form_response(
+    request, version: PathwayVersion, form, *, title: str, action: str, form_id: str, submit: str, back: str
+):
+    """The inline form; ``back`` is the id of the control that opened it, where Cancel returns focus."""
     context = {
         "version": version,
         "pathway": version.pathway,
@@ -154,6 +166,7 @@ def _form_response(request, version: PathwayVersion, form, *, title: str, action
         "action": action,
         "form_id": form_id,
         "submit": submit,
+        "back": back,
     }
     if request.htmx:
         return render(request, "pathways/partials/inline_form.html", context)
@@ -227,7 +240,11 @@ def version_plan(request, code: str, number: int):
     version = _version_or_404(request, code, number)
     if not request.htmx:
         return redirect(_version_url(version))
-    return render(request, "pathways/partials/plan.html", _plan_context(request, version))
+    context = _plan_context(request, version)
+    # Cancel returns focus to the control that opened the form: an element id, nothing else.
+    focus = request.GET.get("focus", "")
+    context["focus_after"] = focus if FOCUS_ID.fullmatch(focus) else "plan-h"
+    return render(request, "pathways/partials/plan.html", context)
 
 
 @any_member
@@ -406,11 +423,11 @@ def stage_add(request, code: str, number: int):
     form = StageForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            services.stage_add(version=version, name=form.cleaned_data["name"], actor=request.user)
+            stage = services.stage_add(version=version, name=form.cleaned_data["name"], actor=request.user)
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            return _done(request, version, "Stage added.")
+            return _done(request, version, "Stage added.", focus=f"stage-{stage.pk}-title")
     return _form_response(
         request,
         version,
@@ -419,6 +436,7 @@ def stage_add(request, code: str, number: int):
         action=reverse("pathways:stage_add", args=[code, number]),
         form_id="add-stage",
         submit="Add stage",
+        back="add-stage-link",
     )
 
 
@@ -435,7 +453,7 @@ def stage_edit(request, pk: int):
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            return _done(request, stage.version, "Stage renamed.")
+            return _done(request, stage.version, "Stage renamed.", focus=f"stage-{pk}-title")
     return _form_response(
         request,
         stage.version,
@@ -444,6 +462,7 @@ def stage_edit(request, pk: int):
         action=reverse("pathways:stage_edit", args=[pk]),
         form_id=f"stage-{pk}-form",
         submit="Save",
+        back=f"stage-{pk}-rename",
     )
 
 
@@ -451,15 +470,24 @@ def stage_edit(request, pk: int):
 @require_POST
 def stage_move(request, pk: int):
     stage = _stage_for_author(request, pk)
-    offset = -1 if request.POST.get("direction") == "up" else 1
-    return _one_click(request, stage.version, "Stage moved.", services.stage_move, stage=stage, offset=offset)
+    direction = "up" if request.POST.get("direction") == "up" else "down"
+    return _one_click(
+        request,
+        stage.version,
+        "Stage moved.",
+        # The same button again, for a further move; at the end of the plan it is gone: the stage then.
+        f"stage-{pk}-{direction} stage-{pk}-title",
+        services.stage_move,
+        stage=stage,
+        offset=-1 if direction == "up" else 1,
+    )
 
 
 @role_required(*AUTHOR_ROLES)
 @require_POST
 def stage_remove(request, pk: int):
     stage = _stage_for_author(request, pk)
-    return _one_click(request, stage.version, "Stage removed.", services.stage_remove, stage=stage)
+    return _one_click(request, stage.version, "Stage removed.", "plan-h", services.stage_remove, stage=stage)
 
 
 def _refused(request, version: PathwayVersion, exc: ValidationError):
@@ -475,13 +503,13 @@ def _refused(request, version: PathwayVersion, exc: ValidationError):
     return redirect(_version_url(version))
 
 
-def _one_click(request, version: PathwayVersion, message: str, change, **arguments):
+def _one_click(request, version: PathwayVersion, message: str, focus: str, change, **arguments):
     """Apply a one-click change (move, remove) as the author: the plan again, or why it was refused."""
     try:
         change(**arguments, actor=request.user)
     except ValidationError as exc:
         return _refused(request, version, exc)
-    return _done(request, version, message)
+    return _done(request, version, message, focus=focus)
 
 
 # --- steps ---------------------------------------------------------------------------------------------
@@ -497,13 +525,13 @@ def step_add(request, pk: int):
     form = StepForm(request.POST or None, version=version)
     if request.method == "POST" and form.is_valid():
         try:
-            services.step_add(
+            step = services.step_add(
                 stage=stage, actor=request.user, must_follow=form.cleaned_data["must_follow"], **form.service_fields()
             )
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            return _done(request, version, "Step added.")
+            return _done(request, version, "Step added.", focus=f"step-{step.pk}-title")
     return _form_response(
         request,
         version,
@@ -512,6 +540,7 @@ def step_add(request, pk: int):
         action=reverse("pathways:step_add", args=[pk]),
         form_id=f"add-step-{pk}",
         submit="Add step",
+        back=f"add-step-{pk}-link",
     )
 
 
@@ -531,15 +560,16 @@ def step_edit(request, pk: int):
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            return _done(request, version, f"{form.cleaned_data['code']} saved.")
+            return _done(request, version, f"{form.cleaned_data['code']} saved.", focus=f"step-{pk}-title")
     return _form_response(
         request,
         version,
         form,
         title=f"Edit {step.code}",
         action=reverse("pathways:step_edit", args=[pk]),
-        form_id=f"step-{pk}",
+        form_id=f"step-{pk}-form",  # not step-{pk}: that is the step itself, on the plan
         submit="Save step",
+        back=f"step-{pk}-edit",
     )
 
 
@@ -547,15 +577,25 @@ def step_edit(request, pk: int):
 @require_POST
 def step_move(request, pk: int):
     step = _step_for_author(request, pk)
-    offset = -1 if request.POST.get("direction") == "up" else 1
-    return _one_click(request, step.version, "Step moved.", services.step_move, step=step, offset=offset)
+    direction = "up" if request.POST.get("direction") == "up" else "down"
+    return _one_click(
+        request,
+        step.version,
+        f"{step.code} moved.",
+        f"step-{pk}-{direction} step-{pk}-title",
+        services.step_move,
+        step=step,
+        offset=-1 if direction == "up" else 1,
+    )
 
 
 @role_required(*AUTHOR_ROLES)
 @require_POST
 def step_remove(request, pk: int):
     step = _step_for_author(request, pk)
-    return _one_click(request, step.version, f"{step.code} removed.", services.step_remove, step=step)
+    return _one_click(
+        request, step.version, f"{step.code} removed.", f"stage-{step.stage_id}-title", services.step_remove, step=step
+    )
 
 
 # --- planned resources -------------------------------------------------------------------------------
@@ -574,7 +614,7 @@ def planned_add(request, pk: int):
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            return _done(request, step.version, "Resource added.")
+            return _done(request, step.version, "Resource added.", focus=f"step-{pk}-title")
     return _form_response(
         request,
         step.version,
@@ -583,6 +623,7 @@ def planned_add(request, pk: int):
         action=reverse("pathways:planned_add", args=[pk]),
         form_id=f"add-resource-{pk}",
         submit="Add resource",
+        back=f"step-{pk}-add-resource",
     )
 
 
@@ -600,7 +641,7 @@ def planned_edit(request, pk: int):
         except ValidationError as exc:
             form_errors(form, exc)
         else:
-            return _done(request, planned.step.version, "Resource saved.")
+            return _done(request, planned.step.version, "Resource saved.", focus=f"step-{planned.step_id}-title")
     return _form_response(
         request,
         planned.step.version,
@@ -609,6 +650,7 @@ def planned_edit(request, pk: int):
         action=reverse("pathways:planned_edit", args=[pk]),
         form_id=f"resource-{pk}",
         submit="Save",
+        back=f"resource-{pk}-edit",
     )
 
 
@@ -617,5 +659,10 @@ def planned_edit(request, pk: int):
 def planned_remove(request, pk: int):
     planned = _planned_for_author(request, pk)
     return _one_click(
-        request, planned.step.version, "Resource removed.", services.planned_resource_remove, planned=planned
+        request,
+        planned.step.version,
+        "Resource removed.",
+        f"step-{planned.step_id}-title",
+        services.planned_resource_remove,
+        planned=planned,
     )

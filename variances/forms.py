@@ -140,11 +140,14 @@ class ReasonField(forms.ChoiceField):
         super().__init__(*args, **kwargs)
         self.reasons: dict[str, ReasonCode] = {}
 
-    def set_reasons(self, reasons: list[ReasonCode]) -> None:
+    def set_reasons(self, reasons: list[ReasonCode], *, step: Step | None = None) -> None:
+        """Each reason once; those most used for ``step`` first, when the form knows the step."""
         self.reasons = {str(r.pk): r for r in reasons}
         choices = [("", "Choose a reason…")]
-        for label, group in reason_groups(reasons):
-            choices.append((label, [(str(r.pk), _reason_label(r)) for r in group]))
+        ranked_label = "Most used for this step" if step is not None else ""
+        for label, group in reason_groups(reasons, ranked_label=ranked_label):
+            ranked = bool(ranked_label) and label == ranked_label
+            choices.append((label, [(str(r.pk), _reason_label(r, uses=ranked)) for r in group]))
         self.choices = choices
 
     def clean(self, value):
@@ -152,13 +155,14 @@ class ReasonField(forms.ChoiceField):
         return self.reasons.get(value) if value else None
 
 
-def _reason_label(reason: ReasonCode) -> str:
-    uses = getattr(reason, "uses", 0)
+def _reason_label(reason: ReasonCode, *, uses: bool) -> str:
+    """``uses``: say how often it was used, in the group that says what for."""
+    count = getattr(reason, "uses", 0)
     label = reason.display
     if reason.discouraged:
         label += " (discouraged: say more below)"
-    if uses:
-        label += f" · used {uses}×"
+    if uses and count:
+        label += f" · used {count}×"
     return label
 
 
@@ -447,6 +451,16 @@ class VarianceForm(forms.Form):
         widget=forms.RadioSelect,
         error_messages={"required": "Say whether the departure was positive, negative or neutral for the patient."},
     )
+    # Left blank (a client posting the form as it was before), it is what the service records by default.
+    level = forms.ChoiceField(
+        label="Level",
+        choices=Variance.Level.choices,
+        initial=Variance.Level.PROCESS,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text="Process: the care given departed from the plan. Outcome: the patient did not reach an "
+        "expected result (for example, not walking by day 2).",
+    )
     rationale = forms.CharField(
         label="Rationale",
         required=False,
@@ -462,11 +476,13 @@ class VarianceForm(forms.Form):
         self.explaining = explaining
         self.fields["step"].queryset = Step.objects.filter(version_id=episode.version_id)
         self.fields["resource"].queryset = resources_for(episode)
-        self.fields["reason"].set_reasons(reasons)
+        self.fields["reason"].set_reasons(reasons, step=step)
         self.fixed_step = step
         self.fixed_type = variance_type
         if explaining:
+            # A detected departure keeps what detection set: its step, type, time and (process) level.
             del self.fields["step"], self.fields["variance_type"], self.fields["resource"], self.fields["occurred_at"]
+            del self.fields["level"]
         else:
             if step is not None:
                 self.initial.setdefault("step", step.pk)
@@ -488,6 +504,7 @@ class VarianceForm(forms.Form):
         if reason and not data.get("cause"):
             data["cause"] = reason.default_cause or Variance.Cause.CLINICIAN
         if not self.explaining:
+            data["level"] = data.get("level") or Variance.Level.PROCESS
             check_resource(self, self.episode, data.get("step"), data.get("resource"))
             # A step for a step's departure, not in the future: beside the field errors, in one round.
             check_with_service(
@@ -529,7 +546,7 @@ class AmendForm(forms.Form):
         self.variance = variance
         self.fields["step"].queryset = Step.objects.filter(version_id=variance.episode.version_id)
         self.fields["resource"].queryset = resources_for(variance.episode)
-        self.fields["reason"].set_reasons(reasons)
+        self.fields["reason"].set_reasons(reasons, step=variance.step)
         if variance.variance_type == Variance.Type.EXIT:
             self.fields["variance_type"].choices = Variance.Type.choices
         for name in ("variance_type", "cause", "valence", "level", "rationale", "action_taken"):

@@ -142,15 +142,27 @@ def ranked_reasons(*, pathway_id: int, step_code: str | None, variance_type: str
     )
 
 
-def reason_groups(reasons: list[ReasonCode], *, top: int = 5) -> list[tuple[str, list[ReasonCode]]]:
-    """Option groups for the reason select: most used here first, then the catalogue by category."""
+def reason_groups(
+    reasons: list[ReasonCode], *, ranked_label: str = "", top: int = 5
+) -> list[tuple[str, list[ReasonCode]]]:
+    """Option groups for the reason select, each reason in one group only.
+
+    The most used come first, under ``ranked_label``, which says what they are most used for
+    (``ranked_reasons`` ranks by the step when it knows one); without a label there is no ranked
+    group, since "most used" for nothing the user can see would mislead. The rest follow: this
+    pathway's local reasons, then the catalogue by category. A reason listed twice is read twice by
+    a screen reader and found twice by type-ahead, so the ranked ones are left out of the others.
+    """
     labels = category_labels()
-    used = [r for r in reasons if getattr(r, "uses", 0)][:top]
+    used = [r for r in reasons if getattr(r, "uses", 0)][:top] if ranked_label else []
     groups: list[tuple[str, list[ReasonCode]]] = []
     if used:
-        groups.append(("Most used for this step", used))
+        groups.append((ranked_label, used))
+    listed = {r.pk for r in used}
     by_category: dict[str, list[ReasonCode]] = {}
     for reason in sorted(reasons, key=lambda r: (r.pathway_id is None, r.category, r.display)):
+        if reason.pk in listed:
+            continue
         label = (
             "Local to this pathway" if reason.pathway_id else labels.get(reason.category, reason.category or "Other")
         )

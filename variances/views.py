@@ -9,6 +9,7 @@ finance hold none of these roles: they see no individual episode (see
 from __future__ import annotations
 
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -346,6 +347,7 @@ def variance_record(request, pk: int):
                 cause=data["cause"],
                 reason=data["reason"],
                 valence=data["valence"],
+                level=data["level"],
                 rationale=data["rationale"],
                 action_taken=data["action_taken"],
                 occurred_at=data["occurred_at"],
@@ -556,7 +558,7 @@ def review_queue(request):
     return render(
         request,
         "variances/review_queue.html",
-        {"page": page, "required_only": required_only, "form": ReviewForm()},
+        {"page": page, "required_only": required_only, "form": ReviewForm(), "next": request.get_full_path()},
     )
 
 
@@ -573,18 +575,24 @@ def variance_review(request, pk: int):
         except ValidationError as exc:
             form_errors(form, exc)
     reviewed = not form.errors
+    # Where the lead goes on: the queue page the form came from, kept through a failed try (this URL
+    # answers POST only, so it must never become `next`).
+    queue = reverse("variances:review_queue")
+    next_url = _next_url(request, queue)
+    if urlsplit(next_url).path == request.path:  # from a page rendered before that was so
+        next_url = queue
     if request.htmx:
         return render(
             request,
             "variances/partials/review_item.html",
-            {"variance": variance, "form": form, "reviewed": reviewed},
+            {"variance": variance, "form": form, "reviewed": reviewed, "next": next_url},
         )
     if reviewed:
         messages.success(request, f"Reviewed: {variance.episode.patient_ref}, {variance.get_variance_type_display()}.")
-        return redirect(_next_url(request, reverse("variances:review_queue")))
+        return redirect(next_url)
     return render(
         request,
         "variances/review_single.html",
-        {"variance": variance, "episode": variance.episode, "form": form},
+        {"variance": variance, "episode": variance.episode, "form": form, "next": next_url},
         status=400,
     )

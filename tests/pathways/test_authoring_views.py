@@ -154,7 +154,9 @@ def test_a_lead_edits_reorders_and_removes_steps_and_resources(client, draft, bo
     client.post(f"/pathways/planned/{planned.pk}/remove/", **HX)
     removed = client.post(f"/pathways/steps/{mobilise.pk}/remove/", **HX)
     assert not Step.objects.filter(pk=mobilise.pk).exists()
-    assert "MOBILISE" not in removed.content.decode()
+    plan, status = removed.content.decode().split('<div id="plan-status"')
+    assert "MOBILISE" not in plan
+    assert "MOBILISE removed." in status  # said beside the plan, which has lost it
 
 
 def test_removing_an_anchor_step_is_refused_with_the_reason(client, draft, bob):
