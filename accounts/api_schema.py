@@ -122,7 +122,8 @@ class ApiAutoSchema(AutoSchema):
         if self.method == "PATCH":
             parameters.append(IF_MATCH)
         elif self.method == "POST" and 412 in getattr(self.view, "extra_problem_statuses", ()):
-            parameters.append(IF_MATCH_OPTIONAL)
+            required = 428 in self.view.extra_problem_statuses
+            parameters.append(IF_MATCH if required else IF_MATCH_OPTIONAL)
         return parameters
 
     def _problem_statuses(self, operation: dict) -> set[int]:

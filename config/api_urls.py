@@ -39,6 +39,7 @@ urlpatterns = [
     path("variances/", variances_api.VarianceListCreate.as_view(), name="api-variances"),
     path("variances/<int:pk>/", variances_api.VarianceDetail.as_view(), name="api-variance"),
     path("variances/<int:pk>/history/", variances_api.VarianceHistory.as_view(), name="api-variance-history"),
+    path("variances/<int:pk>/withdraw/", variances_api.VarianceWithdraw.as_view(), name="api-variance-withdraw"),
     path("reason-codes/", variances_api.ReasonCodeList.as_view(), name="api-reason-codes"),
     path("cost-rates/", costing_api.CostRateListCreate.as_view(), name="api-cost-rates"),
     path("cost-rates/<int:pk>/", costing_api.CostRateDetail.as_view(), name="api-cost-rate"),

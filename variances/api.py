@@ -1110,6 +1110,47 @@ class VarianceDetail(ApiMixin, generics.GenericAPIView):
             )
 
 
+class VarianceWithdrawSerializer(StrictSerializer):
+    reason = serializers.CharField(
+        max_length=500, help_text="Why the variance is withdrawn (recorded in error, a duplicate...)."
+    )
+
+
+class VarianceWithdraw(ApiMixin, generics.GenericAPIView):
+    """Withdraw a variance recorded in error: it stays, with its history, marked withdrawn (nothing is deleted).
+
+    If-Match is required, as for an amendment; the same people may withdraw it as may amend it.
+    """
+
+    access_roles = EPISODE_ROLES
+    etag_methods = ("POST",)
+    extra_problem_statuses = (409, 412, 428)
+    serializer_class = VarianceWithdrawSerializer
+    filter_backends = []
+
+    @extend_schema(request=VarianceWithdrawSerializer, responses={200: VarianceSerializer})
+    def post(self, request, pk: int):
+        def withdraw():
+            scope = variance_scope(request.user).select_related("episode__version")
+            variance = object_in_scope_or_404(scope, label="variance", pk=pk)
+            if not can_change_variance(request.user, variance):
+                raise exceptions.PermissionDenied(CANNOT_AMEND.replace("amend it", "withdraw it"))
+            serializer = VarianceWithdrawSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            check_if_match(request, variance_etag(variance))
+            if variance.status == Variance.Status.WITHDRAWN:
+                raise Conflict("This variance is already withdrawn.")
+            try:
+                services.variance_withdraw(
+                    variance=variance, reason=serializer.validated_data["reason"], actor=request.user
+                )
+            except DjangoValidationError as exc:
+                raise _service_errors(exc, {"withdraw_reason": "reason"}) from None
+            return _variance_response(request, variance.pk)
+
+        return idempotent(self, request, withdraw)
+
+
 class VarianceHistory(ApiMixin, generics.ListAPIView):
     """Every state of a variance, oldest first: who changed it, when and why."""
 

@@ -441,6 +441,45 @@ def test_amending_a_withdrawn_variance_is_a_conflict_with_its_state(api, alice, 
     assert (Variance.objects.get().status, Variance.objects.get().revision) == ("withdrawn", 2)
 
 
+def test_a_variance_recorded_in_error_is_withdrawn_not_deleted(api, alice, bob, org):
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+    client = api(alice)
+    etag = client.get(url)["ETag"]
+
+    without_etag = client.post(f"{url}withdraw/", {"reason": "Recorded on the wrong patient"}, format="json")
+    without_reason = client.post(f"{url}withdraw/", {}, format="json", HTTP_IF_MATCH=etag)
+    withdrawn = client.post(
+        f"{url}withdraw/", {"reason": "Recorded on the wrong patient"}, format="json", HTTP_IF_MATCH=etag
+    )
+    again = client.post(f"{url}withdraw/", {"reason": "Twice"}, format="json", HTTP_IF_MATCH=withdrawn["ETag"])
+
+    assert (without_etag.status_code, without_reason.status_code) == (428, 400)
+    assert error_fields(without_reason) == {"reason": "This field is required."}
+    assert withdrawn.status_code == 200, withdrawn.content
+    assert (withdrawn.json()["status"], withdrawn.json()["revision"]) == ("withdrawn", 2)
+    assert withdrawn["ETag"] != etag
+    assert (again.status_code, problem(again)["detail"]) == (409, "This variance is already withdrawn.")
+    history = client.get(f"{url}history/").json()["results"]
+    assert [row["reason"] for row in history][-1] == "withdrawn: Recorded on the wrong patient"
+    assert Variance.objects.filter(pk=variance.pk, withdrawn_reason="Recorded on the wrong patient").exists()
+
+
+def test_only_those_who_may_amend_a_variance_withdraw_it(api, alice, org):
+    amir = make_user("amir", Role.CLINICIAN, org["ORTHO"])
+    variance = record_variance(start_episode(build_tkr(org["ORTHO"]), org["ORTHO"], alice), alice)
+    url = f"/api/v1/variances/{variance.pk}/"
+    colleague = api(amir)
+
+    refused = colleague.post(
+        f"{url}withdraw/", {"reason": "Not mine"}, format="json", HTTP_IF_MATCH=colleague.get(url)["ETag"]
+    )
+
+    assert refused.status_code == 403
+    assert problem(refused)["detail"].startswith("You can read this variance but not withdraw it:")
+    assert Variance.objects.get().status == "documented"
+
+
 def test_a_code_filter_naming_nothing_is_refused_not_answered_with_an_empty_list(api, alice, org):
     """As ?org_unit= always was. Checked against reference data as far as episodes can follow it: a pathway
     only drafted so far is unknown, exactly like one that does not exist."""
