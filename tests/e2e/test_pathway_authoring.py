@@ -62,7 +62,7 @@ def test_a_lead_creates_a_pathway_with_two_steps_and_publishes_it(page, live_ser
     page.get_by_label("Change note").fill("Agreed at the ED governance meeting")
     page.get_by_role("button", name="Publish").click()
     expect(page.get_by_text("Published version 1")).to_be_visible()
-    expect(page.get_by_role("button", name="Draft a new version")).to_be_visible()
+    expect(page.get_by_role("link", name="Draft a new version")).to_be_visible()
     expect(page.get_by_role("link", name="Add a stage")).to_have_count(0)
 
     version = PathwayVersion.objects.get(pathway__code="CHEST-PAIN")

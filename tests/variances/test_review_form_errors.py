@@ -2,7 +2,6 @@
 and a failed try that keeps the queue page to return to (the review URL answers POST only)."""
 
 import re
-from datetime import timedelta
 
 import pytest
 
@@ -23,7 +22,7 @@ def documented(episode, alice):
         cause="system",
         reason=reason("limited-time"),
         valence="negative",
-        occurred_at=T0 - timedelta(minutes=5),
+        occurred_at=T0,
         actor=alice,
     )
 

@@ -17,7 +17,7 @@ def record(client, episode, **extra):
             "variance_type": "delay",
             "reason": reason("limited-time").pk,
             "valence": "negative",
-            "occurred_at": "2026-03-02T07:30",
+            "occurred_at": "2026-03-02T08:00",
             **extra,
         },
     )
