@@ -98,3 +98,17 @@ def event(episode, code=None, *, at, activity="", actor=None, source="manual", e
         external_id=external_id,
         actor=actor,
     )
+
+
+def routine_delay(episode, actor, *, at):
+    """A documented delay of the assessment, for lack of time: a routine departure for review and amendment."""
+    return services.variance_record(
+        episode=episode,
+        step=step(episode.version, "ASSESS"),
+        variance_type="delay",
+        cause="system",
+        reason=reason("limited-time"),
+        valence="negative",
+        occurred_at=at,
+        actor=actor,
+    )

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import login
 from tests.variances.conftest import T0
 from tests.variances.factories import reason, step
+from tests.variances.factories import routine_delay as record_routine_delay
 from variances import services
 from variances.models import Variance
 
@@ -33,16 +34,7 @@ def critical_omission(episode, alice):
 
 @pytest.fixture
 def routine_delay(episode, alice):
-    return services.variance_record(
-        episode=episode,
-        step=step(episode.version, "ASSESS"),
-        variance_type="delay",
-        cause="system",
-        reason=reason("limited-time"),
-        valence="negative",
-        occurred_at=T0,
-        actor=alice,
-    )
+    return record_routine_delay(episode, alice, at=T0)
 
 
 def test_the_queue_puts_reviews_that_are_required_first(client, routine_delay, critical_omission, bob):
@@ -145,16 +137,7 @@ def test_amending_from_the_browser_refuses_a_stale_form(client, routine_delay, a
 def test_amending_from_the_browser_keeps_a_time_it_shows_to_the_minute(client, episode, alice):
     """The form shows 08:00 for 08:00:30: sent back unchanged, the stored time stands, seconds and all."""
     occurred = T0 + timedelta(seconds=30)
-    variance = services.variance_record(
-        episode=episode,
-        step=step(episode.version, "ASSESS"),
-        variance_type="delay",
-        cause="system",
-        reason=reason("limited-time"),
-        valence="negative",
-        occurred_at=occurred,
-        actor=alice,
-    )
+    variance = record_routine_delay(episode, alice, at=occurred)
     login(client, alice)
 
     response = client.post(

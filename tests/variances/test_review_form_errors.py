@@ -7,24 +7,14 @@ import pytest
 
 from tests.conftest import login
 from tests.variances.conftest import T0
-from tests.variances.factories import reason, step
-from variances import services
+from tests.variances.factories import routine_delay
 
 HX = {"HTTP_HX_REQUEST": "true"}
 
 
 @pytest.fixture
 def documented(episode, alice):
-    return services.variance_record(
-        episode=episode,
-        step=step(episode.version, "ASSESS"),
-        variance_type="delay",
-        cause="system",
-        reason=reason("limited-time"),
-        valence="negative",
-        occurred_at=T0,
-        actor=alice,
-    )
+    return routine_delay(episode, alice, at=T0)
 
 
 def hidden_next(html: str) -> str:
