@@ -630,6 +630,8 @@ def step_update(*, step: Step, actor, must_follow=None, **fields) -> Step:
     if "code" in fields:
         fields["code"] = fields["code"].strip().upper()
     moved = "stage" in fields and fields["stage"].pk != step.stage_id
+    if moved and fields["stage"].version_id != step.version_id:
+        raise ValidationError({"stage": "Choose a stage of this version: a step moves within its own version."})
     for key, value in fields.items():
         setattr(step, key, value)
     if moved:  # to the end of its new stage

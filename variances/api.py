@@ -1142,9 +1142,16 @@ class VarianceWithdraw(ApiMixin, generics.GenericAPIView):
                 raise Conflict("This variance is already withdrawn.")
             try:
                 services.variance_withdraw(
-                    variance=variance, reason=serializer.validated_data["reason"], actor=request.user
+                    variance=variance,
+                    reason=serializer.validated_data["reason"],
+                    actor=request.user,
+                    expected_revision=variance.revision,
                 )
+            except services.StaleRevisionError as exc:
+                raise PreconditionFailed(str(exc)) from None
             except DjangoValidationError as exc:
+                if Variance.objects.filter(pk=variance.pk, status=Variance.Status.WITHDRAWN).exists():
+                    raise Conflict("This variance is already withdrawn.") from None  # by a request beside ours
                 raise _service_errors(exc, {"withdraw_reason": "reason"}) from None
             return _variance_response(request, variance.pk)
 

@@ -916,9 +916,15 @@ def variance_amend(
 
 
 @transaction.atomic
-def variance_withdraw(*, variance: Variance, reason: str, actor) -> Variance:
-    """Withdraw a variance recorded in error. It stays, with its history, marked withdrawn."""
+def variance_withdraw(*, variance: Variance, reason: str, actor, expected_revision: int | None = None) -> Variance:
+    """Withdraw a variance recorded in error. It stays, with its history, marked withdrawn.
+
+    ``expected_revision`` (the API's If-Match) is compared under the row lock, as for an amendment:
+    a withdrawal of a revision the caller never saw is refused, not applied.
+    """
     variance = _lock_variance(variance)
+    if expected_revision is not None and expected_revision != variance.revision:
+        raise StaleRevisionError(expected=expected_revision, current=variance.revision)
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"withdraw_reason": "Say why you are withdrawing this variance."})

@@ -70,3 +70,21 @@ def test_a_stage_of_another_version_is_not_a_choice(client, draft, bob, org):
     assert 'id="id_stage_error"' in html
     assert "Select a valid choice" in html
     assert Step.objects.get(pk=surgery.pk).stage.name == "Theatre"
+
+
+def test_the_service_itself_keeps_a_step_within_its_version(draft, bob, org):
+    """Not only the form: a caller of the service (the demo, the admin, a future API) is refused too."""
+    from django.core.exceptions import ValidationError
+
+    from pathways import services
+
+    other = build_fracture(org["ORTHO"], bob, code="OTHER", publish=False)
+    surgery = draft.steps.get(code="SURGERY")
+
+    with pytest.raises(ValidationError) as refused:
+        services.step_update(step=surgery, actor=bob, stage=other.stages.get(name="Admission"))
+
+    assert refused.value.message_dict == {
+        "stage": ["Choose a stage of this version: a step moves within its own version."]
+    }
+    assert Step.objects.get(pk=surgery.pk).stage.name == "Theatre"

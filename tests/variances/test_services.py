@@ -297,3 +297,16 @@ def test_amending_a_reviewed_variance_returns_it_for_a_fresh_review(episode, ali
     assert (variance.status, variance.justified, variance.reviewed_by) == ("documented", None, None)
     reviewed = services.variance_state(variance.revisions.get(number=2))
     assert (reviewed["status"], reviewed["justified"], reviewed["reviewed_by_id"]) == ("reviewed", True, bob.pk)
+
+
+def test_a_withdrawal_of_a_revision_since_changed_is_refused_not_applied(episode, alice):
+    variance = record(episode, alice)
+    services.variance_amend(
+        variance=variance, changes={"valence": Variance.Valence.NEUTRAL}, reason="Second look", actor=alice
+    )
+
+    with pytest.raises(services.StaleRevisionError):
+        services.variance_withdraw(variance=variance, reason="Wrong patient", actor=alice, expected_revision=1)
+
+    variance.refresh_from_db()
+    assert (variance.status, variance.revision) == (Variance.Status.DOCUMENTED, 2)
