@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import (
     Avg,
+    Case,
     Count,
     DateField,
     DecimalField,
@@ -38,6 +39,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Sum,
+    When,
 )
 from django.db.models.functions import TruncMonth
 from django.template.defaultfilters import pluralize
@@ -48,6 +50,7 @@ from config.routers import using_reports_replica
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 from variances.models import Episode, Variance, variance_type_phrase
 
+from .engine import TIMING_TYPES
 from .models import EpisodeCost, EpisodeCostLine, ReportRun, financial_year_label, financial_year_of
 from .period import period_analysis
 from .summaries import episode_costs_refresh
@@ -1039,6 +1042,14 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
     )
     progress(84)
 
+    # What a record explains of its line (CostLine.variance_of): a timing departure (delay, early,
+    # sequence) the nights it added or saved, any other record the whole line. The cause table above
+    # splits the same way, so the three tables agree.
+    explained_part = Case(
+        When(variance__variance_type__in=sorted(TIMING_TYPES), then=F("los_variance")),
+        default=line_variance,
+        output_field=DecimalField(max_digits=24, decimal_places=12),
+    )
     explained = lines.filter(variance__isnull=False)
     type_rows = [
         {
@@ -1048,7 +1059,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
             "episodes": row["episodes"],
         }  # fmt: skip
         for row in explained.values("variance__variance_type")
-        .annotate(amount=Sum(line_variance), episodes=Count("episode_cost", distinct=True))
+        .annotate(amount=Sum(explained_part), episodes=Count("episode_cost", distinct=True))
         .order_by()
     ]
     type_rows.sort(key=lambda r: (-Decimal(r["amount"]), r["label"]))
@@ -1066,7 +1077,7 @@ def _cost_report(scope: Scope, progress: Progress) -> dict:
         }  # fmt: skip
         for row in explained.values("variance__reason__code")
         .annotate(
-            amount=Sum(line_variance),
+            amount=Sum(explained_part),
             episodes=Count("episode_cost", distinct=True),
             display=Max("variance__reason__display"),
         )

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from costing.engine import Component, cost_episode
 from costing.rates import cost_rate_set
@@ -89,3 +90,18 @@ def test_a_delay_explains_the_nights_of_a_stay_not_a_dearer_day(org, alice):
     # Before: system 966.00, the side room's 70.00 counted as the awaited care package's.
     assert (causes["system"], causes["unexplained"]) == (Decimal("896.00"), Decimal("70.00"))
     assert sum(causes.values()) == costing.total_variance
+
+    # The report's tables by type and by reason split the same way as its table by cause.
+    from costing.reports import ReportParameters, cost_report
+
+    day = timezone.localdate(episode.started_at)
+    params = {"org_unit": episode.org_unit.code, "date_from": str(day), "date_to": str(day), "pathways": []}
+    tables = cost_report(ReportParameters.from_dict(params))["tables"]
+    by_type = {row["key"]: Decimal(row["amount"]) for row in tables["by_type"]["rows"]}
+    by_reason = {row["key"]: Decimal(row["amount"]) for row in tables["by_reason"]["rows"]}
+    per_type = {}
+    for part in costing.decomposition():  # what each record explains, part by part (the engine's rule)
+        if (record := part.variance) is not None:
+            per_type[record.variance_type] = per_type.get(record.variance_type, 0) + part.amount
+    assert by_type == per_type
+    assert by_type["delay"] == by_reason[delay.reason.code]  # the side room's 70.00 is not the delay's
