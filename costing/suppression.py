@@ -292,10 +292,21 @@ def result_for(result: dict | None, audience: Audience) -> dict | None:
             table = suppress_table(table)
         tables[key] = table
     shown["tables"] = tables
+    summary = shown.get("summary") or {}
+    if "by_clinician" in stored and _scope_exposed(result["tables"]["by_clinician"], audience):
+        # A team of two: every figure of the scope, less the viewer's own, is the colleague's.
+        shown["tables"] = {key: table for key, table in tables.items() if table.get("individual")}
+        for key in list(summary):
+            if key != "label":
+                summary[key] = SUPPRESSED
+        summary["suppressed"] = True
+        shown.pop("period", None)
+        shown["notes"] = [*shown.get("notes", []), TEAM_TOO_SMALL]
+        shown["suppressed"] = audience.suppress
+        return shown
     if "by_unit" in tables and "by_clinician" in stored:
         # Every clinician's row, as stored (the shown copy keeps only the viewer's): read, not shown.
         _colleagues_protected(tables["by_unit"], result["tables"]["by_clinician"], audience)
-    summary = shown.get("summary") or {}
     if audience.suppress:
         _hidden_everywhere(tables, summary)
         for key, source in COPIES.items():
@@ -395,17 +406,8 @@ def _hidden_everywhere(tables: dict, summary: dict) -> None:
         _hide_cell(summary, key)
 
 
-def _colleagues_protected(units: dict, clinicians: dict, audience: Audience) -> None:
-    """Hide the unit figures from which a clinician could subtract their own and get a colleague's.
-
-    A clinician who is not the unit's lead sees their own row in "Clinicians" (per unit), and the
-    unit's row: the unit less their own is everybody else's. That is hidden when it is one other
-    named clinician's figures, or comes from 1 to 7 episodes. Then, as for small cells, other units
-    are hidden with it (fewest other episodes first) until the hidden units, less the viewer's own
-    rows in them, are more than 7 episodes of at least two other clinicians; if the units run out,
-    the table's total goes too. The report's summary still gives the whole scope less the viewer's
-    own: that cannot be protected by hiding cells, see README.
-    """
+def _own_and_others(clinicians: dict, audience: Audience) -> tuple[dict, dict, dict]:
+    """Per unit outside the viewer's team: their own episodes, everybody else's, and the others' names."""
     own: dict[int, int] = defaultdict(int)
     others: dict[int, int] = defaultdict(int)
     named: dict[int, set] = defaultdict(set)
@@ -419,6 +421,44 @@ def _colleagues_protected(units: dict, clinicians: dict, audience: Audience) -> 
             others[unit_id] += episodes
             if row.get("clinician_id") is not None:
                 named[unit_id].add(row["clinician_id"])
+    return own, others, named
+
+
+TEAM_TOO_SMALL = (
+    "Your team's figures are not shown to you: besides your own, they are one colleague's (or fewer than "
+    "8 episodes), and they would give that away. You see your own figures; your clinical lead sees the team's."
+)
+
+
+def _scope_exposed(clinicians: dict, audience: Audience) -> bool:
+    """Whether the whole report, less the viewer's own rows, is one colleague's figures or a small cell.
+
+    Then no table but the viewer's own can be shown to them: the summary, and any table that totals
+    the scope (by pathway, by month, by step), less their own figures, would give the colleague's.
+    Only for a viewer who leads no unit of the report.
+    """
+    if audience.team_unit_ids:
+        return False
+    own, others, named = _own_and_others(clinicians, audience)
+    if not sum(own.values()):
+        return False
+    episodes = sum(others.values())
+    colleagues = set().union(*named.values()) if named else set()
+    return 0 < episodes <= settings.SMALL_CELL_MAX or (episodes > 0 and len(colleagues) == 1)
+
+
+def _colleagues_protected(units: dict, clinicians: dict, audience: Audience) -> None:
+    """Hide the unit figures from which a clinician could subtract their own and get a colleague's.
+
+    A clinician who is not the unit's lead sees their own row in "Clinicians" (per unit), and the
+    unit's row: the unit less their own is everybody else's. That is hidden when it is one other
+    named clinician's figures, or comes from 1 to 7 episodes. Then, as for small cells, other units
+    are hidden with it (fewest other episodes first) until the hidden units, less the viewer's own
+    rows in them, are more than 7 episodes of at least two other clinicians; if the units run out,
+    the table's total goes too. The report's summary still gives the whole scope less the viewer's
+    own: that cannot be protected by hiding cells, see README.
+    """
+    own, others, named = _own_and_others(clinicians, audience)
     if not own:
         return
     rows = units["rows"]

@@ -157,9 +157,13 @@ def test_a_clinician_sees_no_unit_figure_that_would_give_a_colleagues_away(clien
     ):
         login(client, alice)
         page = text(client.get(reverse("costing:report_detail", args=[runs[("ORTHO", kind)].pk])))
-        units = page.split(f"<h3>{title}")[1].split("</table>")[0]
-        assert '<abbr title="Hidden to protect privacy">*</abbr>' in units
-        assert "or a colleague&rsquo;s own figures, be worked out" in page
+        # Besides hers, the specialty's episodes are all bob's: no figure of the team is shown to her.
+        assert f"<h3>{title}" not in page
+        assert (
+            "Your team&#x27;s figures are not shown to you" in page
+            or "Your team's figures are not shown to you" in page
+        )
+        assert "Dr Alice Adeyemi" in page  # her own figures
         client.logout()
         login(client, bob)  # their lead
         page = text(client.get(reverse("costing:report_detail", args=[runs[("ORTHO", kind)].pk])))

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from costing.reports import ReportParameters, cost_report, table, variance_report
-from costing.suppression import SUPPRESSED, Audience, audience_for, result_for, suppress_table
+from costing.suppression import SUPPRESSED, TEAM_TOO_SMALL, Audience, audience_for, result_for, suppress_table
 from tests.costing.factories import generate_dataset, two_pathways
 
 COLUMNS = [("label", "Unit", "text"), ("episodes", "Episodes", "int"), ("actual", "Actual", "money")]
@@ -285,12 +285,14 @@ def test_a_clinician_sees_their_own_named_figures_only(reports, org, alice, bob)
     rows = seen["tables"]["by_clinician"]["rows"]
     assert {row["clinician_id"] for row in rows} == {alice.pk}
     assert {row["label"] for row in rows} == {"Dr Alice Adeyemi"}
-    # alice holds no clinical role over all of Surgery: unit cells are suppressed for her there...
-    assert {row["key"]: row for row in seen["tables"]["by_unit"]["rows"]}["ORTHO-W7"]["episodes"] == SUPPRESSED
-    # ...but not on a report of her own specialty (where only what would give bob's figures away is hidden).
-    own = result_for(cost, audience_for(alice, org["ORTHO"].pk))
-    assert own["suppressed"] is False
-    assert own["summary"]["episodes"] == cost["summary"]["episodes"]
+    # Besides hers, every episode of the report is bob's: any figure of it, less her own, would be his.
+    # She sees her own row and nothing of the team, on Surgery's report and on her specialty's alike.
+    for unit in ("SURG", "ORTHO"):
+        seen = result_for(cost, audience_for(alice, org[unit].pk))
+        assert list(seen["tables"]) == ["by_clinician"]
+        assert seen["summary"]["episodes"] == SUPPRESSED and seen["summary"]["suppressed"] is True
+        assert seen["notes"][-1] == TEAM_TOO_SMALL
+    assert result_for(cost, audience_for(bob, org["ORTHO"].pk))["summary"]["episodes"] == cost["summary"]["episodes"]
 
 
 @pytest.mark.django_db
@@ -585,10 +587,9 @@ def test_a_colleagues_small_cell_or_only_colleague_hides_the_total_when_nothing_
     # Only Bob besides me, in both units: whatever is hidden, the units less my rows are his.
     result = clinicians_and_units((10, {ME: 24, BOB: 6}), (11, {ME: 76, BOB: 28}))
 
-    units = result_for(result, Audience(user_id=ME, suppress=False))["tables"]["by_unit"]
+    seen = result_for(result, Audience(user_id=ME, suppress=False))
 
-    assert [row["episodes"] for row in units["rows"]] == [SUPPRESSED, SUPPRESSED]
-    assert units["total"]["episodes"] == SUPPRESSED
+    assert "by_unit" not in seen["tables"] and seen["notes"][-1] == TEAM_TOO_SMALL  # the whole report is his
     # Three colleagues but 5 episodes between them: a small cell by difference, hidden alike.
     result = clinicians_and_units((10, {ME: 40, BOB: 2, CHEN: 2, DEV: 1}), (11, {ME: 10, BOB: 9, CHEN: 9}))
     units = result_for(result, Audience(user_id=ME, suppress=False))["tables"]["by_unit"]
@@ -613,9 +614,7 @@ def test_alice_cannot_read_bobs_figures_off_her_specialtys_units(reports, org, a
     # Trauma & Orthopaedics holds alice's and bob's episodes, Ward 7 alice's five: the specialty's row
     # less alice's would be bob's, and Ward 7 cannot cover it. Bob, their lead, sees all of it.
     for result in reports:
-        units = result_for(result, audience_for(alice, org["ORTHO"].pk))["tables"]["by_unit"]
-        assert {row["key"]: row["episodes"] for row in units["rows"]} == {"ORTHO": SUPPRESSED, "ORTHO-W7": SUPPRESSED}
-        assert units["total"]["episodes"] == SUPPRESSED
+        assert "by_unit" not in result_for(result, audience_for(alice, org["ORTHO"].pk))["tables"]
         stored = {row["key"]: row["episodes"] for row in result["tables"]["by_unit"]["rows"]}
         units = result_for(result, audience_for(bob, org["ORTHO"].pk))["tables"]["by_unit"]
         assert {row["key"]: row["episodes"] for row in units["rows"]} == stored
