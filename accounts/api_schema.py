@@ -121,9 +121,9 @@ class ApiAutoSchema(AutoSchema):
             parameters.append(IDEMPOTENCY_KEY)
         if self.method == "PATCH":
             parameters.append(IF_MATCH)
-        elif self.method == "POST" and 412 in getattr(self.view, "extra_problem_statuses", ()):
-            required = 428 in self.view.extra_problem_statuses
-            parameters.append(IF_MATCH if required else IF_MATCH_OPTIONAL)
+        elif self.method == "POST" and getattr(self.view, "if_match", None):
+            # "required" (428 without it) or "optional" (checked when sent; 428 still for `If-Match: *`).
+            parameters.append(IF_MATCH if self.view.if_match == "required" else IF_MATCH_OPTIONAL)
         return parameters
 
     def _problem_statuses(self, operation: dict) -> set[int]:
@@ -136,7 +136,7 @@ class ApiAutoSchema(AutoSchema):
             statuses |= {400, 413, 415}
         if self.method == "POST":
             statuses |= {409, 422}
-        if self.method == "PATCH":
+        if self.method == "PATCH" or (self.method == "POST" and getattr(self.view, "if_match", None)):
             statuses |= {409, 412, 428}
         if any(getattr(t, "scope", None) for t in self.view.get_throttles()):
             statuses.add(429)

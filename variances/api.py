@@ -767,7 +767,7 @@ class EpisodeClose(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
 
     access_roles = EPISODE_ROLES
     etag_methods = ("POST",)
-    extra_problem_statuses = (412,)
+    if_match = "optional"
     serializer_class = EpisodeCloseSerializer
     filter_backends = []
 
@@ -1124,7 +1124,7 @@ class VarianceWithdraw(ApiMixin, generics.GenericAPIView):
 
     access_roles = EPISODE_ROLES
     etag_methods = ("POST",)
-    extra_problem_statuses = (409, 412, 428)
+    if_match = "required"
     serializer_class = VarianceWithdrawSerializer
     filter_backends = []
 
