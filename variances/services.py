@@ -333,6 +333,16 @@ def episode_end_check(*, episode: Episode, ended_at: datetime | None) -> None:
     _gather(errors, lambda: _check_not_future(ended_at, "ended_at"))
     if ended_at is not None and ended_at < episode.started_at:
         errors.setdefault("ended_at", []).append("The end cannot be before the start of the episode.")
+    elif ended_at is not None:
+        # Every event falls within its episode: an end before one already recorded would leave it outside.
+        last = StepEvent.objects.filter(episode_id=episode.pk, occurred_at__gt=ended_at).order_by("-occurred_at")
+        last = last.select_related("step").first()
+        if last is not None:
+            what = last.step.name if last.step_id else last.activity
+            at = timezone.localtime(last.occurred_at).strftime("%-d %b %Y %H:%M")
+            errors.setdefault("ended_at", []).append(
+                f"{what} is recorded at {at}, after this end: the episode ends at or after its last event."
+            )
     if errors:
         raise ValidationError(errors)
 

@@ -310,3 +310,20 @@ def test_a_withdrawal_of_a_revision_since_changed_is_refused_not_applied(episode
 
     variance.refresh_from_db()
     assert (variance.status, variance.revision) == (Variance.Status.DOCUMENTED, 2)
+
+
+def test_an_episode_cannot_end_before_an_event_already_recorded(episode, alice, clock):
+    clock.move_to(h(30))
+    event(episode, "ASSESS", at=h(20), actor=alice)
+
+    with pytest.raises(ValidationError) as refused:
+        services.episode_close(episode=episode, ended_at=h(10), discharge_destination="usual-residence", actor=alice)
+
+    assert refused.value.message_dict == {
+        "ended_at": [
+            "Pre-operative assessment is recorded at 3 Mar 2026 04:00, after this end: the episode ends at "
+            "or after its last event."
+        ]
+    }
+    episode.refresh_from_db()
+    assert episode.status == Episode.Status.ACTIVE
