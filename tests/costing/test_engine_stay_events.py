@@ -63,7 +63,7 @@ def nurse_line(costing, tkr):
 
 
 def test_nursing_on_a_same_day_discharge_is_use_beyond_the_plan_not_a_negative_day(tkr, org, alice):
-    costing = cost_episode(stay_episode(tkr, org, alice, nights=0, nursing=[(0, 12, "100")]))
+    costing = cost_episode(stay_episode(tkr, org, alice, nights=0, nursing=[(0, 10, "100")]))
     nurse = nurse_line(costing, tkr)
 
     assert costing.los_days == 0
