@@ -1,4 +1,4 @@
-"""CPU seconds used by this process and by its PostgreSQL backend (Linux), for the import benchmarks.
+"""CPU seconds used by this process and by its PostgreSQL backend (Linux), and time spent in functions, for the import benchmarks.
 
 On a shared machine wall-clock time mostly measures the other processes. The CPU
 time the import itself needed (Python here + the database server process that
@@ -8,6 +8,7 @@ disk waits: the two processes work in turn, not at once.
 
 import os
 import resource
+import time
 
 
 def _ticks_to_seconds(ticks: int) -> float:
@@ -31,9 +32,47 @@ def own_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def backend_peak_kb(pid: int | None) -> int | None:
+    """Peak resident memory of a process (VmHWM) from /proc, in KB (None where not readable)."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def backend_pid(connection) -> int | None:
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         return cursor.fetchone()[0]
+
+
+class Timed:
+    """Wraps functions and adds up the time spent in any of them (``wrappers``, in the order given).
+
+    Calling the instance calls the first function.
+    """
+
+    def __init__(self, *functions):
+        self.seconds = 0.0
+        self.wrappers = [self._timed(function) for function in functions]
+
+    def _timed(self, function):
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+
+        return timed
+
+    def __call__(self, *args, **kwargs):
+        return self.wrappers[0](*args, **kwargs)

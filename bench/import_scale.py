@@ -85,23 +85,15 @@ def child(path: str) -> None:
         units = org.load_org()
         sepsis.build_pathway(owner_unit=units["ED"])
         mapping = load_mapping(sepsis.MAPPING_PATH)
-        detection_seconds = [0.0]
-        evaluate = loader.evaluate_episodes
-
-        def timed_evaluate(ids, now=None):
-            started = time.perf_counter()
-            try:
-                return evaluate(ids, now=now)
-            finally:
-                detection_seconds[0] += time.perf_counter() - started
-
-        loader.evaluate_episodes = timed_evaluate
+        detection = cpu.Timed(loader.evaluate_episodes, loader.evaluate_new_episodes)
+        loader.evaluate_episodes, loader.evaluate_new_episodes = detection.wrappers
         pid = cpu.backend_pid(connection)
         python_before, server_before = cpu.own_cpu(), cpu.backend_cpu(pid)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         summary = import_events(path, mapping=mapping, pathway_code="SEPSIS-ED", org_unit=units["ED"], closed=True)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         python_cpu, server_after = cpu.own_cpu() - python_before, cpu.backend_cpu(pid)
+        server_peak = cpu.backend_peak_kb(pid)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
         teardown_test_environment()
@@ -113,12 +105,13 @@ def child(path: str) -> None:
                 "events": summary.events_read,
                 "cases": summary.cases_read,
                 "seconds": summary.seconds,
-                "detection_seconds": detection_seconds[0],
+                "detection_seconds": detection.seconds,
                 "variances": sum(summary.variances.values()),
                 "python_cpu": python_cpu,
                 "server_cpu": None if server_after is None else server_after - server_before,
                 "rss_before_kb": before,
                 "rss_peak_kb": peak,
+                "server_peak_kb": server_peak,
             }
         )
     )
@@ -163,6 +156,8 @@ def main() -> int:
                 f"{'':>9}  CPU time: Python {r['python_cpu']:.1f} s + PostgreSQL backend {r['server_cpu']:.1f} s "
                 f"= {busy:.1f} s, i.e. {r['events'] / busy:,.0f} events per CPU-second (about the rate on an idle machine)"
             )
+        if r.get("server_peak_kb") is not None:
+            print(f"{'':>9}  PostgreSQL backend peak memory {r['server_peak_kb'] / 1024:.0f} MB")
     small, big = results[0], results[-1]
     rate = big["events"] / big["seconds"]
     growth_small = small["rss_peak_kb"] - small["rss_before_kb"]

@@ -30,21 +30,6 @@ from django.test.utils import setup_test_environment, teardown_test_environment 
 TARGET_SECONDS = 3.0
 
 
-class Timed:
-    """Wraps a function and adds up the time spent in it."""
-
-    def __init__(self, function):
-        self.function = function
-        self.seconds = 0.0
-
-    def __call__(self, *args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return self.function(*args, **kwargs)
-        finally:
-            self.seconds += time.perf_counter() - started
-
-
 def read_only(path) -> tuple[int, float]:
     from variances.importers.readers import open_source, read_source
 
@@ -75,9 +60,9 @@ def main() -> int:
 
         pid = cpu.backend_pid(connection)
         python_before, server_before = cpu.own_cpu(), cpu.backend_cpu(pid)
-        detection = Timed(loader.evaluate_episodes)
-        writing = Timed(loader.Importer.write)
-        loader.evaluate_episodes = detection
+        detection = cpu.Timed(loader.evaluate_episodes, loader.evaluate_new_episodes)
+        writing = cpu.Timed(loader.Importer.write)
+        loader.evaluate_episodes, loader.evaluate_new_episodes = detection.wrappers
         loader.Importer.write = lambda self, batch: writing(self, batch)
         summary = import_events(
             path, mapping=mapping, pathway_code=version.pathway.code, org_unit=units["ED"], closed=True

@@ -38,6 +38,26 @@ def text(value) -> str:
     return str(value)
 
 
+def next_ids(table: str, count: int) -> list[int]:
+    """``count`` ids from ``table``'s own sequence, taken now, for rows written later with ``COPY``.
+
+    Rows can then refer to each other before any is written (an event's quantities,
+    a variance's detection), and never collide with rows other sessions insert.
+    """
+    if count <= 0:
+        return []
+    with connection.cursor() as cursor:
+        sequence = _sequences.get(table)
+        if sequence is None:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            sequence = _sequences[table] = cursor.fetchone()[0]
+        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
+        return [row[0] for row in cursor.fetchall()]
+
+
+_sequences: dict[str, str] = {}  # table -> its id sequence (the name is fixed by the migrations)
+
+
 def copy_rows(table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
     """``COPY table (columns) FROM STDIN`` with ``rows`` of Python values, on the default connection."""
     copy_buffer(copy_statement(table, columns), rows_text(rows))

@@ -41,13 +41,14 @@ from django.utils import timezone
 from accounts.audit import audit_record
 from accounts.models import Membership, OrgUnit, User
 from config.background import BackgroundWriter
+from config.pgcopy import next_ids
 from costing.models import CostRate
 from demo import org, sepsis
 from demo import pathways as demo_pathways
 from pathways.models import PathwayVersion, Resource, Step
 from variances.detection import CRITICAL_STEP_CRITICALITY, EventFact, StepSpec, detect, load_step_specs
 from variances.models import Detection, Episode, EventQuantity, ReasonCode, StepEvent, Variance, VarianceRevision
-from variances.services import SNAPSHOT_FIELDS
+from variances.services import SNAPSHOT_DATETIME_FIELDS, SNAPSHOT_FIELDS
 
 DAY = 86_400
 HOUR = 3_600
@@ -996,7 +997,6 @@ def _pick(rng: random.Random, pairs):
 # --- writing ----------------------------------------------------------------------------------------
 
 NULL = "\\N"
-_DATETIME_FIELDS = frozenset({"occurred_at", "recorded_at", "documented_at", "reviewed_at"})
 
 
 @dataclass(frozen=True)
@@ -1090,7 +1090,6 @@ class _Writer:
 
     def __init__(self, *, per_row_checks: bool = False):
         self.pg = connection.vendor == "postgresql"
-        self._sequences: dict[str, str] = {}
         self.batch_checks = self.pg and not per_row_checks and self._may_check_per_batch()
 
     @staticmethod
@@ -1138,16 +1137,11 @@ class _Writer:
                     raise GenerationError(f"Generated rows of {table} refer to missing rows ({', '.join(broken)}).")
 
     def ids(self, table: _Table, count: int) -> list[int]:
+        if self.pg:
+            return next_ids(table.name, count)
         if count == 0:
             return []
         with connection.cursor() as cursor:
-            if self.pg:
-                sequence = self._sequences.get(table.name)
-                if sequence is None:
-                    cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table.name])
-                    sequence = self._sequences[table.name] = cursor.fetchone()[0]
-                cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", [sequence, count])
-                return [row[0] for row in cursor.fetchall()]
             cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {table.name}")  # noqa: S608 - a constant name
             start = cursor.fetchone()[0] + 1
             return list(range(start, start + count))
@@ -1349,7 +1343,8 @@ class _Documenter:
 
         def append(by, at, reason):
             snapshot = {
-                k: (self.clock.iso(v) if k in _DATETIME_FIELDS and v is not None else v) for k, v in state.items()
+                k: (self.clock.iso(v) if k in SNAPSHOT_DATETIME_FIELDS and v is not None else v)
+                for k, v in state.items()
             }
             revisions.append((state["revision"], by, at, reason, snapshot))
 
@@ -1563,7 +1558,7 @@ class _Batch:
         values = [str(variance_id)]
         for name in SNAPSHOT_FIELDS:
             value = state[name]
-            if name in _DATETIME_FIELDS:
+            if name in SNAPSHOT_DATETIME_FIELDS:
                 values.append(text(value) if value is not None else NULL)
             elif isinstance(value, bool) or value is None:
                 values.append(_b(value))

@@ -31,20 +31,22 @@ left as it is.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from accounts.audit import audit_record
+from config.pgcopy import copy_rows, next_ids
 from pathways.models import Step
 
 from .models import CRITICAL_STEP_CRITICALITY, Detection, Episode, StepEvent, Variance, VarianceRevision
-from .services import SNAPSHOT_FIELDS, variance_snapshot
+from .services import SNAPSHOT_DATETIME_FIELDS, SNAPSHOT_FIELDS, variance_snapshot
 
 # Episodes evaluated per transaction in the bulk path.
 CHUNK_SIZE = 2000
@@ -303,7 +305,6 @@ def _evaluate_chunk(ids: list[int], now: datetime) -> Counter:
     ):
         known[episode_id][key] = (variance_id, variance_status)
 
-    ended = {e[0]: e[3] for e in episodes}
     new: list[tuple] = []
     superseded: dict[int, str] = {}
     for episode_id, version_id, started_at, ended_at, status, _ref in episodes:
@@ -316,19 +317,8 @@ def _evaluate_chunk(ids: list[int], now: datetime) -> Counter:
             now=now,
         )
         before = known.get(episode_id, {})
-        current_keys = set()
-        for f in findings:
-            current_keys.add(f.key)
-            if f.key in before:
-                continue
-            review = (
-                f.variance_type == Variance.Type.OMISSION and criticality.get(f.step_id, 0) >= CRITICAL_STEP_CRITICALITY
-            )
-            occurred = f.happened_at or f.due_by or ended[episode_id] or now
-            new.append(
-                (episode_id, f.step_id, f.event_id, f.variance_type, f.key, now)
-                + (f.due_from, f.due_by, f.happened_at, f.minutes_outside, occurred, review)
-            )
+        new.extend(_new_rows(episode_id, findings, before, criticality, ended_at, now))
+        current_keys = {f.key for f in findings}
         stale = [
             variance_id
             for key, (variance_id, variance_status) in before.items()
@@ -339,7 +329,78 @@ def _evaluate_chunk(ids: list[int], now: datetime) -> Counter:
             for key, (variance_id, _status) in before.items():
                 if variance_id in stale:
                     superseded[variance_id] = _superseded_reason(key, first_at)
+    return _store(new, superseded, ids, {e[0]: e[5] for e in episodes}, now)
 
+
+@dataclass(frozen=True)
+class NewEpisode:
+    """An episode the caller has just created, with its events as written (their ids included)."""
+
+    id: int
+    version_id: int
+    started_at: datetime
+    ended_at: datetime | None
+    status: str
+    patient_ref: str
+    events: Sequence[EventFact]
+
+
+@transaction.atomic
+def evaluate_new_episodes(episodes: Sequence[NewEpisode], *, now: datetime) -> Counter:
+    """``evaluate_episodes`` for episodes created in the caller's open transaction, from the facts in hand.
+
+    The same rules, rows, revisions and audit as ``evaluate_episodes``, without reading
+    back what the caller has just written (a bulk import): nothing can have been
+    detected on these episodes before, and no one else sees them until the caller
+    commits, so there is nothing to lock, read or supersede.
+    """
+    if not episodes:
+        return Counter()
+    specs = load_step_specs(e.version_id for e in episodes)
+    criticality = {s.id: s.criticality for version_specs in specs.values() for s in version_specs}
+    new: list[tuple] = []
+    for episode in episodes:
+        findings = detect(
+            specs.get(episode.version_id, ()),
+            started_at=episode.started_at,
+            ended_at=episode.ended_at,
+            status=episode.status,
+            events=episode.events,
+            now=now,
+        )
+        new.extend(_new_rows(episode.id, findings, {}, criticality, episode.ended_at, now))
+    ids = sorted(e.id for e in episodes)
+    return _store(new, {}, ids, {e.id: e.patient_ref for e in episodes}, now)
+
+
+def _new_rows(
+    episode_id: int,
+    findings: Sequence[Finding],
+    before: dict[str, tuple[int | None, str | None]],
+    criticality: dict[int, int],
+    ended_at: datetime | None,
+    now: datetime,
+) -> list[tuple]:
+    """The findings not known before, as rows in ``_NEW_COLUMNS`` order."""
+    rows = []
+    for f in findings:
+        if f.key in before:
+            continue
+        review = (
+            f.variance_type == Variance.Type.OMISSION and criticality.get(f.step_id, 0) >= CRITICAL_STEP_CRITICALITY
+        )
+        occurred = f.happened_at or f.due_by or ended_at or now
+        rows.append(
+            (episode_id, f.step_id, f.event_id, f.variance_type, f.key, now)
+            + (f.due_from, f.due_by, f.happened_at, f.minutes_outside, occurred, review)
+        )
+    return rows
+
+
+def _store(
+    new: list[tuple], superseded: dict[int, str], ids: list[int], refs: dict[int, str], now: datetime
+) -> Counter:
+    """Write new findings and withdraw superseded ones; mark the episodes changed; one audit event."""
     if connection.vendor == "postgresql":
         _insert_pg(new)
     else:
@@ -354,7 +415,6 @@ def _evaluate_chunk(ids: list[int], now: datetime) -> Counter:
         Episode.objects.filter(pk__in=changed).update(updated_at=now, row_version=F("row_version") + 1)
     counts = Counter(row[3] for row in new)
     if new or superseded:
-        refs = {e[0]: e[5] for e in episodes}
         single = len(ids) == 1
         audit_record(
             action="detection.run",
@@ -371,7 +431,7 @@ def _evaluate_chunk(ids: list[int], now: datetime) -> Counter:
     return counts
 
 
-# Columns of a new finding, in the order ``_evaluate_chunk`` builds them.
+# Columns of a new finding, in the order ``_new_rows`` builds them; the first ten are the detection's.
 _NEW_COLUMNS = (
     "episode_id",
     "step_id",
@@ -386,74 +446,75 @@ _NEW_COLUMNS = (
     "occurred_at",
     "review_required",
 )
-_NEW_TYPES = (
-    ("bigint", "bigint", "bigint", "text", "text") + ("timestamptz",) * 4 + ("integer", "timestamptz", "boolean")
-)
+
+
+def _new_variance(row: tuple, detection_id: int) -> dict:
+    """The unexplained variance of a new finding, as ``SNAPSHOT_FIELDS`` values (its revision 1)."""
+    return {
+        "episode_id": row[0],
+        "step_id": row[1],
+        "resource_id": None,
+        "variance_type": row[3],
+        "cause": "",
+        "reason_id": None,
+        "valence": "",
+        "level": Variance.Level.PROCESS.value,
+        "justified": None,
+        "avoidable": None,
+        "rationale": "",
+        "action_taken": "",
+        "occurred_at": row[10],
+        "recorded_at": row[5],
+        "recorded_by_id": None,
+        "documented_at": None,
+        "status": Variance.Status.UNEXPLAINED.value,
+        "detection_id": detection_id,
+        "reviewed_by_id": None,
+        "reviewed_at": None,
+        "review_comment": "",
+        "withdrawn_reason": "",
+        "review_required": row[11],
+        "revision": 1,
+    }
 
 
 def _insert_orm(new: list[tuple]) -> None:
     """Portable path (SQLite): three bulk inserts, each variance with its revision 1."""
     detections = [Detection(**dict(zip(_NEW_COLUMNS[:10], row[:10], strict=True))) for row in new]
     Detection.objects.bulk_create(detections)
-    variances = [
-        Variance(
-            episode_id=d.episode_id,
-            step_id=d.step_id,
-            variance_type=d.variance_type,
-            occurred_at=row[10],
-            recorded_at=d.detected_at,
-            status=Variance.Status.UNEXPLAINED,
-            detection_id=d.pk,
-            review_required=row[11],
-        )
-        for d, row in zip(detections, new, strict=True)
-    ]
+    variances = [Variance(**_new_variance(row, d.pk)) for d, row in zip(detections, new, strict=True)]
     Variance.objects.bulk_create(variances)
     VarianceRevision.objects.bulk_create([_revision(v, reason="detected", at=v.recorded_at) for v in variances])
 
 
-# PostgreSQL: one statement per page inserts the detections, their unexplained
-# variances and each variance's revision 1 (its snapshot built by the database
-# with the same keys and ISO-8601 times as ``services.variance_snapshot``). An
-# import of a whole hospital log creates thousands of findings; the ORM spends
-# seconds compiling such inserts, this takes a fraction of one.
-_PG_PAGE = 2000
-
-
-def _pg_insert_sql(rows: int) -> str:
-    row = "(" + ", ".join(f"%s::{t}" for t in _NEW_TYPES) + ")"
-    snapshot = ", ".join(f"'{name}', v.{name}" for name in SNAPSHOT_FIELDS)
-    return f"""
-    WITH input ({", ".join(_NEW_COLUMNS)}) AS (VALUES {", ".join([row] * rows)}),
-    d AS (
-        INSERT INTO variances_detection
-            (episode_id, step_id, event_id, variance_type, key, detected_at, due_from, due_by, happened_at, minutes_outside)
-        SELECT episode_id, step_id, event_id, variance_type, key, detected_at, due_from, due_by, happened_at, minutes_outside
-        FROM input
-        RETURNING id, episode_id, key
-    ),
-    v AS (
-        INSERT INTO variances_variance
-            (episode_id, step_id, resource_id, variance_type, cause, reason_id, valence, level, justified, avoidable,
-             rationale, action_taken, occurred_at, recorded_at, recorded_by_id, documented_at, status, detection_id,
-             reviewed_by_id, reviewed_at, review_comment, withdrawn_reason, review_required, revision)
-        SELECT i.episode_id, i.step_id, NULL, i.variance_type, '', NULL, '', '{Variance.Level.PROCESS}', NULL, NULL,
-               '', '', i.occurred_at, i.detected_at, NULL, NULL, '{Variance.Status.UNEXPLAINED}', d.id,
-               NULL, NULL, '', '', i.review_required, 1
-        FROM input i JOIN d ON d.episode_id = i.episode_id AND d.key = i.key
-        RETURNING *
-    )
-    INSERT INTO variances_variancerevision (variance_id, number, changed_by_id, changed_at, reason, snapshot)
-    SELECT v.id, 1, NULL, v.recorded_at, 'detected', json_build_object({snapshot})
-    FROM v
-    """  # noqa: S608 - built only from this module's constants; values go as parameters
-
-
 def _insert_pg(new: list[tuple]) -> None:
-    with connection.cursor() as cursor:
-        for start in range(0, len(new), _PG_PAGE):
-            page = new[start : start + _PG_PAGE]
-            cursor.execute(_pg_insert_sql(len(page)), [value for row in page for value in row])
+    """PostgreSQL: ids taken up front, then one ``COPY`` per table.
+
+    An import of a large log creates hundreds of thousands of findings: multi-row
+    ``INSERT``s spent most of their time being parsed and planned, and the ORM
+    seconds compiling them. Revision 1's snapshot is ``variance_snapshot`` of the
+    variance as stored (times in UTC).
+    """
+    if not new:
+        return
+    detection_ids = next_ids(Detection._meta.db_table, len(new))
+    variance_ids = next_ids(Variance._meta.db_table, len(new))
+    detections, variances, revisions = [], [], []
+    for row, detection_id, variance_id in zip(new, detection_ids, variance_ids, strict=True):
+        detections.append((detection_id, *row[:10]))
+        state = _new_variance(row, detection_id)
+        variances.append((variance_id, *state.values()))
+        for name in SNAPSHOT_DATETIME_FIELDS:
+            if state[name] is not None:
+                state[name] = state[name].astimezone(UTC).isoformat()
+        revisions.append((variance_id, 1, None, row[5], "detected", json.dumps(state)))
+    copy_rows(Detection._meta.db_table, ("id", *_NEW_COLUMNS[:10]), detections)
+    copy_rows(Variance._meta.db_table, ("id", *SNAPSHOT_FIELDS), variances)
+    copy_rows(
+        VarianceRevision._meta.db_table,
+        ("variance_id", "number", "changed_by_id", "changed_at", "reason", "snapshot"),
+        revisions,
+    )
 
 
 def _superseded_reason(key: str, first_at_by_code: dict[str, datetime]) -> str:

@@ -84,7 +84,7 @@ SNAPSHOT_FIELDS = (
     "review_required",
     "revision",
 )
-_DATETIME_FIELDS = {"occurred_at", "recorded_at", "documented_at", "reviewed_at"}
+SNAPSHOT_DATETIME_FIELDS = frozenset({"occurred_at", "recorded_at", "documented_at", "reviewed_at"})
 
 # Departures that only make sense against a planned step.
 STEP_TYPES = (
@@ -132,7 +132,7 @@ def variance_snapshot(variance: Variance) -> dict[str, Any]:
     snapshot = {}
     for name in SNAPSHOT_FIELDS:
         value = getattr(variance, name)
-        if name in _DATETIME_FIELDS and value is not None:
+        if name in SNAPSHOT_DATETIME_FIELDS and value is not None:
             value = value.isoformat()
         snapshot[name] = value
     return snapshot
@@ -141,7 +141,7 @@ def variance_snapshot(variance: Variance) -> dict[str, Any]:
 def variance_state(revision: VarianceRevision) -> dict[str, Any]:
     """A revision's snapshot with datetimes parsed back: the variance as it was then."""
     state = dict(revision.snapshot)
-    for name in _DATETIME_FIELDS:
+    for name in SNAPSHOT_DATETIME_FIELDS:
         if state.get(name):
             state[name] = datetime.fromisoformat(state[name])
     return state

@@ -4,12 +4,13 @@ from datetime import timedelta
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from tests.variances.conftest import T0
 from tests.variances.factories import event, reason, start
 from variances import services, tasks
-from variances.detection import evaluate_episode, evaluate_episodes
-from variances.models import Detection, Episode, Variance, VarianceRevision
+from variances.detection import EventFact, NewEpisode, evaluate_episode, evaluate_episodes, evaluate_new_episodes
+from variances.models import Detection, Episode, StepEvent, Variance, VarianceRevision
 
 
 def h(hours: float):
@@ -144,3 +145,64 @@ def test_the_beat_job_raises_omissions_whose_window_closed_without_any_event(epi
     assert Variance.objects.get().episode == episode
     assert not Variance.objects.filter(episode=closed).exists()  # closed: detected on close, not by beat
     assert Episode.objects.get(pk=episode.pk).row_version > 1
+
+
+def test_new_episodes_judged_from_the_facts_in_hand_get_the_same_rows_as_when_read_back(knee, org, alice, clock):
+    # The import judges the episodes it has just written without reading them back
+    # (evaluate_new_episodes); what it stores must be what evaluate_episodes stores.
+    clock.move_to(h(48))
+
+    def make(ref):
+        ep = start(knee, org["ORTHO"], alice, ref=ref, started_at=h(0))
+        event(ep, "ASSESS", at=h(10.25), actor=alice)
+        event(ep, activity="Blood transfusion", at=h(11), actor=alice)
+        event(ep, activity="Blood  TRANSFUSION", at=h(12), actor=alice)  # the same addition again
+        return Episode.objects.get(pk=ep.pk)
+
+    read_back, in_hand = make("PTR-0001X"), make("PTH-0001X")
+    facts = [
+        EventFact(e.pk, e.step_id, e.activity, e.occurred_at)
+        for e in StepEvent.objects.filter(episode=in_hand).order_by("occurred_at", "pk")
+    ]
+    created_read_back = evaluate_episodes([read_back.pk])
+    created_in_hand = evaluate_new_episodes(
+        [
+            NewEpisode(
+                id=in_hand.pk,
+                version_id=in_hand.version_id,
+                started_at=in_hand.started_at,
+                ended_at=in_hand.ended_at,
+                status=in_hand.status,
+                patient_ref=in_hand.patient_ref,
+                events=facts,
+            )
+        ],
+        now=timezone.now(),
+    )
+
+    assert created_in_hand == created_read_back == {"delay": 1, "omission": 1, "addition": 1}
+
+    def stored(episode):
+        rows = []
+        for variance in Variance.objects.filter(episode=episode).select_related("detection").order_by("variance_type"):
+            detection = variance.detection
+            revision = variance.revisions.get()
+            snapshot = services.variance_snapshot(variance)
+            assert revision.snapshot == snapshot  # revision 1 holds the variance exactly as stored
+            assert (revision.number, revision.reason, revision.changed_by_id) == (1, "detected", None)
+            rows.append(
+                (
+                    {k: v for k, v in snapshot.items() if k not in ("episode_id", "detection_id")},
+                    detection.key,
+                    detection.step_id,
+                    detection.event_id and StepEvent.objects.get(pk=detection.event_id).occurred_at,
+                    (detection.due_from, detection.due_by, detection.happened_at, detection.minutes_outside),
+                )
+            )
+        return rows
+
+    assert stored(in_hand) == stored(read_back)
+    assert stored(in_hand)[0][0]["variance_type"] == "addition"
+    read_back.refresh_from_db()
+    in_hand.refresh_from_db()
+    assert in_hand.row_version == read_back.row_version
