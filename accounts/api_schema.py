@@ -10,6 +10,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import OpenApiParameter
+from rest_framework.permissions import AllowAny
 
 from .api_support import PROBLEM_CONTENT_TYPE
 
@@ -127,7 +128,9 @@ class ApiAutoSchema(AutoSchema):
         return parameters
 
     def _problem_statuses(self, operation: dict) -> set[int]:
-        statuses = {401, 403, 406, 503}
+        statuses = {401, 406, 503}
+        if not all(isinstance(p, AllowAny) for p in self.view.get_permissions()):
+            statuses.add(403)  # a public view (the FHIR metadata) refuses no role; a bad token is still 401
         if "{" in self.path:
             statuses.add(404)
         if any(p.get("in") == "query" for p in operation.get("parameters", [])):

@@ -10,6 +10,7 @@ from django.urls import path, re_path
 
 from accounts import api as accounts_api
 from accounts.api_support import endpoint_not_found
+from config import fhir
 from costing import api as costing_api
 from pathways import api as pathways_api
 from pathways import fhir as pathways_fhir
@@ -45,6 +46,8 @@ urlpatterns = [
     path("cost-rates/<int:pk>/", costing_api.CostRateDetail.as_view(), name="api-cost-rate"),
     path("reports/", costing_api.ReportRequest.as_view(), name="api-reports"),
     path("reports/<int:pk>/", costing_api.ReportRunDetail.as_view(), name="api-report"),
+    # The FHIR base is /api/v1/fhir: its CapabilityStatement lists the FHIR routes below it.
+    path("fhir/metadata", fhir.CapabilityStatementView.as_view(), name="api-fhir-metadata"),
     path("fhir/PlanDefinition/<str:code>", pathways_fhir.PlanDefinitionView.as_view(), name="api-fhir-plandefinition"),
     path("fhir/CarePlan/<int:pk>", variances_fhir.CarePlanView.as_view(), name="api-fhir-careplan"),
     # Anything else under /api/v1/ answers 404 in problem+json, not the HTML error page.

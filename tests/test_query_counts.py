@@ -117,6 +117,8 @@ def list_urls() -> list[tuple[str, str, str]]:
         ("api", "clinician", "/api/v1/reason-codes/"),
         ("api", "manager", "/api/v1/reports/{SURG-cost}/"),
         ("api", "clinician", "/api/v1/reports/{ORTHO-variance}/"),
+        # Not a list: it must read no data at all (exact counts in tests/api/test_fhir_metadata.py).
+        ("api", "clinician", "/api/v1/fhir/metadata"),
     ]
 
 

@@ -58,6 +58,7 @@ def test_it_documents_every_endpoint_of_the_contract(api, alice):
         "/api/v1/reports/{id}/": {"get"},
         "/api/v1/fhir/PlanDefinition/{code}": {"get"},
         "/api/v1/fhir/CarePlan/{id}": {"get"},
+        "/api/v1/fhir/metadata": {"get"},
     }
     for path, methods in expected.items():
         assert methods <= set(paths[path]), path

@@ -12,10 +12,11 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.views import APIView
 
-# The only pages anyone may open without signing in: sign-in, the health check, and the
-# API's problem+json answer to unknown paths, under /api/v1/ and elsewhere under /api/ (which
-# shows nothing but "not found").
-PUBLIC = {"accounts:login", "healthz", "api/v1/^.*$", "^api/"}
+# The only pages anyone may open without signing in: sign-in, the health check, the FHIR
+# CapabilityStatement (FHIR clients read it before they authenticate; it holds no record
+# data: config/fhir.py), and the API's problem+json answer to unknown paths, under /api/v1/
+# and elsewhere under /api/ (which shows nothing but "not found").
+PUBLIC = {"accounts:login", "healthz", "api-fhir-metadata", "api/v1/^.*$", "^api/"}
 
 
 def walk(patterns, prefix="", namespace=""):
