@@ -350,7 +350,10 @@ class FhirContentNegotiation(BaseContentNegotiation):
             )
         ranges = [part.split(";")[0].strip().lower() for part in request.META.get("HTTP_ACCEPT", "").split(",")]
         if asked is None and any(ranges) and not self.ACCEPTED.intersection(ranges):
-            raise exceptions.NotAcceptable()
+            raise exceptions.NotAcceptable(
+                "This server answers FHIR in JSON only (application/fhir+json); "
+                f"the Accept header asked for {request.META.get('HTTP_ACCEPT', '')[:200]}."
+            )
         return renderers[0], renderers[0].media_type
 
 

@@ -140,7 +140,7 @@ def test_it_still_refuses_a_bad_token(api, db):
 @pytest.mark.parametrize(
     ("headers", "query", "expected"),
     [
-        ({"HTTP_ACCEPT": "application/fhir+xml"}, "", "the Accept header asked for application/fhir+xml"),
+        ({"HTTP_ACCEPT": "application/fhir+xml"}, "", "JSON only (application/fhir+json); the Accept header asked for"),
         ({}, "?_format=xml", "This server answers FHIR in JSON only (_format=json), not _format=xml."),
     ],
 )

@@ -56,7 +56,12 @@ def test_it_answers_404_as_an_operation_outcome_for_an_unknown_pathway(api, alic
 @pytest.mark.parametrize(
     ("headers", "query", "expected"),
     [
-        ({"HTTP_ACCEPT": "application/fhir+xml"}, "", "the Accept header asked for application/fhir+xml"),
+        (
+            {"HTTP_ACCEPT": "application/fhir+xml"},
+            "",
+            "This server answers FHIR in JSON only (application/fhir+json); the Accept header asked for "
+            "application/fhir+xml.",
+        ),
         ({}, "?_format=xml", "This server answers FHIR in JSON only (_format=json), not _format=xml."),
     ],
 )
