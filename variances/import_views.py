@@ -22,7 +22,7 @@ from pathways.models import Pathway, PathwayVersion
 from .adherence import step_adherence
 from .import_jobs import import_job_create
 from .importers import ImportFailed, Mapping, MappingError, load_mapping, parse_mapping_text
-from .importers.loader import resolve, why_nothing_was_imported
+from .importers.loader import resolve, versions_text, why_nothing_was_imported
 from .importers.mapping import MAX_MAPPING_BYTES
 from .models import ImportJob
 
@@ -192,6 +192,7 @@ def import_detail(request, pk: int):
         "job": job,
         "summary": summary,
         "blocked": "" if job.is_live else why_nothing_was_imported(summary, skip=TICK_SKIP_BAD),
+        "onto": versions_text(summary) if summary.get("format") else "",
     }
     if job.status == ImportJob.Status.SUCCEEDED and not job.dry_run:
         # What the pathway's episodes in this unit show now, the imported ones included.

@@ -77,6 +77,7 @@ def test_an_upload_is_imported_in_the_background_and_the_summary_shown(
     page = client.get(response["Location"]).content.decode()
     assert "<h1>Import of ed-export.csv</h1>" in page
     assert "Imported." in page
+    assert "ed-export.csv (CSV), onto SEPSIS-ED v1 in ED." in page
     assert "2 created, 0 updated, 0 unchanged" in page
     assert "delay 2, omission 3" in page
     assert "hx-trigger" not in page  # done: no more polling
@@ -238,3 +239,39 @@ def test_a_real_worker_runs_the_import_and_the_page_follows_it(
     page = client.get(response["Location"], headers={"HX-Request": "true"}).content.decode()
     assert "50 created, 0 updated, 0 unchanged" in page
     assert Episode.objects.filter(org_unit=org["ED"]).count() == 50
+
+
+@pytest.mark.django_db
+def test_the_summary_names_each_version_the_cases_follow_and_the_activities_their_version_lacks(
+    client, erin, sepsis, org
+):
+    job = ImportJob.objects.create(
+        pathway=sepsis.pathway,
+        org_unit=org["ED"],
+        mapping_name="sepsis-4tu.json",
+        mapping={},
+        file_name="two-years.csv",
+        requested_by=erin,
+        status=ImportJob.Status.SUCCEEDED,
+        dry_run=True,
+        summary={
+            "format": "csv",
+            "file_name": "two-years.csv",
+            "pathway": "SEPSIS-ED",
+            "version": 2,
+            "org_unit": "ED",
+            "dry_run": True,
+            "committed": False,
+            "versions": {"1": 800, "2": 1},
+            "not_in_version": {"LacticAcid": 1},
+            "variances": {},
+        },
+    )
+    login(client, erin)
+
+    page = client.get(reverse("variances:import_detail", args=[job.pk])).content.decode()
+
+    assert (
+        "onto SEPSIS-ED (v1 800 episodes, v2 1 episode: each on the version in force on its start date) in ED." in page
+    )
+    assert "LacticAcid (1): mapped, but their step is not in the version those cases follow" in page

@@ -342,3 +342,54 @@ def test_external_ids_are_a_hash_of_source_pathway_case_activity_time_and_occurr
         for n in (0, 1)
     ]
     assert stored == expected  # a duplicate row is a second occurrence, not a clash
+
+
+def _revise_without_lactate(sepsis, *, effective_from):
+    """SEPSIS-ED v2: the lactate step dropped, in force from ``effective_from``."""
+    from pathways import services as pathway_services
+
+    draft = pathway_services.pathway_version_draft(pathway=sepsis.pathway, actor=None)
+    pathway_services.step_remove(step=draft.steps.get(code="LACTATE"), actor=None)
+    return pathway_services.pathway_version_publish(
+        version=draft, actor=None, note="Lactate left to clinical judgement", effective_from=effective_from
+    )
+
+
+def test_each_case_follows_the_version_in_force_on_its_start_date(sepsis, org, tmp_path):
+    v2 = _revise_without_lactate(sepsis, effective_from=(T0 + timedelta(days=5)).date())
+    path = write_csv(tmp_path / "log.csv", [("BEFORE", T0, GOOD), ("AFTER", T0 + timedelta(days=10), GOOD)])
+
+    summary = run(path, org, closed=True)
+
+    assert summary.committed
+    before, after = Episode.objects.order_by("started_at")
+    assert (before.version_id, after.version_id) == (sepsis.pk, v2.pk)
+    # On v1 the lactate event satisfies its step; on v2 there is no such step, so it is an addition.
+    lactate_before = StepEvent.objects.get(episode=before, occurred_at=T0 + timedelta(minutes=20))
+    lactate_after = StepEvent.objects.get(episode=after, occurred_at=T0 + timedelta(days=10, minutes=20))
+    assert (lactate_before.step.code, lactate_before.activity) == ("LACTATE", "")
+    assert (lactate_after.step, lactate_after.activity) == (None, "LacticAcid")
+    assert all(e.step is None or e.step.version_id == v2.pk for e in StepEvent.objects.filter(episode=after))
+    assert Variance.objects.filter(episode=after, variance_type="addition").count() == 1
+    assert not Variance.objects.filter(episode=before, variance_type="addition").exists()
+    assert summary.versions == {1: 1, 2: 1}
+    assert summary.not_in_version == {"LacticAcid": 1}
+    lines = "\n".join(summary.lines())
+    assert "Pathway: SEPSIS-ED (v1 1 episode, v2 1 episode: each on the version in force on its start date)" in lines
+    assert "Mapped, but their step is not in the version the case follows (additions there): LacticAcid (1)" in lines
+
+
+def test_an_episode_imported_before_keeps_its_version_when_more_of_its_events_arrive(sepsis, org, tmp_path):
+    start = T0 + timedelta(days=10)
+    run(write_csv(tmp_path / "first.csv", [("CASE", start, GOOD[:3])]), org)
+    _revise_without_lactate(sepsis, effective_from=T0.date())
+
+    summary = run(write_csv(tmp_path / "later.csv", [("CASE", start, GOOD)]), org, closed=True)
+
+    episode = Episode.objects.get()
+    assert episode.version_id == sepsis.pk
+    assert (summary.episodes_created, summary.episodes_updated) == (0, 1)
+    lactate = StepEvent.objects.get(episode=episode, occurred_at=start + timedelta(minutes=20))
+    assert lactate.step.code == "LACTATE" and lactate.step.version_id == sepsis.pk
+    assert not StepEvent.objects.filter(episode=episode).exclude(step__version_id=sepsis.pk).exclude(step=None).exists()
+    assert summary.events_unplanned == 0

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -95,6 +95,8 @@ class ImportSummary:
     episodes_unchanged: int = 0
     variances: Counter = field(default_factory=Counter)
     unmapped: Counter = field(default_factory=Counter)
+    versions: Counter = field(default_factory=Counter)  # version number -> episodes created on it
+    not_in_version: Counter = field(default_factory=Counter)  # mapped activity -> events where its step was not
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
     seconds: float = 0.0
@@ -137,6 +139,8 @@ class ImportSummary:
             "episodes_unchanged": self.episodes_unchanged,
             "variances": dict(sorted(self.variances.items())),
             "unmapped": dict(self.unmapped.most_common()),
+            "versions": {str(number): count for number, count in sorted(self.versions.items())},
+            "not_in_version": dict(self.not_in_version.most_common()),
             "problems": [{"where": p.where, "reason": p.reason} for p in self.problems],
             "problem_count": self.problem_count,
             "seconds": round(self.seconds, 3),
@@ -156,7 +160,7 @@ class ImportSummary:
         )
         out.append(verdict)
         out.append(f"File: {self.file_name} ({self.format.upper()}), source '{self.source}'")
-        out.append(f"Pathway: {self.pathway} v{self.version}, org unit {self.org_unit}")
+        out.append(f"Pathway: {versions_text(self.to_dict())}, org unit {self.org_unit}")
         other = f", {self.events_other_lifecycle} other lifecycle" if self.events_other_lifecycle else ""
         if blocked := why_nothing_was_imported(self.to_dict()):
             # Rolled back: only what was read is a fact, not what an earlier batch had written.
@@ -184,6 +188,9 @@ class ImportSummary:
                 out.append(f"Variances detected: {sum(self.variances.values())} ({by_type})")
             else:
                 out.append("Variances detected: none new")
+        if self.not_in_version:
+            names = ", ".join(f"{name} ({count})" for name, count in self.not_in_version.most_common(10))
+            out.append(f"Mapped, but their step is not in the version the case follows (additions there): {names}")
         if self.unmapped:
             names = ", ".join(f"{name} ({count})" for name, count in self.unmapped.most_common(10))
             would = "would be " if blocked else ""
@@ -195,6 +202,18 @@ class ImportSummary:
                 out.append(f"  ... and {self.problem_count - 50} more")
         out.append(f"Time: {self.seconds:.2f} s, {self.events_per_second:,.0f} events per second")
         return out
+
+
+def versions_text(summary: dict) -> str:
+    """The pathway and the versions the import's episodes follow: "SEPSIS-ED v2", or per version when several."""
+    versions = summary.get("versions") or {}
+    if set(versions) <= {str(summary["version"])}:
+        return f"{summary['pathway']} v{summary['version']}"
+    if summary.get("committed") or summary.get("dry_run"):
+        each = ", ".join(f"v{number} {count} episode{pluralize(count)}" for number, count in versions.items())
+    else:  # rolled back: what had been written is not a fact
+        each = ", ".join(f"v{number}" for number in versions)
+    return f"{summary['pathway']} ({each}: each on the version in force on its start date)"
 
 
 def why_nothing_was_imported(summary: dict, *, skip: str = "use --skip-bad") -> str:
@@ -256,17 +275,70 @@ def trust_root() -> OrgUnit:
     return root
 
 
+StepTargets = dict[str, tuple[int, tuple[tuple[int, Decimal], ...]]]  # activity -> (step id, ((resource id, qty), ...))
+
+
 @dataclass(frozen=True)
-class Plan:
-    """The mapping resolved against one published pathway version."""
+class VersionPlan:
+    """The mapping resolved against one version of the pathway."""
 
     version: PathwayVersion
-    steps: dict[str, tuple[int, tuple[tuple[int, Decimal], ...]]]  # activity -> (step id, ((resource id, qty), ...))
-    cost_resource_id: int | None
+    steps: StepTargets
+    # Mapped activities whose step this version does not have: on its episodes they are
+    # activities not on the pathway (additions), as they were when the version was in force.
+    missing: frozenset[str]
+
+
+class Plan:
+    """The mapping resolved against a pathway: each case follows the version in force on its start date.
+
+    As for an episode started in the browser or the API (``PathwayVersionQuerySet.in_force``):
+    a log of past stays is judged by the version that was in force then, not by one agreed
+    later. ``resolve`` checks the mapping against the published version and the earlier ones.
+    """
+
+    def __init__(self, *, version: PathwayVersion, mapping: Mapping, resource_ids: dict[str, int]):
+        self.version = version  # the published version
+        self.cost_resource_id = resource_ids.get(mapping.cost_resource) if mapping.cost_resource else None
+        self._mapping = mapping
+        self._resource_ids = resource_ids
+        self._versions: dict[int, VersionPlan] = {}
+        self._days: dict[date, VersionPlan] = {}
+        self.current = self.for_version(version)
+
+    def for_version(self, version: PathwayVersion | int) -> VersionPlan:
+        version_id = version if isinstance(version, int) else version.pk
+        found = self._versions.get(version_id)
+        if found is None:
+            if isinstance(version, int):
+                version = PathwayVersion.objects.get(pk=version_id)
+            step_ids = dict(Step.objects.filter(version_id=version_id).values_list("code", "id"))
+            steps = {
+                activity: (
+                    step_ids[target.step_code],
+                    tuple((self._resource_ids[code], quantity) for code, quantity in target.quantities),
+                )
+                for activity, target in self._mapping.steps.items()
+                if target.step_code in step_ids
+            }
+            found = VersionPlan(version, steps, frozenset(self._mapping.steps.keys() - steps.keys()))
+            self._versions[version_id] = found
+        return found
+
+    def on(self, day: date) -> VersionPlan:
+        """The version a case starting on ``day`` (local date) follows."""
+        found = self._days.get(day)
+        if found is None:
+            version = PathwayVersion.objects.in_force(self.version.pathway, day) or self.version
+            found = self._days[day] = self.for_version(version)
+        return found
 
 
 def resolve(mapping: Mapping, *, pathway_code: str, problems: Sequence[str] = ()) -> Plan:
-    """Check the mapping against the pathway's published version; ``MappingError`` lists what does not fit.
+    """Check the mapping against the pathway's versions; ``MappingError`` lists what does not fit.
+
+    A step must be in the published version or an earlier one (cases starting while an
+    earlier version was in force follow it).
 
     ``problems`` are those already found in the file itself (``MappingError.problems``
     with ``MappingError.mapping``): they head the same list, so that every problem of a
@@ -281,30 +353,25 @@ def resolve(mapping: Mapping, *, pathway_code: str, problems: Sequence[str] = ()
     problems = list(problems)
     if mapping.pathway and mapping.pathway != pathway_code:
         problems.append(f"it was written for the pathway {mapping.pathway}, not {pathway_code}")
-    step_ids = dict(Step.objects.filter(version=version).values_list("code", "id"))
+    step_codes = set(Step.objects.filter(version=version).values_list("code", flat=True))
+    # A step the published version dropped is still right for the cases an earlier version takes.
+    earlier_codes = set(
+        Step.objects.filter(version__pathway=pathway, version__status=PathwayVersion.Status.RETIRED).values_list(
+            "code", flat=True
+        )
+    )
     for activity, target in mapping.steps.items():
-        if target.step_code not in step_ids:
+        if target.step_code not in step_codes | earlier_codes:
             problems.append(
                 f"steps['{activity}']: {target.step_code} is not a step of {pathway_code} v{version.number} "
-                f"(its steps: {', '.join(sorted(step_ids))})"
+                f"(its steps: {', '.join(sorted(step_codes))})"
             )
     resource_ids = dict(Resource.objects.filter(code__in=mapping.resource_codes).values_list("code", "id"))
     for code in sorted(mapping.resource_codes - set(resource_ids)):
         problems.append(f"there is no resource with the code {code}")
     if problems:
         raise MappingError(mapping.name, problems)
-    steps = {
-        activity: (
-            step_ids[target.step_code],
-            tuple((resource_ids[code], quantity) for code, quantity in target.quantities),
-        )
-        for activity, target in mapping.steps.items()
-    }
-    return Plan(
-        version=version,
-        steps=steps,
-        cost_resource_id=resource_ids.get(mapping.cost_resource) if mapping.cost_resource else None,
-    )
+    return Plan(version=version, mapping=mapping, resource_ids=resource_ids)
 
 
 # --- preparing a case ------------------------------------------------------------------
@@ -312,17 +379,37 @@ def resolve(mapping: Mapping, *, pathway_code: str, problems: Sequence[str] = ()
 
 @dataclass(slots=True)
 class PreparedEvent:
+    name: str  # the source's activity name
     step_id: int | None
-    activity: str
+    activity: str  # stored only for an activity not on the pathway (an addition)
     occurred_at: datetime
     resource: str
     external_id: str
     quantities: tuple[tuple[int, Decimal, Decimal | None], ...]  # (resource id, quantity, unit cost)
+    cost: Decimal | None  # the source's cost of the event, if it gave one
+
+
+def _place(
+    plan: VersionPlan, name: str, cost: Decimal | None, cost_resource_id: int | None
+) -> tuple[int | None, str, tuple[tuple[int, Decimal, Decimal | None], ...]]:
+    """Where an activity lands on a version: ``(step id or None, activity stored, quantities)``."""
+    target = plan.steps.get(name)
+    if target is not None:
+        step_id, planned = target
+        quantities = tuple((rid, qty, None) for rid, qty in planned) if planned else ()
+        stored = ""
+    else:
+        step_id, quantities, stored = None, (), name  # not on the pathway: an addition
+    if cost is not None:
+        # The cost is the event's actual price of one unit of the cost resource.
+        quantities = tuple(q for q in quantities if q[0] != cost_resource_id) + ((cost_resource_id, ONE, cost),)
+    return step_id, stored, quantities
 
 
 @dataclass(slots=True)
 class PreparedCase:
     patient_ref: str
+    version_id: int
     where: str
     events: list[PreparedEvent]
     outcomes: list[tuple[str, datetime]]
@@ -398,42 +485,41 @@ class Importer:
             return None
         summary.outcome_events += len(outcomes)
         kept.sort(key=lambda e: (e.timestamp, e.position))
+        plan = self.plan.on(timezone.localdate(kept[0].timestamp)) if kept else self.plan.current
         source, pathway = mapping.source, self.plan.version.pathway.code
         # external_id_for(), inlined: the same text, built once per case up to the activity.
         prefix = f"{source}\x1f{pathway}\x1f{case.case_id}\x1f"
-        steps, unmapped, cost_rid = self.plan.steps, summary.unmapped, self.plan.cost_resource_id
+        unmapped, cost_rid = summary.unmapped, self.plan.cost_resource_id
         occurrences: dict = {}
         prepared = []
         for event in kept:
             activity, at = event.activity, event.timestamp
             occurrence = occurrences.get((activity, at), 0)
             occurrences[(activity, at)] = occurrence + 1
-            target = steps.get(activity)
-            if target is not None:
-                step_id, planned = target
-                quantities = tuple((rid, qty, None) for rid, qty in planned) if planned else ()
-                stored_activity = ""
-            else:
-                step_id, quantities, stored_activity = None, (), activity
+            step_id, stored_activity, quantities = _place(plan, activity, event.cost, cost_rid)
+            if step_id is None:
                 summary.events_unplanned += 1
-                if activity in unmapped or len(unmapped) < MAX_UNMAPPED_NAMES:
+                if activity in plan.missing:
+                    summary.not_in_version[activity] += 1
+                elif activity in unmapped or len(unmapped) < MAX_UNMAPPED_NAMES:
                     unmapped[activity] += 1
-            if event.cost is not None:
-                # The cost is the event's actual price of one unit of the cost resource.
-                quantities = tuple(q for q in quantities if q[0] != cost_rid) + ((cost_rid, ONE, event.cost),)
             text = f"{prefix}{activity}\x1f{at.timestamp():.6f}\x1f{occurrence}"
             prepared.append(
                 PreparedEvent(
+                    activity,
                     step_id,
                     stored_activity,
                     at,
                     event.resource,
                     hashlib.blake2b(text.encode(), digest_size=16).hexdigest(),
                     quantities,
+                    event.cost,
                 )
             )
         ref = patient_ref_for(case.case_id, source=source, prefix=mapping.patient_ref_prefix)
-        return PreparedCase(patient_ref=ref, where=case.where, events=prepared, outcomes=outcomes)
+        return PreparedCase(
+            patient_ref=ref, version_id=plan.version.pk, where=case.where, events=prepared, outcomes=outcomes
+        )
 
     # --- writing a batch -------------------------------------------------------------
 
@@ -444,7 +530,9 @@ class Importer:
         for row in (
             Episode.objects.filter(version__pathway_id=self.plan.version.pathway_id, patient_ref__in=refs)
             .order_by("id")
-            .values("id", "patient_ref", "started_at", "ended_at", "status", "readmitted_30d", "complication")
+            .values(
+                "id", "patient_ref", "version_id", "started_at", "ended_at", "status", "readmitted_30d", "complication"
+            )
         ):
             existing.setdefault(row["patient_ref"], row)
         touched_now = set()
@@ -488,6 +576,7 @@ class Importer:
             return
 
         new_rows = [self._new_episode(case) for case in new_cases]
+        summary.versions.update(self.plan.for_version(case.version_id).version.number for case in new_cases)
         episode_ids = insert_episodes(new_rows)
         summary.episodes_created += len(episode_ids)
 
@@ -530,7 +619,7 @@ class Importer:
         readmitted, complication = _outcomes(case.outcomes, ended, None, None)
         return {
             "patient_ref": case.patient_ref,
-            "version_id": self.plan.version.pk,
+            "version_id": case.version_id,
             "org_unit_id": self.org_unit.pk,
             "started_at": started,
             "ended_at": ended,
@@ -540,6 +629,16 @@ class Importer:
             "created_at": self.stamp,
             "updated_at": self.stamp,
         }
+
+    def _follow(self, case: PreparedCase, version_id: int) -> None:
+        """Put a case's events on the version its episode follows (imported before, on another version)."""
+        plan, cost_rid, summary = self.plan.for_version(version_id), self.plan.cost_resource_id, self.summary
+        for p in case.events:
+            was_planned = p.step_id is not None
+            p.step_id, p.activity, p.quantities = _place(plan, p.name, p.cost, cost_rid)
+            if was_planned != (p.step_id is not None):
+                summary.events_unplanned += 1 if was_planned else -1
+        case.version_id = version_id
 
     def _update_existing(self, old_cases: list[tuple[PreparedCase, dict]], events: list) -> None:
         """Add what is new to episodes imported before; close them or set outcomes as asked."""
@@ -564,6 +663,8 @@ class Importer:
         }
         changed: list[Episode] = []
         for case, row in old_cases:
+            if case.version_id != row["version_id"]:
+                self._follow(case, row["version_id"])
             fresh = [p for p in case.events if p.external_id not in known]
             summary.events_already_imported += len(case.events) - len(fresh)
             summary.events_created += len(fresh)
