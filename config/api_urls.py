@@ -36,6 +36,11 @@ urlpatterns = [
     path("episodes/", variances_api.EpisodeListCreate.as_view(**episode_costs), name="api-episodes"),
     path("episodes/<int:pk>/", variances_api.EpisodeDetail.as_view(**episode_costs), name="api-episode"),
     path("episodes/<int:pk>/close/", variances_api.EpisodeClose.as_view(**episode_costs), name="api-episode-close"),
+    path(
+        "episodes/<int:pk>/outcomes/",
+        variances_api.EpisodeOutcomes.as_view(**episode_costs),
+        name="api-episode-outcomes",
+    ),
     path("episodes/<int:pk>/events/", variances_api.EpisodeEvents.as_view(), name="api-episode-events"),
     path("variances/", variances_api.VarianceListCreate.as_view(), name="api-variances"),
     path("variances/<int:pk>/", variances_api.VarianceDetail.as_view(), name="api-variance"),

@@ -441,6 +441,22 @@ class EpisodeCloseSerializer(StrictSerializer):
         return attrs
 
 
+class EpisodeOutcomesSerializer(StrictSerializer):
+    readmitted_30d = serializers.BooleanField(
+        required=False, allow_null=True, help_text="Readmitted within 30 days of discharge; null: not known."
+    )
+    complication = serializers.BooleanField(
+        required=False, allow_null=True, help_text="A complication during the episode; null: not known."
+    )
+
+    def validate(self, attrs):
+        if not attrs:
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Send readmitted_30d, complication or both: only what you send changes."]}
+            )
+        return attrs
+
+
 class QuantityInputSerializer(StrictSerializer):
     resource = serializers.CharField(max_length=40, help_text="Resource code.")
     quantity = serializers.DecimalField(max_digits=12, decimal_places=3, min_value=0)
@@ -801,6 +817,57 @@ class EpisodeClose(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
             return self.episode_response(request, episode.pk)
 
         return idempotent(self, request, close)
+
+
+OUTCOMES_OF_ACTIVE_API = (
+    "This episode is still active: close it first (POST its close/ with ended_at and the outcomes known at "
+    "discharge). Outcomes learnt after discharge are recorded here once it has ended."
+)
+
+
+class EpisodeOutcomes(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
+    """Record or correct the outcomes of a completed or exited episode after discharge: a readmission within
+    30 days, a complication coded later.
+
+    Only the fields sent change; `null` records "not known", and a correction (true back to false) is allowed.
+    Every change is audited with its before and after. Sending the values already recorded changes nothing (the
+    ETag stays). If-Match is required, as for an amendment: the outcomes already recorded are not overwritten
+    unseen. The same people may do it as may close the episode. An active episode answers 409: close it with
+    the outcomes known at discharge.
+    """
+
+    access_roles = EPISODE_ROLES
+    etag_methods = ("POST",)
+    if_match = "required"
+    serializer_class = EpisodeOutcomesSerializer
+    filter_backends = []
+
+    @extend_schema(request=EpisodeOutcomesSerializer, responses={200: EpisodeDetailSerializer})
+    def post(self, request, pk: int):
+        def record():
+            episode = object_in_scope_or_404(episode_scope(request.user), label="episode", pk=pk)
+            serializer = EpisodeOutcomesSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            check_if_match(request, episode_etag(episode))
+            if episode.status == Episode.Status.ACTIVE:
+                # The record's state forbids it, whatever was sent: 409, as for closing an ended episode.
+                raise Conflict(OUTCOMES_OF_ACTIVE_API)
+            try:
+                services.episode_record_outcomes(
+                    episode=episode,
+                    **serializer.validated_data,
+                    actor=request.user,
+                    # The version If-Match named, compared again under the row lock: a change that lands
+                    # between the check above and the write is not overwritten either.
+                    expected_revision=episode.row_version,
+                )
+            except services.StaleRevisionError as exc:
+                raise PreconditionFailed(str(exc)) from None
+            except DjangoValidationError as exc:
+                raise _service_errors(exc, EPISODE_RENAMES) from None
+            return self.episode_response(request, episode.pk)
+
+        return idempotent(self, request, record)
 
 
 EVENT_BATCH = PolymorphicProxySerializer(

@@ -133,6 +133,32 @@ class EpisodeCloseForm(forms.Form):
         return _yes_no(self.cleaned_data.get(name, ""))
 
 
+def _yes_no_choice(value: bool | None) -> str:
+    return {True: "yes", False: "no"}.get(value, "")
+
+
+class EpisodeOutcomesForm(forms.Form):
+    """The outcomes known only after discharge, recorded or corrected on a completed or exited episode."""
+
+    readmitted_30d = forms.ChoiceField(
+        label="Readmitted within 30 days?", choices=YES_NO_UNKNOWN, required=False, widget=forms.RadioSelect
+    )
+    complication = forms.ChoiceField(
+        label="Complication during the episode?", choices=YES_NO_UNKNOWN, required=False, widget=forms.RadioSelect
+    )
+    # The episode's version as the page showed it: a change made meanwhile is not overwritten unseen.
+    expected_revision = forms.IntegerField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, episode: Episode, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in services.OUTCOME_FIELDS:
+            self.initial.setdefault(name, _yes_no_choice(getattr(episode, name)))
+        self.initial.setdefault("expected_revision", episode.row_version)
+
+    def outcome(self, name: str) -> bool | None:
+        return _yes_no(self.cleaned_data.get(name, ""))
+
+
 class ReasonField(forms.ChoiceField):
     """A reason code chosen from grouped options ("most used for this step" first)."""
 

@@ -21,7 +21,7 @@ from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, QuerySe
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import Membership
+from accounts.models import AuditEvent, Membership
 from accounts.permissions import EPISODE_ROLES, has_role, unit_ids_for
 from config.pagination import capped_count
 from pathways.models import Step
@@ -29,6 +29,7 @@ from pathways.models import Step
 from .detection import EventFact, StepSpec, addition_key, first_events, omission_due, window
 from .models import Episode, EventQuantity, ReasonCode, StepEvent, Variance
 from .reasons import category_labels
+from .services import OUTCOMES_AUDIT_ACTION
 
 Role = Membership.Role
 
@@ -188,6 +189,45 @@ def home_panel(user) -> dict:
     if has_role(user, Role.CLINICAL_LEAD):
         panel["review_waiting"], panel["review_waiting_more"] = capped_count(review_queue_for(user), REVIEW_COUNT_CAP)
     return panel
+
+
+# --- outcomes after discharge --------------------------------------------------------
+
+OUTCOME_LABELS = {"readmitted_30d": "Readmitted within 30 days", "complication": "Complication"}
+
+
+def outcome_text(value: bool | None) -> str:
+    return {True: "Yes", False: "No"}.get(value, "Not known")
+
+
+def outcome_history(episode: Episode) -> list[dict]:
+    """Every change to the episode's outcomes since it ended, oldest first: when, who, each outcome before and after.
+
+    Read from the audit trail, where ``services.episode_record_outcomes`` writes each change with
+    its before and after: one query, however many changes.
+    """
+    events = (
+        AuditEvent.objects.filter(
+            object_type=Episode._meta.label_lower, object_id=str(episode.pk), action=OUTCOMES_AUDIT_ACTION
+        )
+        .select_related("actor")
+        .order_by("id")
+    )
+    history = []
+    for event in events:
+        before, after = event.detail.get("before", {}), event.detail.get("after", {})
+        history.append(
+            {
+                "at": event.at,
+                "by": event.actor or event.actor_name or "CommonPath",
+                "changes": [
+                    {"label": label, "before": outcome_text(before.get(name)), "after": outcome_text(after[name])}
+                    for name, label in OUTCOME_LABELS.items()
+                    if name in after
+                ],
+            }
+        )
+    return history
 
 
 # --- the episode timeline ------------------------------------------------------------

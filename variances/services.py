@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from decimal import Decimal
+from enum import Enum
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -101,13 +102,13 @@ SELF_REVIEW = "You documented this variance; another clinical lead reviews it."
 
 
 class StaleRevisionError(Exception):
-    """The variance changed since the caller read it (the API answers 412)."""
+    """The variance (or episode: ``record``) changed since the caller read it (the API answers 412)."""
 
-    def __init__(self, *, expected: int, current: int):
+    def __init__(self, *, expected: int, current: int, record: str = "variance"):
         self.expected = expected
         self.current = current
         super().__init__(
-            f"This variance was changed by someone else (now revision {current}, you edited revision {expected}). "
+            f"This {record} was changed by someone else (now revision {current}, you edited revision {expected}). "
             "Reload it and make your change again."
         )
 
@@ -452,6 +453,82 @@ def episode_exit(
         detail={"ended_at": ended_at.isoformat(), "variance": variance.pk},
     )
     detection_queue(episode.pk)
+    return episode
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+# The default of an outcome not given to ``episode_record_outcomes``: it stays as it is. (None cannot
+# say that: it is a value, "not known".)
+KEEP = _Keep.KEEP
+OUTCOME_FIELDS = ("readmitted_30d", "complication")
+OUTCOMES_AUDIT_ACTION = "episode.outcomes"
+OUTCOMES_OF_ACTIVE = (
+    "This episode is still active: complete it (or take the patient off the pathway) first. "
+    "Its outcomes are recorded when it ends, and can be changed here afterwards."
+)
+
+
+@transaction.atomic
+def episode_record_outcomes(
+    *,
+    episode: Episode,
+    readmitted_30d: bool | None | _Keep = KEEP,
+    complication: bool | None | _Keep = KEEP,
+    actor,
+    expected_revision: int | None = None,
+) -> Episode:
+    """Record or correct the outcomes of a completed or exited episode, after discharge.
+
+    A readmission within 30 days is by definition known only after discharge, and complications
+    are often coded later: the reports' readmission figures depend on this. Only the outcomes
+    given change; None records "not known". A correction (a readmission recorded against the
+    wrong patient: yes back to no, or to not known) is allowed, and audited with its before and
+    after like any change: nothing is silently changed.
+
+    Values already recorded change nothing: no audit event, no new revision.
+    ``episode.outcomes_changed`` maps each outcome that changed to its new value. ``expected_revision``
+    (the episode's ``row_version`` the caller read; the API's If-Match) is compared under the row
+    lock: a change to an episode the caller has not seen is refused with ``StaleRevisionError``.
+    """
+    episode = Episode.objects.select_for_update(of=("self",)).get(pk=episode.pk)
+    if expected_revision is not None and expected_revision != episode.row_version:
+        raise StaleRevisionError(expected=expected_revision, current=episode.row_version, record="episode")
+    if episode.status == Episode.Status.ACTIVE:
+        raise ValidationError(OUTCOMES_OF_ACTIVE)
+    given = {"readmitted_30d": readmitted_30d, "complication": complication}
+    given = {name: value for name, value in given.items() if value is not KEEP}
+    wrong = {
+        name: "Give yes, no or not known (None)."
+        for name, value in given.items()
+        if not (value is None or isinstance(value, bool))  # not `in (True, False, None)`: 1 == True
+    }
+    if wrong:
+        raise ValidationError(wrong)
+    changed = {name: value for name, value in given.items() if getattr(episode, name) is not value}
+    episode.outcomes_changed = changed
+    if not changed:
+        return episode
+    before = {name: getattr(episode, name) for name in changed}
+    for name, value in changed.items():
+        setattr(episode, name, value)
+    # Strictly after the episode's last change, whatever the clock says (another server's, a step back):
+    # report summaries count as stale only when computed from an earlier ``updated_at``
+    # (costing/summaries.py), and one that missed this change would keep the old readmission figure.
+    episode.updated_at = max(timezone.now(), episode.updated_at + timedelta(microseconds=1))
+    episode.row_version += 1
+    # No full_clean: only these fields are written, each checked above, and re-judging the rest of the
+    # record (a reference imported under earlier rules) must not stop a readmission being recorded.
+    episode.save(update_fields=[*changed, "updated_at", "row_version"])
+    audit_record(
+        action=OUTCOMES_AUDIT_ACTION,
+        actor=actor,
+        obj=episode,
+        episode_ref=episode.patient_ref,
+        detail={"before": before, "after": changed, "row_version": episode.row_version},
+    )
     return episode
 
 

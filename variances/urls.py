@@ -11,6 +11,7 @@ urlpatterns = [
     path("episodes/<int:pk>/", views.episode_detail, name="episode_detail"),
     path("episodes/<int:pk>/close/", views.episode_close, name="episode_close"),
     path("episodes/<int:pk>/exit/", views.episode_exit, name="episode_exit"),
+    path("episodes/<int:pk>/outcomes/", views.episode_outcomes, name="episode_outcomes"),
     path("episodes/<int:pk>/events/new/", views.event_record, name="event_record"),
     path("episodes/<int:pk>/variances/new/", views.variance_record, name="variance_record"),
     path("review/", views.review_queue, name="review_queue"),

@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts.audit import audit_record
 from accounts.models import Membership
@@ -35,6 +36,7 @@ from .forms import (
     AmendForm,
     EpisodeCloseForm,
     EpisodeExitForm,
+    EpisodeOutcomesForm,
     EpisodeStartForm,
     EventForm,
     ReviewForm,
@@ -200,15 +202,17 @@ def episode_start(request):
 def episode_detail(request, pk: int):
     episode = _episode_or_404(request, pk)
     timeline = selectors.episode_timeline(episode)
+    active = episode.status == Episode.Status.ACTIVE
     return render(
         request,
         "variances/episode_detail.html",
         {
             "episode": episode,
-            "event_form": EventForm(episode=episode) if episode.status == Episode.Status.ACTIVE else None,
+            "event_form": EventForm(episode=episode) if active else None,
             "destination": dict(DISCHARGE_DESTINATIONS).get(
                 episode.discharge_destination, episode.discharge_destination
             ),
+            **({} if active else _outcomes_context(episode, EpisodeOutcomesForm(episode=episode))),
             **timeline,
         },
     )
@@ -270,6 +274,74 @@ def episode_exit(request, pk: int):
             messages.success(request, "The patient has left the pathway. A clinical lead will review the exit.")
             return redirect("variances:episode_detail", pk=pk)
     return render(request, "variances/episode_exit.html", {"episode": episode, "form": form})
+
+
+def _outcomes_context(episode: Episode, form: EpisodeOutcomesForm, saved: str = "") -> dict:
+    """What the outcomes panel shows: the outcomes now, the form, and every change since the episode ended."""
+    return {"outcomes_form": form, "outcome_history": selectors.outcome_history(episode), "outcomes_saved": saved}
+
+
+STALE_OUTCOMES = (
+    "Someone changed this episode while you had it open: the outcomes recorded now are shown above. "
+    "Check them, then save again to record yours."
+)
+
+
+def _outcomes_saved(changed: dict) -> str:
+    if not changed:
+        return "Nothing changed: these outcomes were already recorded."
+    said = ", ".join(
+        f"{selectors.OUTCOME_LABELS[name].lower()}: {selectors.outcome_text(value).lower()}"
+        for name, value in changed.items()
+    )
+    return f"Outcomes saved ({said}). The change is kept in the history below."
+
+
+@role_required(*EPISODE_ROLES)
+@require_http_methods(["GET", "POST"])
+def episode_outcomes(request, pk: int):
+    """Record or correct the outcomes of a completed or exited episode, after discharge.
+
+    The same people as may complete it: whoever may open it. The episode page holds the form,
+    which HTMX posts here and swaps back in place; without JavaScript a save returns to the
+    episode page, and a form with problems is shown on this page of its own.
+    """
+    episode = _episode_or_404(request, pk)
+    if episode.status == Episode.Status.ACTIVE:
+        messages.info(request, services.OUTCOMES_OF_ACTIVE)
+        url = reverse("variances:episode_detail", args=[pk])
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    form = EpisodeOutcomesForm(request.POST or None, episode=episode)
+    saved = ""
+    if request.method == "POST" and form.is_valid():
+        try:
+            episode = services.episode_record_outcomes(
+                episode=episode,
+                readmitted_30d=form.outcome("readmitted_30d"),
+                complication=form.outcome("complication"),
+                expected_revision=form.cleaned_data["expected_revision"],
+                actor=request.user,
+            )
+        except services.StaleRevisionError:
+            # What was chosen stays, now against the episode as it stands: saving again applies it knowingly.
+            episode.refresh_from_db()
+            data = request.POST.copy()
+            data["expected_revision"] = episode.row_version
+            form = EpisodeOutcomesForm(data, episode=episode)
+            form.is_valid()
+            form.add_error(None, STALE_OUTCOMES)
+        except ValidationError as exc:
+            form_errors(form, exc)
+        else:
+            saved = _outcomes_saved(episode.outcomes_changed)
+            if not request.htmx:
+                messages.success(request, saved)
+                return redirect(reverse("variances:episode_detail", args=[pk]) + "#outcomes")
+            form = EpisodeOutcomesForm(episode=episode)
+    context = {"episode": episode, **_outcomes_context(episode, form, saved)}
+    if request.htmx:
+        return render(request, "variances/partials/episode_outcomes.html", context)
+    return render(request, "variances/episode_outcomes.html", context)
 
 
 @role_required(*EPISODE_ROLES)

@@ -24,7 +24,9 @@ from costing.models import CostRate, financial_year_of
 from costing.services import report_run_request
 from pathways.models import Resource
 from tests.api.factories import build_tkr, record_variance, start_episode
-from variances.api import variance_etag
+from variances import services
+from variances.api import episode_etag, variance_etag
+from variances.models import Episode
 
 MATRIX = json.loads((Path(__file__).parent / "authz_matrix.json").read_text())
 PERSONAS = MATRIX["personas"]
@@ -47,6 +49,11 @@ def world(org, alice, bob, dora, carol, fred, erin, sam, sue, nobody):
     Resource.objects.create(code="SPARE-ROOM", name="Spare room", kind="room", unit="minute")
     ortho = start_episode(knee, org["ORTHO"], alice, ref="PT-ORTHO-1")
     ed = start_episode(sepsis, org["ED"], dora, ref="PT-ED-1")
+    # Discharged episodes, for what is done after discharge (their references carry the units' markers).
+    ortho_closed = start_episode(knee, org["ORTHO"], alice, ref="PT-ORTHO-1-DONE", hours_ago=50)
+    ed_closed = start_episode(sepsis, org["ED"], dora, ref="PT-ED-1-DONE", hours_ago=50)
+    for closed, clinician in ((ortho_closed, alice), (ed_closed, dora)):
+        services.episode_close(episode=closed, ended_at=timezone.now() - timedelta(hours=2), actor=clinician)
     users = {"alice": alice, "bob": bob, "dora": dora, "carol": carol, "fred": fred, "erin": erin}
     users.update({"sam": sam, "sue": sue, "nobody": nobody})
     return {
@@ -56,6 +63,7 @@ def world(org, alice, bob, dora, carol, fred, erin, sam, sue, nobody):
             "unit": "ORTHO",
             "pathway": "TKR",
             "episode": ortho.pk,
+            "closed_episode": ortho_closed.pk,
             "variance": record_variance(ortho, alice, rationale="RATIONALE ORTHO 77"),
             "report": report_run_request(
                 kind="variance",
@@ -67,6 +75,7 @@ def world(org, alice, bob, dora, carol, fred, erin, sam, sue, nobody):
             "unit": "ED",
             "pathway": "SEPSIS-ED",
             "episode": ed.pk,
+            "closed_episode": ed_closed.pk,
             "variance": record_variance(ed, dora, step="PREOP", rationale="RATIONALE ED 88"),
             "report": report_run_request(
                 kind="variance",
@@ -124,6 +133,8 @@ def test_it_answers_each_persona_as_the_matrix_says(world, entry):
             headers["HTTP_IF_MATCH"] = variance_etag(world[entry["unit"]]["variance"])
         elif entry.get("if_match") == "rate":
             headers["HTTP_IF_MATCH"] = rate_etag(world["rate"])
+        elif entry.get("if_match") == "closed_episode":
+            headers["HTTP_IF_MATCH"] = episode_etag(Episode.objects.get(pk=values["closed_episode"]))
         with transaction.atomic():
             response = client.generic(
                 entry["method"],
@@ -193,6 +204,7 @@ def test_it_covers_every_operation_of_the_schema(api, erin):
         schema_path = (
             entry["path"]
             .replace("{episode}", "{id}")
+            .replace("{closed_episode}", "{id}")
             .replace("{variance}", "{id}")
             .replace("{report}", "{id}")
             .replace("{rate}", "{id}")

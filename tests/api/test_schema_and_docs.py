@@ -46,6 +46,7 @@ def test_it_documents_every_endpoint_of_the_contract(api, alice):
         "/api/v1/episodes/": {"get", "post"},
         "/api/v1/episodes/{id}/": {"get"},
         "/api/v1/episodes/{id}/close/": {"post"},
+        "/api/v1/episodes/{id}/outcomes/": {"post"},
         "/api/v1/episodes/{id}/events/": {"get", "post"},
         "/api/v1/variances/": {"get", "post"},
         "/api/v1/variances/{id}/": {"get", "patch"},
@@ -65,6 +66,10 @@ def test_it_documents_every_endpoint_of_the_contract(api, alice):
     patch = paths["/api/v1/variances/{id}/"]["patch"]
     assert {"412", "428"} <= set(patch["responses"])
     assert any(p["name"] == "If-Match" and p["required"] for p in patch["parameters"])
+    outcomes = paths["/api/v1/episodes/{id}/outcomes/"]["post"]
+    assert {"409", "412", "428"} <= set(outcomes["responses"])
+    assert set(outcomes["responses"]["200"]["headers"]) == {"ETag", "Idempotent-Replayed"}
+    assert any(p["name"] == "If-Match" and p["required"] for p in outcomes["parameters"])
     post = paths["/api/v1/episodes/"]["post"]
     assert any(p["name"] == "Idempotency-Key" for p in post["parameters"])
     assert "application/problem+json" in post["responses"]["400"]["content"]
