@@ -798,10 +798,17 @@ class EpisodeClose(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
             if episode.status != Episode.Status.ACTIVE:
                 # The record's state forbids it, whatever was sent: 409, as documented.
                 raise Conflict(f"This episode is already {episode.get_status_display().lower()}.")
+            # The version If-Match named, compared again under the row lock: a change landing between
+            # the check above and the close is not closed over unseen.
+            expected = episode.row_version if request.headers.get("If-Match") else None
             try:
                 if "exit_reason" in data:
                     services.episode_exit(
-                        episode=episode, ended_at=data["ended_at"], reason=data["exit_reason"], actor=request.user
+                        episode=episode,
+                        ended_at=data["ended_at"],
+                        reason=data["exit_reason"],
+                        actor=request.user,
+                        expected_revision=expected,
                     )
                 else:
                     services.episode_close(
@@ -811,7 +818,10 @@ class EpisodeClose(EpisodeDetailMixin, ApiMixin, generics.GenericAPIView):
                         readmitted_30d=data.get("readmitted_30d"),
                         complication=data.get("complication"),
                         actor=request.user,
+                        expected_revision=expected,
                     )
+            except services.StaleRevisionError as exc:
+                raise PreconditionFailed(str(exc)) from None
             except DjangoValidationError as exc:
                 raise _service_errors(exc, {"reason": "exit_reason", "__all__": "non_field_errors"}) from None
             return self.episode_response(request, episode.pk)

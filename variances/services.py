@@ -316,9 +316,15 @@ def _lock_patient_on_pathway(pathway_id: int, patient_ref: str) -> None:
             )
 
 
-def _lock_active(episode: Episode) -> Episode:
-    """Re-read the episode under a row lock; only an active episode is completed or exited."""
+def _lock_active(episode: Episode, expected_revision: int | None = None) -> Episode:
+    """Re-read the episode under a row lock; only an active episode is completed or exited.
+
+    ``expected_revision`` (the ``row_version`` the caller read: the API's If-Match) is compared
+    under the lock, so a change made since the caller's read is not ended over unseen.
+    """
     episode = Episode.objects.select_for_update(of=("self",)).select_related("version").get(pk=episode.pk)
+    if expected_revision is not None and expected_revision != episode.row_version:
+        raise StaleRevisionError(expected=expected_revision, current=episode.row_version, record="episode")
     if episode.status != Episode.Status.ACTIVE:
         raise ValidationError(f"This episode is already {episode.get_status_display().lower()}.")
     return episode
@@ -375,9 +381,10 @@ def episode_close(
     readmitted_30d: bool | None = None,
     complication: bool | None = None,
     actor,
+    expected_revision: int | None = None,
 ) -> Episode:
     """Complete an episode (discharge) with its outcomes; omissions are then detected."""
-    episode = _lock_active(episode)
+    episode = _lock_active(episode, expected_revision)
     episode_end_check(episode=episode, ended_at=ended_at)
     episode.status = Episode.Status.COMPLETED
     episode.ended_at = ended_at
@@ -408,6 +415,7 @@ def episode_exit(
     actor,
     reason_code: ReasonCode | None = None,
     cause: str = "",
+    expected_revision: int | None = None,
 ) -> Episode:
     """Take the patient off the pathway. Records an ``exit`` variance that a lead must review.
 
@@ -416,7 +424,7 @@ def episode_exit(
     reason kept as its rationale.
     """
     reason = (reason or "").strip()
-    episode = _lock_active(episode)
+    episode = _lock_active(episode, expected_revision)
     episode_exit_check(episode=episode, ended_at=ended_at, reason=reason, reason_code=reason_code)
     episode.status = Episode.Status.EXITED
     episode.ended_at = ended_at

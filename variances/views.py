@@ -281,6 +281,10 @@ def _outcomes_context(episode: Episode, form: EpisodeOutcomesForm, saved: str = 
     return {"outcomes_form": form, "outcome_history": selectors.outcome_history(episode), "outcomes_saved": saved}
 
 
+STALE_AMEND = (
+    "Someone changed this variance while you had it open: it is now revision {revision}, and their change is "
+    "in its history. What you typed is kept below; check it against theirs, then save again to apply it."
+)
 STALE_OUTCOMES = (
     "Someone changed this episode while you had it open: the outcomes recorded now are shown above. "
     "Check them, then save again to record yours."
@@ -584,8 +588,15 @@ def variance_amend(request, pk: int):
                 expected_revision=form.cleaned_data["expected_revision"],
                 actor=request.user,
             )
-        except services.StaleRevisionError as exc:
-            form.add_error(None, str(exc))
+        except services.StaleRevisionError:
+            # What was typed stays, now against the variance as it stands: saving again applies it knowingly.
+            # (Kept against the revision first read, the form could never be saved.)
+            variance = _variance_or_404(request, pk)
+            data = request.POST.copy()
+            data["expected_revision"] = variance.revision
+            form = AmendForm(data, variance=variance, reasons=reasons)
+            form.is_valid()
+            form.add_error(None, STALE_AMEND.format(revision=variance.revision))
         except ValidationError as exc:
             form_errors(form, exc)
         else:

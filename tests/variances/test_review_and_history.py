@@ -128,10 +128,18 @@ def test_amending_from_the_browser_refuses_a_stale_form(client, routine_delay, a
 
     page = client.post(f"/variances/{routine_delay.pk}/amend/", form).content.decode()
 
-    assert "changed by someone else" in page
+    assert "Someone changed this variance while you had it open: it is now revision 2" in page
     assert 'value="Added detail"' in page or "Added detail</textarea>" in page
+    assert 'name="expected_revision" value="2"' in page  # the form is now against the revision shown
     routine_delay.refresh_from_db()
     assert routine_delay.rationale == ""
+
+    # Saving the kept form again applies it, knowingly, on top of the other change.
+    page = client.post(f"/variances/{routine_delay.pk}/amend/", {**form, "expected_revision": 2})
+
+    assert page.status_code == 302
+    routine_delay.refresh_from_db()
+    assert (routine_delay.revision, routine_delay.rationale, routine_delay.cause) == (3, "Clinic overran", "system")
 
 
 def test_amending_from_the_browser_keeps_a_time_it_shows_to_the_minute(client, episode, alice):

@@ -92,6 +92,26 @@ def test_closing_records_outcomes_and_a_closed_episode_cannot_be_closed_again(ep
         services.episode_close(episode=episode, ended_at=h(50), actor=alice)
 
 
+def test_closing_or_exiting_against_a_revision_read_before_a_change_is_refused_under_the_lock(episode, alice, clock):
+    # The API's If-Match is compared again under the row lock: a change that lands after the
+    # caller's read (here, an event recorded) is not closed over unseen.
+    clock.move_to(h(50))
+    read = Episode.objects.get(pk=episode.pk).row_version
+    event(episode, "ASSESS", at=h(1), actor=alice)
+    assert Episode.objects.get(pk=episode.pk).row_version == read + 1
+
+    with pytest.raises(
+        services.StaleRevisionError, match=f"This episode was changed by someone else \\(now revision {read + 1}"
+    ):
+        services.episode_close(episode=episode, ended_at=h(49), actor=alice, expected_revision=read)
+    with pytest.raises(services.StaleRevisionError):
+        services.episode_exit(episode=episode, ended_at=h(49), reason="Moved", actor=alice, expected_revision=read)
+
+    assert Episode.objects.get(pk=episode.pk).status == "active"
+    services.episode_close(episode=episode, ended_at=h(49), actor=alice, expected_revision=read + 1)
+    assert Episode.objects.get(pk=episode.pk).status == "completed"
+
+
 def test_exit_needs_a_reason_and_records_an_exit_variance_for_review(episode, alice, clock):
     clock.move_to(h(5))
     with pytest.raises(ValidationError):
