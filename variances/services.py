@@ -400,7 +400,12 @@ def episode_close(
         actor=actor,
         obj=episode,
         episode_ref=episode.patient_ref,
-        detail={"ended_at": ended_at.isoformat(), "discharge_destination": episode.discharge_destination},
+        detail={
+            "ended_at": ended_at.isoformat(),
+            "discharge_destination": episode.discharge_destination,
+            "readmitted_30d": episode.readmitted_30d,
+            "complication": episode.complication,
+        },
     )
     detection_queue(episode.pk)
     return episode

@@ -88,6 +88,12 @@ def test_closing_records_outcomes_and_a_closed_episode_cannot_be_closed_again(ep
     )
     episode.refresh_from_db()
     assert (episode.status, episode.length_of_stay_days, episode.complication) == ("completed", 2, False)
+    closed = AuditEvent.objects.get(action="episode.close", object_id=str(episode.pk))
+    assert (closed.detail["discharge_destination"], closed.detail["readmitted_30d"], closed.detail["complication"]) == (
+        "usual-residence",
+        None,
+        False,
+    )
     with pytest.raises(ValidationError, match="already completed"):
         services.episode_close(episode=episode, ended_at=h(50), actor=alice)
 
