@@ -6,6 +6,7 @@ from decimal import Decimal
 from django import forms
 
 from accounts.models import OrgUnit
+from accounts.privacy import validate_no_patient_identifiers
 
 from .models import PathwayVersion, Resource, Stage, Step, code_validator
 
@@ -145,6 +146,7 @@ class PublishForm(forms.Form):
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4}),
         label="Change note",
+        validators=[validate_no_patient_identifiers],
         help_text="What changed and why. Everyone who follows the pathway sees it.",
     )
     effective_from = forms.DateField(
@@ -157,7 +159,10 @@ class PublishForm(forms.Form):
 
 class RetireForm(forms.Form):
     note = forms.CharField(
-        widget=forms.Textarea(attrs={"rows": 3}), label="Why is it being retired?", help_text="Shown in the history."
+        widget=forms.Textarea(attrs={"rows": 3}),
+        label="Why is it being retired?",
+        validators=[validate_no_patient_identifiers],
+        help_text="Shown in the history.",
     )
 
 
@@ -166,6 +171,7 @@ class DraftForm(forms.Form):
         required=False,
         max_length=500,
         label="What this draft is for",
+        validators=[validate_no_patient_identifiers],
         help_text='Optional; shown in the pathway\'s history, e.g. "Update to the 2025 NICE guidance".',
     )
 

@@ -19,6 +19,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
+from accounts.privacy import validate_no_patient_identifiers
+
 code_validator = RegexValidator(
     r"^[A-Z0-9][A-Z0-9-]{0,39}$",
     "Use capital letters, digits and hyphens, starting with a letter or digit (e.g. HIP-FRACTURE).",
@@ -70,7 +72,7 @@ class PathwayVersion(models.Model):
     pathway = models.ForeignKey(Pathway, on_delete=models.PROTECT, related_name="versions")
     number = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
-    change_note = models.TextField(blank=True)
+    change_note = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
     published_by = models.ForeignKey(
@@ -251,7 +253,7 @@ class PathwayChange(models.Model):
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+")
     at = models.DateTimeField(default=timezone.now)
     action = models.CharField(max_length=40)
-    note = models.TextField(blank=True)
+    note = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
     detail = models.JSONField(default=dict, blank=True)
 
     class Meta:

@@ -25,6 +25,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from accounts.audit import audit_record
+from accounts.privacy import refuse_patient_identifiers
 
 from .models import Pathway, PathwayChange, PathwayVersion, PlannedResource, Resource, Stage, Step
 
@@ -121,6 +122,7 @@ def pathway_create(
     note: str = "",
 ) -> Pathway:
     """A new pathway with an empty draft version 1."""
+    refuse_patient_identifiers(note=note)
     pathway = Pathway(
         code=code.strip().upper(), name=name, specialty=specialty, owner_unit=owner_unit, description=description
     )
@@ -173,6 +175,7 @@ def pathway_version_draft(*, pathway: Pathway, actor, note: str = "") -> Pathway
     One draft at a time: a second would fork the plan and the later publish
     would silently drop the other's work.
     """
+    refuse_patient_identifiers(note=note)
     pathway = Pathway.objects.select_for_update().get(pk=pathway.pk)
     existing = pathway.versions.filter(status=Status.DRAFT).first()
     if existing is not None:
@@ -346,6 +349,7 @@ def pathway_version_publish(
         raise ValidationError(
             {"note": "Say what changed and why: the change note is shown to everyone who uses the pathway."}
         )
+    refuse_patient_identifiers(note=note)
     problems = version_problems(version)
     if problems:
         raise ValidationError([p.message for p in problems])
@@ -393,6 +397,7 @@ def pathway_version_retire(*, version: PathwayVersion, actor, note: str) -> Path
         raise ValidationError(f"Only a published version can be retired; version {version.number} is {version.status}.")
     if not note.strip():
         raise ValidationError({"note": "Say why the pathway is being retired."})
+    refuse_patient_identifiers(note=note)
     version.status = Status.RETIRED
     version.retired_at = timezone.now()
     version.save(update_fields=["status", "retired_at"])

@@ -48,6 +48,7 @@ from accounts.api_support import (
 from accounts.audit import audit_record
 from accounts.models import Membership, OrgUnit, User
 from accounts.permissions import ALL_ROLES, EPISODE_ROLES, can_see_individuals, unit_ids_for
+from accounts.privacy import validate_no_patient_identifiers
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
@@ -430,6 +431,7 @@ class EpisodeCloseSerializer(StrictSerializer):
         max_length=2000,
         required=False,
         allow_blank=False,
+        validators=[validate_no_patient_identifiers],
         help_text="Give this to take the patient off the pathway (status exited) instead of completing it.",
     )
 
@@ -475,9 +477,13 @@ class EventInputSerializer(StrictSerializer):
     step = serializers.CharField(
         max_length=40, required=False, allow_null=True, help_text="Step code; null with `activity` for unplanned work."
     )
-    activity = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    activity = serializers.CharField(
+        max_length=200, required=False, allow_blank=True, validators=[validate_no_patient_identifiers]
+    )
     occurred_at = StrictDateTimeField()
-    performed_by = serializers.CharField(max_length=150, required=False, allow_blank=True)
+    performed_by = serializers.CharField(
+        max_length=150, required=False, allow_blank=True, validators=[validate_no_patient_identifiers]
+    )
     quantities = QuantityInputSerializer(many=True, required=False, max_length=50)
     external_id = serializers.CharField(
         max_length=100,
@@ -508,8 +514,12 @@ class VarianceCreateSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=60, help_text="A code from /api/v1/reason-codes/.")
     valence = serializers.ChoiceField(choices=Variance.Valence.choices)
     level = serializers.ChoiceField(choices=Variance.Level.choices, required=False)
-    rationale = serializers.CharField(max_length=5000, required=False, allow_blank=True)
-    action_taken = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    rationale = serializers.CharField(
+        max_length=5000, required=False, allow_blank=True, validators=[validate_no_patient_identifiers]
+    )
+    action_taken = serializers.CharField(
+        max_length=5000, required=False, allow_blank=True, validators=[validate_no_patient_identifiers]
+    )
     occurred_at = StrictDateTimeField()
 
 
@@ -517,7 +527,10 @@ class VariancePatchSerializer(StrictSerializer):
     """An amendment (or, for a detected variance, its explanation): only the fields sent change."""
 
     amendment_reason = serializers.CharField(
-        max_length=2000, required=False, help_text="Why it changes: required for a documented or reviewed variance."
+        max_length=2000,
+        required=False,
+        validators=[validate_no_patient_identifiers],
+        help_text="Why it changes: required for a documented or reviewed variance.",
     )
     step = serializers.CharField(max_length=40, required=False, allow_null=True)
     resource = serializers.CharField(max_length=40, required=False, allow_null=True)
@@ -526,8 +539,12 @@ class VariancePatchSerializer(StrictSerializer):
     reason = serializers.CharField(max_length=60, required=False)
     valence = serializers.ChoiceField(choices=Variance.Valence.choices, required=False)
     level = serializers.ChoiceField(choices=Variance.Level.choices, required=False)
-    rationale = serializers.CharField(max_length=5000, required=False, allow_blank=True)
-    action_taken = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    rationale = serializers.CharField(
+        max_length=5000, required=False, allow_blank=True, validators=[validate_no_patient_identifiers]
+    )
+    action_taken = serializers.CharField(
+        max_length=5000, required=False, allow_blank=True, validators=[validate_no_patient_identifiers]
+    )
     occurred_at = StrictDateTimeField(required=False)
 
 
@@ -1189,7 +1206,9 @@ class VarianceDetail(ApiMixin, generics.GenericAPIView):
 
 class VarianceWithdrawSerializer(StrictSerializer):
     reason = serializers.CharField(
-        max_length=500, help_text="Why the variance is withdrawn (recorded in error, a duplicate...)."
+        max_length=500,
+        validators=[validate_no_patient_identifiers],
+        help_text="Why the variance is withdrawn (recorded in error, a duplicate...).",
     )
 
 

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, OrgUnit, User
 from accounts.permissions import EPISODE_ROLES, units_for
+from accounts.privacy import validate_no_patient_identifiers
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from . import services
@@ -197,6 +198,7 @@ class EpisodeExitForm(forms.Form):
     reason = forms.CharField(
         label="Why did the patient leave the pathway?",
         widget=forms.Textarea(attrs={"rows": 3}),
+        validators=[validate_no_patient_identifiers],
         help_text="Required. A clinical lead reviews every exit.",
         error_messages={"required": "Say why the patient left the pathway."},
     )
@@ -356,10 +358,16 @@ class EventForm(forms.Form):
         label="Activity not on the pathway",
         max_length=200,
         required=False,
+        validators=[validate_no_patient_identifiers],
         help_text="Only when the step is 'Not on the pathway', e.g. 'Blood transfusion'.",
     )
     occurred_at = _when("When")
-    performed_by = forms.CharField(label="Performed by (role or team)", max_length=150, required=False)
+    performed_by = forms.CharField(
+        label="Performed by (role or team)",
+        max_length=150,
+        required=False,
+        validators=[validate_no_patient_identifiers],
+    )
 
     def __init__(self, *args, episode, step: Step | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -491,9 +499,15 @@ class VarianceForm(forms.Form):
         label="Rationale",
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
+        validators=[validate_no_patient_identifiers],
         help_text="Your clinical reasoning, in a sentence. Never the patient's name.",
     )
-    action_taken = forms.CharField(label="Action taken", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    action_taken = forms.CharField(
+        label="Action taken",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[validate_no_patient_identifiers],
+    )
     occurred_at = _when("When")
 
     def __init__(self, *args, episode, reasons, step=None, variance_type=None, explaining=False, **kwargs):
@@ -557,12 +571,23 @@ class AmendForm(forms.Form):
         label="For the patient this was", choices=Variance.Valence.choices, widget=forms.RadioSelect
     )
     level = forms.ChoiceField(label="Level", choices=Variance.Level.choices, widget=forms.RadioSelect)
-    rationale = forms.CharField(label="Rationale", required=False, widget=forms.Textarea(attrs={"rows": 3}))
-    action_taken = forms.CharField(label="Action taken", required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    rationale = forms.CharField(
+        label="Rationale",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        validators=[validate_no_patient_identifiers],
+    )
+    action_taken = forms.CharField(
+        label="Action taken",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[validate_no_patient_identifiers],
+    )
     occurred_at = _when("When")
     amend_reason = forms.CharField(
         label="Why are you changing it?",
         widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[validate_no_patient_identifiers],
         help_text="Required. Kept with this revision; every earlier revision stays readable.",
     )
     expected_revision = forms.IntegerField(widget=forms.HiddenInput)
@@ -619,6 +644,7 @@ class WithdrawForm(forms.Form):
     reason = forms.CharField(
         label="Why withdraw it?",
         widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[validate_no_patient_identifiers],
         help_text="The variance and its history stay readable, marked withdrawn.",
     )
 
@@ -630,6 +656,7 @@ class ReviewForm(forms.Form):
         label="Comment",
         required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
+        validators=[validate_no_patient_identifiers],
         help_text="Required when the departure was not justified.",
     )
 

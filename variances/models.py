@@ -14,10 +14,13 @@ from django.db import models
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from accounts.privacy import NHS_NUMBER, validate_no_patient_identifiers
+
 # --- Patient reference -------------------------------------------------------------
 
 PATIENT_REF_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{3,39}$")
-_NHS_NUMBER_RE = re.compile(r"^\d{3}[ -]?\d{3}[ -]?\d{4}$")
+# Any ten digits, check digit or not: a reference has no business looking like an NHS number.
+_NHS_NUMBER_RE = re.compile(rf"^{NHS_NUMBER}$")
 
 
 def validate_patient_ref(value: str) -> None:
@@ -74,7 +77,7 @@ class Episode(models.Model):
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
-    exit_reason = models.TextField(blank=True)
+    exit_reason = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
     # Coded (DischargeDestination) by the forms and the API; not declared as the field's choices, so that
     # what earlier versions stored as free text stays valid and is shown as it was.
     discharge_destination = models.CharField(max_length=60, blank=True)
@@ -135,13 +138,18 @@ class StepEvent(models.Model):
 
     episode = models.ForeignKey(Episode, on_delete=models.PROTECT, related_name="events")
     step = models.ForeignKey("pathways.Step", null=True, blank=True, on_delete=models.PROTECT, related_name="events")
-    activity = models.CharField(max_length=200, blank=True, help_text="For an activity not on the pathway.")
+    activity = models.CharField(
+        max_length=200,
+        blank=True,
+        validators=[validate_no_patient_identifiers],
+        help_text="For an activity not on the pathway.",
+    )
     occurred_at = models.DateTimeField()
     recorded_at = models.DateTimeField(default=timezone.now, editable=False)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
-    performed_by = models.CharField(max_length=150, blank=True)
+    performed_by = models.CharField(max_length=150, blank=True, validators=[validate_no_patient_identifiers])
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.MANUAL)
     external_id = models.CharField(max_length=100, blank=True)
 
@@ -365,8 +373,9 @@ class Variance(models.Model):
     level = models.CharField(max_length=10, choices=Level.choices, default=Level.PROCESS)
     justified = models.BooleanField(null=True, blank=True)
     avoidable = models.BooleanField(null=True, blank=True)
-    rationale = models.TextField(blank=True)
-    action_taken = models.TextField(blank=True)
+    # Free text that reports and the API show: screened for patient identifiers (accounts.privacy).
+    rationale = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
+    action_taken = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
     occurred_at = models.DateTimeField()
     recorded_at = models.DateTimeField(default=timezone.now, editable=False)
     recorded_by = models.ForeignKey(
@@ -381,8 +390,8 @@ class Variance(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="reviewed_variances"
     )
     reviewed_at = models.DateTimeField(null=True, blank=True)
-    review_comment = models.TextField(blank=True)
-    withdrawn_reason = models.TextField(blank=True)
+    review_comment = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
+    withdrawn_reason = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
     # Exits and omissions of critical steps (criticality >= 4) must be adjudicated
     # by a clinical lead; set once, when the variance is created.
     review_required = models.BooleanField(default=False)
@@ -472,7 +481,7 @@ class VarianceRevision(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.PROTECT, related_name="+", db_index=False
     )
     changed_at = models.DateTimeField(default=timezone.now)
-    reason = models.TextField(blank=True)
+    reason = models.TextField(blank=True, validators=[validate_no_patient_identifiers])
     snapshot = models.JSONField()
 
     class Meta:

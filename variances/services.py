@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from accounts.audit import audit_record
 from accounts.models import Membership, OrgUnit
+from accounts.privacy import refuse_patient_identifiers
 from accounts.queueing import enqueue_on_commit
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
@@ -86,6 +87,12 @@ SNAPSHOT_FIELDS = (
     "revision",
 )
 SNAPSHOT_DATETIME_FIELDS = frozenset({"occurred_at", "recorded_at", "documented_at", "reviewed_at"})
+
+# What clinicians type about a variance, screened for patient identifiers as it is written (the
+# fields' validator, accounts.privacy). A change is judged on the text it writes: text stored
+# before the screening existed is corrected by amending it, and does not block a review or a
+# withdrawal of the variance.
+VARIANCE_TEXT_FIELDS = ("rationale", "action_taken", "review_comment", "withdrawn_reason")
 
 # Departures that only make sense against a planned step.
 STEP_TYPES = (
@@ -221,6 +228,11 @@ def _check_within_episode(episode: Episode, occurred_at: datetime | None) -> Non
     if episode.ended_at is not None and occurred_at > episode.ended_at:
         end = timezone.localtime(episode.ended_at).strftime("%-d %b %Y %H:%M")
         raise ValidationError({"occurred_at": f"This is after the episode ended ({end})."})
+
+
+def _texts_not_written(*written: str) -> list[str]:
+    """The free-text fields of a variance that a change leaves as they were: ``full_clean`` passes over them."""
+    return [name for name in VARIANCE_TEXT_FIELDS if name not in written]
 
 
 def _gather(errors: dict[str, list], *checks) -> None:
@@ -364,7 +376,11 @@ def episode_exit_check(
     errors: dict[str, list] = {}
     if not (reason or "").strip():
         errors["reason"] = ["Say why the patient left the pathway."]
-    checks = [lambda: episode_end_check(episode=episode, ended_at=ended_at)]
+    checks = [
+        # Stored as the episode's exit reason and the exit variance's rationale.
+        lambda: refuse_patient_identifiers(reason=reason),
+        lambda: episode_end_check(episode=episode, ended_at=ended_at),
+    ]
     if reason_code is not None:
         checks.append(lambda: _check_reason(episode, reason_code, "reason_code"))
     _gather(errors, *checks)
@@ -905,7 +921,7 @@ def variance_explain(
         variance.recorded_by = _person(actor)
     variance.revision += 1
     _require_axes(variance)
-    variance.full_clean()
+    variance.full_clean(exclude=_texts_not_written("rationale", "action_taken"))
     variance.save()
     _append_revision(variance, actor=actor, reason="explained", at=now)
     _touch_episode(variance.episode_id, at=now)
@@ -970,6 +986,7 @@ def variance_amend(
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"amend_reason": "Say why you are changing this variance."})
+    refuse_patient_identifiers(amend_reason=reason)  # kept with the revision, shown in the history
     if variance.status not in (Variance.Status.DOCUMENTED, Variance.Status.REVIEWED):
         raise ValidationError(
             f"Only documented or reviewed variances are amended; this one is {variance.get_status_display().lower()}."
@@ -1001,7 +1018,7 @@ def variance_amend(
             variance_type=variance.variance_type, step=variance.step
         )
     variance.revision += 1
-    variance.full_clean()
+    variance.full_clean(exclude=_texts_not_written(*changed))
     variance.save()
     _append_revision(variance, actor=actor, reason=reason)
     _touch_episode(variance.episode_id)
@@ -1028,12 +1045,13 @@ def variance_withdraw(*, variance: Variance, reason: str, actor, expected_revisi
     reason = (reason or "").strip()
     if not reason:
         raise ValidationError({"withdraw_reason": "Say why you are withdrawing this variance."})
+    refuse_patient_identifiers(withdraw_reason=reason)
     if variance.status == Variance.Status.WITHDRAWN:
         raise ValidationError("This variance is already withdrawn.")
     variance.status = Variance.Status.WITHDRAWN
     variance.withdrawn_reason = reason
     variance.revision += 1
-    variance.full_clean()
+    variance.full_clean(exclude=_texts_not_written("withdrawn_reason"))
     variance.save()
     _append_revision(variance, actor=actor, reason=f"withdrawn: {reason}")
     _touch_episode(variance.episode_id)
@@ -1078,6 +1096,7 @@ def variance_review(*, variance: Variance, justified: bool, avoidable: bool, com
     comment = (comment or "").strip()
     if justified is False and not comment:
         raise ValidationError({"comment": "Say why the departure was not justified, so the team can learn from it."})
+    refuse_patient_identifiers(comment=comment)
     now = timezone.now()
     variance.justified = justified
     variance.avoidable = avoidable
@@ -1086,7 +1105,7 @@ def variance_review(*, variance: Variance, justified: bool, avoidable: bool, com
     variance.reviewed_at = now
     variance.status = Variance.Status.REVIEWED
     variance.revision += 1
-    variance.full_clean()
+    variance.full_clean(exclude=_texts_not_written("review_comment"))
     variance.save()
     _append_revision(variance, actor=actor, reason="reviewed", at=now)
     _touch_episode(variance.episode_id, at=now)
