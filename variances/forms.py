@@ -500,7 +500,7 @@ class VarianceForm(forms.Form):
         required=False,
         widget=forms.Textarea(attrs={"rows": 3}),
         validators=[validate_no_patient_identifiers],
-        help_text="Your clinical reasoning, in a sentence. Never the patient's name.",
+        help_text="Your clinical reasoning, in a sentence. Never the patient's name or NHS number.",
     )
     action_taken = forms.CharField(
         label="Action taken",
