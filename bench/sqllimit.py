@@ -191,7 +191,8 @@ WITH ep AS (
     WHERE e.status <> 'active' AND {EPISODE_SCOPE}
 ),
 rates AS (
-    -- The rate in force in each financial year: the latest set for that year or before.
+    -- The rate in force in each financial year: the latest set for that year or before. An episode is
+    -- costed at the rates of the year it started in, expected and actual alike (costing rules v5).
     SELECT r.id AS resource_id, y.fy,
            COALESCE((SELECT c.rate FROM costing_costrate c WHERE c.resource_id = r.id AND c.financial_year <= y.fy
                      ORDER BY c.financial_year DESC LIMIT 1), 0) AS rate
@@ -202,55 +203,59 @@ planned AS (
            p.quantity * p.headcount AS per_occ
     FROM pathways_step s JOIN pathways_plannedresource p ON p.step_id = s.id
 ),
--- Planned lines: the standard, and per-day lines at the actual length of stay (days split by financial year).
+-- What events on a per-day step (a ward stay) recorded of a planned resource: the days of the stay
+-- they fall on (each such day's plan is replaced once, by the day's total) and what they used.
+stay_use AS (
+    SELECT ev.episode_id, pl.step_id, pl.resource_id,
+           count(DISTINCT d.day) FILTER (WHERE d.day >= ep.start_day AND d.day - ep.start_day < ep.los) AS days,
+           sum(q.quantity * q.headcount) AS quantity,
+           sum(q.quantity * q.headcount * COALESCE(q.unit_cost, rs.rate)) AS cost,
+           sum(q.quantity * q.headcount * rs.rate) AS at_standard
+    FROM variances_stepevent ev
+    JOIN ep ON ep.id = ev.episode_id
+    JOIN planned pl ON pl.step_id = ev.step_id AND pl.per_day
+    JOIN variances_eventquantity q ON q.event_id = ev.id AND q.resource_id = pl.resource_id
+    JOIN rates rs ON rs.resource_id = pl.resource_id AND rs.fy = ep.fy
+    CROSS JOIN LATERAL (SELECT (ev.occurred_at AT TIME ZONE %(tz)s)::date AS day) d
+    GROUP BY ev.episode_id, pl.step_id, pl.resource_id
+),
+-- Planned lines: the standard; per-day lines at the actual length of stay, days with events at their use.
 standard AS (
     SELECT ep.id AS episode_id,
            sum(pl.f * pl.per_occ * rs.rate) AS expected,
            sum(CASE WHEN pl.per_day THEN (ep.los - pl.f) * pl.per_occ * rs.rate ELSE 0 END) AS los_variance,
-           sum(CASE WHEN pl.per_day THEN pl.per_occ * (days.first * rs.rate + (ep.los - days.first) * rn.rate)
+           sum(CASE WHEN pl.per_day
+               THEN (ep.los - COALESCE(su.days, 0)) * pl.per_occ * rs.rate + COALESCE(su.cost, 0)
                ELSE 0 END) AS actual,
-           sum(CASE WHEN pl.per_day THEN pl.per_occ * (ep.los - days.first) * (rn.rate - rs.rate) ELSE 0 END) AS price
+           sum(CASE WHEN pl.per_day THEN COALESCE(su.cost, 0) - COALESCE(su.at_standard, 0) ELSE 0 END) AS price
     FROM ep
     JOIN planned pl ON pl.version_id = ep.version_id
     JOIN rates rs ON rs.resource_id = pl.resource_id AND rs.fy = ep.fy
-    JOIN rates rn ON rn.resource_id = pl.resource_id AND rn.fy = ep.fy + 1
-    CROSS JOIN LATERAL (SELECT least(ep.los, make_date(ep.fy + 1, 4, 1) - ep.start_day) AS first) days
+    LEFT JOIN stay_use su ON su.episode_id = ep.id AND su.step_id = pl.step_id AND su.resource_id = pl.resource_id
     GROUP BY ep.id
 ),
--- Each event of a planned step, for each planned resource: its actual quantity (or the plan's) at its
--- own price (or the rate in force on its day). On per-day steps an event only replaces its day's plan.
+-- Each event of a planned step that is not per day, for each planned resource: its actual quantity
+-- (or the plan's) at its own price (or the standard rate).
 performed AS (
     SELECT ev.episode_id,
-           sum(CASE
-               WHEN NOT pl.per_day THEN COALESCE(q.quantity * q.headcount, pl.per_occ) * COALESCE(q.unit_cost, re.rate)
-               WHEN q.id IS NOT NULL THEN q.quantity * q.headcount * COALESCE(q.unit_cost, re.rate) - pl.per_occ * re.rate
-               ELSE 0 END) AS actual,
-           sum(CASE
-               WHEN NOT pl.per_day THEN COALESCE(q.quantity * q.headcount, pl.per_occ)
-                   * (COALESCE(q.unit_cost, re.rate) - rs.rate)
-               WHEN q.id IS NOT NULL THEN q.quantity * q.headcount * (COALESCE(q.unit_cost, re.rate) - rs.rate)
-                   - pl.per_occ * (re.rate - rs.rate)
-               ELSE 0 END) AS price
+           sum(COALESCE(q.quantity * q.headcount, pl.per_occ) * COALESCE(q.unit_cost, rs.rate)) AS actual,
+           sum(COALESCE(q.quantity * q.headcount, pl.per_occ) * (COALESCE(q.unit_cost, rs.rate) - rs.rate)) AS price
     FROM variances_stepevent ev
     JOIN ep ON ep.id = ev.episode_id
-    JOIN planned pl ON pl.step_id = ev.step_id
+    JOIN planned pl ON pl.step_id = ev.step_id AND NOT pl.per_day
     LEFT JOIN variances_eventquantity q ON q.event_id = ev.id AND q.resource_id = pl.resource_id
     JOIN rates rs ON rs.resource_id = pl.resource_id AND rs.fy = ep.fy
-    JOIN rates re ON re.resource_id = pl.resource_id
-         AND re.fy = {FY.format(d="(ev.occurred_at AT TIME ZONE %(tz)s)::date")}
     GROUP BY ev.episode_id
 ),
 -- Resources an event used that its step did not plan, and activities off the pathway: all unplanned.
 unplanned AS (
     SELECT ev.episode_id,
-           sum(q.quantity * q.headcount * COALESCE(q.unit_cost, re.rate)) AS actual,
-           sum(q.quantity * q.headcount * (COALESCE(q.unit_cost, re.rate) - rs.rate)) AS price
+           sum(q.quantity * q.headcount * COALESCE(q.unit_cost, rs.rate)) AS actual,
+           sum(q.quantity * q.headcount * (COALESCE(q.unit_cost, rs.rate) - rs.rate)) AS price
     FROM variances_eventquantity q
     JOIN variances_stepevent ev ON ev.id = q.event_id
     JOIN ep ON ep.id = ev.episode_id
     JOIN rates rs ON rs.resource_id = q.resource_id AND rs.fy = ep.fy
-    JOIN rates re ON re.resource_id = q.resource_id
-         AND re.fy = {FY.format(d="(ev.occurred_at AT TIME ZONE %(tz)s)::date")}
     WHERE NOT EXISTS (
         SELECT 1 FROM pathways_plannedresource p WHERE p.step_id = ev.step_id AND p.resource_id = q.resource_id
     )
