@@ -45,7 +45,15 @@ from accounts.audit import audit_record
 from config.pgcopy import copy_rows, next_ids
 from pathways.models import Step
 
-from .models import CRITICAL_STEP_CRITICALITY, Detection, Episode, StepEvent, Variance, VarianceRevision
+from .models import (
+    CRITICAL_STEP_CRITICALITY,
+    Detection,
+    Episode,
+    StepEvent,
+    Variance,
+    VarianceRevision,
+    next_updated_at_expression,
+)
 from .services import SNAPSHOT_DATETIME_FIELDS, SNAPSHOT_FIELDS, variance_snapshot
 
 # Episodes evaluated per transaction in the bulk path.
@@ -412,7 +420,9 @@ def _store(
     if superseded:
         changed.update(Variance.objects.filter(pk__in=superseded).values_list("episode_id", flat=True))
     if changed:
-        Episode.objects.filter(pk__in=changed).update(updated_at=now, row_version=F("row_version") + 1)
+        Episode.objects.filter(pk__in=changed).update(
+            updated_at=next_updated_at_expression(now), row_version=F("row_version") + 1
+        )
     counts = Counter(row[3] for row in new)
     if new or superseded:
         single = len(ids) == 1

@@ -6,12 +6,14 @@ is withdrawn with a reason, never removed.
 """
 
 import re
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts.privacy import NHS_NUMBER, validate_no_patient_identifiers
@@ -38,6 +40,26 @@ def validate_patient_ref(value: str) -> None:
         )
     if raw.isalpha():
         raise ValidationError("A reference needs at least one digit, so a surname cannot pass as a reference.")
+
+
+# An episode's ``updated_at`` only ever moves forward. Report summaries count as stale when
+# computed from an earlier ``updated_at`` (costing/summaries.py): a change stamped at or before
+# the last one (a clock stepped back, another server's clock, an import stamped with its start
+# while the episode changed meanwhile) would leave the old figures standing.
+_TICK = timedelta(microseconds=1)
+
+
+def next_updated_at(previous: datetime, now: datetime) -> datetime:
+    """The ``updated_at`` of a change made ``now`` to an episode last changed at ``previous``."""
+    return max(now, previous + _TICK)
+
+
+def next_updated_at_expression(now: datetime) -> Greatest:
+    """``next_updated_at`` in SQL, for ``QuerySet.update`` on many episodes at once."""
+    return Greatest(
+        Value(now, output_field=DateTimeField()),
+        ExpressionWrapper(F("updated_at") + _TICK, output_field=DateTimeField()),
+    )
 
 
 class EpisodeQuerySet(models.QuerySet):

@@ -37,6 +37,8 @@ from .models import (
     StepEvent,
     Variance,
     VarianceRevision,
+    next_updated_at,
+    next_updated_at_expression,
 )
 
 # A claimed time may run a little ahead of the server clock (device clocks drift).
@@ -183,7 +185,9 @@ def _person(actor):
 
 def _touch_episode(episode_id: int, *, at: datetime | None = None) -> None:
     """Bump the episode's change marker (ETags, incremental report refresh)."""
-    Episode.objects.filter(pk=episode_id).update(updated_at=at or timezone.now(), row_version=F("row_version") + 1)
+    Episode.objects.filter(pk=episode_id).update(
+        updated_at=next_updated_at_expression(at or timezone.now()), row_version=F("row_version") + 1
+    )
 
 
 def detection_queue(episode_id: int) -> None:
@@ -407,7 +411,7 @@ def episode_close(
     episode.discharge_destination = discharge_destination.strip()
     episode.readmitted_30d = readmitted_30d
     episode.complication = complication
-    episode.updated_at = timezone.now()
+    episode.updated_at = next_updated_at(episode.updated_at, timezone.now())
     episode.row_version += 1
     episode.full_clean()
     episode.save()
@@ -450,7 +454,7 @@ def episode_exit(
     episode.status = Episode.Status.EXITED
     episode.ended_at = ended_at
     episode.exit_reason = reason
-    episode.updated_at = timezone.now()
+    episode.updated_at = next_updated_at(episode.updated_at, timezone.now())
     episode.row_version += 1
     episode.full_clean()
     episode.save()
@@ -546,7 +550,7 @@ def episode_record_outcomes(
     # Strictly after the episode's last change, whatever the clock says (another server's, a step back):
     # report summaries count as stale only when computed from an earlier ``updated_at``
     # (costing/summaries.py), and one that missed this change would keep the old readmission figure.
-    episode.updated_at = max(timezone.now(), episode.updated_at + timedelta(microseconds=1))
+    episode.updated_at = next_updated_at(episode.updated_at, timezone.now())
     episode.row_version += 1
     # No full_clean: only these fields are written, each checked above, and re-judging the rest of the
     # record (a reference imported under earlier rules) must not stop a readmission being recorded.

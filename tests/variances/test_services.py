@@ -11,6 +11,7 @@ from pathways.models import PathwayVersion
 from tests.variances.conftest import T0
 from tests.variances.factories import build_pathway, event, reason, resource, step
 from variances import services
+from variances.detection import evaluate_episodes
 from variances.models import Episode, ReasonCode, StepEvent, Variance
 
 
@@ -353,3 +354,23 @@ def test_an_episode_cannot_end_before_an_event_already_recorded(episode, alice, 
     }
     episode.refresh_from_db()
     assert episode.status == Episode.Status.ACTIVE
+
+
+def test_a_change_never_moves_the_episode_s_updated_at_backwards(episode, alice, clock):
+    # Report summaries are stale only when computed from an earlier updated_at: a change
+    # stamped before the last one (a clock stepped back, an import stamped with its start
+    # while the episode changed meanwhile) would leave the old figures standing.
+    ahead = h(30)
+    Episode.objects.filter(pk=episode.pk).update(updated_at=ahead)  # the last change, by a clock ahead of ours
+    clock.move_to(h(29))
+
+    event(episode, "ASSESS", at=h(1), actor=alice)  # services._touch_episode
+    after_event = Episode.objects.get(pk=episode.pk).updated_at
+    # Detection's bulk update (surgery is now overdue: a finding), with a "now" from before the last change.
+    assert evaluate_episodes([episode.pk], now=h(29)) == {"omission": 1}
+    after_detection = Episode.objects.get(pk=episode.pk).updated_at
+    services.episode_close(episode=episode, ended_at=h(28), actor=alice)
+    after_close = Episode.objects.get(pk=episode.pk).updated_at
+
+    assert ahead < after_event < after_detection < after_close
+    assert after_close - ahead == timedelta(microseconds=3)

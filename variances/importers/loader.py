@@ -44,7 +44,7 @@ from config.pgcopy import ESCAPES, NULL, next_ids
 from pathways.models import Pathway, PathwayVersion, Resource, Step
 
 from ..detection import EventFact, NewEpisode, evaluate_episodes, evaluate_new_episodes
-from ..models import Episode, EventQuantity, StepEvent, validate_patient_ref
+from ..models import Episode, EventQuantity, StepEvent, next_updated_at, validate_patient_ref
 from .mapping import READMISSION_WINDOW, Mapping, MappingError
 from .readers import (
     OrphanProblem,
@@ -694,10 +694,16 @@ class Importer:
             else:
                 summary.episodes_unchanged += 1
         if changed:
-            current = dict(Episode.objects.filter(pk__in=[e.pk for e in changed]).values_list("pk", "row_version"))
+            current = {
+                pk: (row_version, updated_at)
+                for pk, row_version, updated_at in Episode.objects.filter(pk__in=[e.pk for e in changed]).values_list(
+                    "pk", "row_version", "updated_at"
+                )
+            }
             for episode in changed:
-                episode.updated_at = self.stamp
-                episode.row_version = current[episode.pk] + 1
+                row_version, updated_at = current[episode.pk]
+                episode.updated_at = next_updated_at(updated_at, self.stamp)
+                episode.row_version = row_version + 1
             Episode.objects.bulk_update(
                 changed,
                 ["started_at", "ended_at", "status", "readmitted_30d", "complication", "updated_at", "row_version"],
