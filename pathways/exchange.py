@@ -22,7 +22,7 @@ through the same validation as any other draft.
 
 from decimal import Decimal, InvalidOperation
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import Prefetch
 
@@ -135,15 +135,24 @@ def version_import(
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise ValidationError(f"This is not a CommonPath pathway document (expected format {FORMAT}).")
     meta = _require(document, "pathway", "document")
-    pathway = pathway_create(
-        code=code or _require(meta, "code", "pathway"),
-        name=name or _require(meta, "name", "pathway"),
-        specialty=meta.get("specialty", ""),
-        description=meta.get("description", ""),
-        owner_unit=owner_unit,
-        actor=actor,
-        note=document.get("change_note", ""),
-    )
+    try:
+        pathway = pathway_create(
+            code=code or _require(meta, "code", "pathway"),
+            name=name or _require(meta, "name", "pathway"),
+            specialty=meta.get("specialty", ""),
+            description=meta.get("description", ""),
+            owner_unit=owner_unit,
+            actor=actor,
+            note=document.get("change_note", ""),
+        )
+    except ValidationError as exc:
+        # The note is the document's change_note, not a field of the import form: say so.
+        if hasattr(exc, "error_dict") and "note" in exc.error_dict:
+            notes = exc.message_dict.pop("note")
+            raise ValidationError(
+                {**exc.message_dict, NON_FIELD_ERRORS: [f"The document's change_note: {m}" for m in notes]}
+            ) from None
+        raise
     version = pathway.versions.get()
     resources = _resources(document, actor)
 

@@ -1,5 +1,6 @@
 """Authoring in the browser, through the HTMX endpoints: leads edit drafts; nobody else can."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -346,3 +347,24 @@ def test_import_json_from_the_browser(client, org, bob, tkr):
         {"file": SimpleUploadedFile("x.json", b"{not json", "application/json"), "owner_unit": org["ORTHO"].pk},
     )
     assert "This is not a JSON document" in bad.content.decode()
+
+
+def test_an_identifier_in_an_imported_document_s_change_note_is_named_as_such(client, org, bob, tkr):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    login(client, bob)
+    document = json.loads(client.get("/pathways/TKR/v1/export.json").content)
+    document["change_note"] = "Agreed after the case of 943 476 5919"
+
+    page = client.post(
+        "/pathways/import/",
+        {
+            "file": SimpleUploadedFile("tkr.json", json.dumps(document).encode(), "application/json"),
+            "code": "TKR-2",
+            "owner_unit": org["ORTHO"].pk,
+        },
+    ).content.decode()
+
+    assert "The document&#x27;s change_note: This text contains what looks like an NHS number" in page
+    assert "943 476 5919" not in page
+    assert not Pathway.objects.filter(code="TKR-2").exists()
