@@ -10,6 +10,7 @@ consumes); what a resource *costs* (rates, effective dating) is ``costing``'s.
 """
 
 import math
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 
@@ -54,13 +55,32 @@ class PathwayVersionQuerySet(models.QuerySet):
         replaced that was in force then; an episode from before the pathway's first version
         took effect follows that first version.
         """
-        current = self.published().filter(pathway=pathway).first()
-        if current is None or current.effective_from is None or current.effective_from <= on:
-            return current
-        earlier = self.filter(pathway=pathway, status=PathwayVersion.Status.RETIRED, number__lt=current.number)
-        then = earlier.filter(Q(effective_from__lte=on) | Q(effective_from__isnull=True))
-        latest_first = (F("effective_from").desc(nulls_last=True), "-number")
-        return then.order_by(*latest_first).first() or earlier.order_by("number").first() or current
+        return self.in_force_on(pathway)(on)
+
+    def in_force_on(self, pathway) -> Callable[[date], "PathwayVersion | None"]:
+        """``in_force`` for many dates (an import of years of stays): the versions read once, each date in Python."""
+        versions = list(
+            self.filter(pathway=pathway, status__in=[PathwayVersion.Status.PUBLISHED, PathwayVersion.Status.RETIRED])
+        )
+        current = next((v for v in versions if v.status == PathwayVersion.Status.PUBLISHED), None)
+        earlier = sorted(
+            (
+                v
+                for v in versions
+                if v.status == PathwayVersion.Status.RETIRED and current and v.number < current.number
+            ),
+            key=lambda v: v.number,
+        )
+
+        def version_on(on: date) -> "PathwayVersion | None":
+            if current is None or current.effective_from is None or current.effective_from <= on:
+                return current
+            then = [v for v in earlier if v.effective_from is None or v.effective_from <= on]
+            if then:  # the latest to take effect by then (undated ones last), the highest number first
+                return max(then, key=lambda v: (v.effective_from is not None, v.effective_from or date.min, v.number))
+            return earlier[0] if earlier else current
+
+        return version_on
 
 
 class PathwayVersion(models.Model):

@@ -69,6 +69,36 @@ def test_an_episode_follows_the_version_in_force_on_its_start_date(clock, knee, 
     assert (knee.status, next_version.status) == (PathwayVersion.Status.RETIRED, PathwayVersion.Status.PUBLISHED)
 
 
+def test_the_version_in_force_is_resolved_the_same_for_one_date_and_for_many(clock, knee, bob):
+    from pathways import services as pathway_services
+
+    clock.move_to(T0, tick=False)
+    v1_from = T0.date()  # the first version (the factory's) has no date: in force from the start
+    versions = [knee]
+    for days, note in ((100, "Second"), (200, "Third, agreed ahead of time")):
+        draft = pathway_services.pathway_version_draft(pathway=knee.pathway, actor=bob, note=note)
+        versions.append(
+            pathway_services.pathway_version_publish(
+                version=draft, actor=bob, note=note, effective_from=v1_from + timedelta(days=days)
+            )
+        )
+    v1, v2, v3 = versions
+    version_on = PathwayVersion.objects.in_force_on(knee.pathway)  # what an import uses: one query
+
+    expected = {
+        v1_from - timedelta(days=400): v1,  # before any version took effect: the first one
+        v1_from: v1,
+        v1_from + timedelta(days=99): v1,
+        v1_from + timedelta(days=100): v2,
+        v1_from + timedelta(days=199): v2,
+        v1_from + timedelta(days=200): v3,
+        v1_from + timedelta(days=900): v3,
+    }
+    for day, version in expected.items():
+        assert version_on(day) == version, day
+        assert PathwayVersion.objects.in_force(knee.pathway, day) == version, day
+
+
 def test_an_episode_cannot_start_on_a_draft_or_an_unpublished_pathway(org, alice, clock):
     draft = build_pathway(org["ORTHO"], code="DRAFTY", publish=False)
     with pytest.raises(ValidationError, match="drafts"):

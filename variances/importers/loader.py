@@ -304,6 +304,7 @@ class Plan:
         self._resource_ids = resource_ids
         self._versions: dict[int, VersionPlan] = {}
         self._days: dict[date, VersionPlan] = {}
+        self._version_on = PathwayVersion.objects.in_force_on(version.pathway)  # one query, then each day in Python
         self.current = self.for_version(version)
 
     def for_version(self, version: PathwayVersion | int) -> VersionPlan:
@@ -329,7 +330,7 @@ class Plan:
         """The version a case starting on ``day`` (local date) follows."""
         found = self._days.get(day)
         if found is None:
-            version = PathwayVersion.objects.in_force(self.version.pathway, day) or self.version
+            version = self._version_on(day) or self.version
             found = self._days[day] = self.for_version(version)
         return found
 
